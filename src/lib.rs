@@ -1,0 +1,38 @@
+//! ipcountry: a FastAGI server that screens inbound Asterisk/FreePBX calls by the caller's IP.
+//!
+//! # Data flow
+//!
+//! ```text
+//! socket → agi::connection → agi::env → sip::from → request → snapshot.load()
+//!        → decision → agi::command → socket
+//! ```
+//!
+//! Around it: `cli` → `store` → `reload` → `snapshot.replace()`. The core
+//! (`agi::{env, reply, command}`, `sip`, `request`, `ranges`, `decision`) is pure and does no I/O.
+//! `session` never touches the store: it sees only the current snapshot.
+//!
+//! # Layout
+//! - [`agi`]: the FastAGI wire protocol (framing, environment block, replies, commands).
+//! - [`sip`]: the SIP From-header parser.
+//! - [`ranges`]: IP ranges, rules, and the compiled interval snapshot.
+//! - [`request`]: a screening request built from an AGI environment.
+//! - [`decision`]: the pure verdict function (deny beats permit).
+//! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
+//! - [`session`]: one call, end to end; [`server`]: accept loop and bounds;
+//!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
+//! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
+
+pub mod agi;
+pub mod decision;
+pub mod ranges;
+pub mod reload;
+pub mod request;
+pub mod resolve;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod sip;
+pub mod store;
+
+/// FastAGI's well-known TCP port.
+pub const DEFAULT_PORT: u16 = 4573;

@@ -1,0 +1,2 @@
+//! The `ipcountry` binary.
+fn main() {}

@@ -1,0 +1,113 @@
+//! A policy rule as stored: one row of the `permit` or `deny` table.
+//!
+//! Rules flow one way: `store` loads them, `ranges::table` compiles them into the lookup
+//! structure, and each compiled segment keeps the index of the rule it came from, so a verdict
+//! can name "permit #12 203.0.113.0/24 office" in logs and in `ipcountry check`.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::range::IpRange;
+
+/// Which table a rule lives in. Deny beats permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    /// The caller is let through (unless a deny rule also matches).
+    Permit,
+    /// The caller is screened, whatever the permit table says.
+    Deny,
+}
+
+impl RuleKind {
+    /// The table name, as used in SQL and in messages (`permit`, `deny`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Permit => "permit",
+            RuleKind::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a rule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSource {
+    /// Added by the admin (`ipcountry permit add ...`); country code `AA`.
+    Custom,
+    /// Private and local address space, compiled in (never stored).
+    Builtin,
+    /// Generated from the country catalog (`ipcountry country add US`).
+    Geolite,
+}
+
+impl RuleSource {
+    /// The name stored in the `source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleSource::Custom => "custom",
+            RuleSource::Builtin => "builtin",
+            RuleSource::Geolite => "geolite",
+        }
+    }
+
+    /// Parses the `source` column.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "custom" => Some(RuleSource::Custom),
+            "builtin" => Some(RuleSource::Builtin),
+            "geolite" => Some(RuleSource::Geolite),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The country code given to custom entries, as in the 2010 tool.
+pub const CUSTOM_COUNTRY: &str = "AA";
+
+/// One permit or deny rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Row id in its table (`permit #12`); builtin rules have ids of their own, never stored.
+    pub id: i64,
+    /// Permit or deny.
+    pub kind: RuleKind,
+    /// The inclusive address range.
+    pub range: IpRange,
+    /// Two-letter country code; `AA` for custom entries.
+    pub country: String,
+    /// Where the rule came from.
+    pub source: RuleSource,
+    /// Free text from the admin.
+    pub note: String,
+}
+
+impl fmt::Display for Rule {
+    /// `permit #12 203.0.113.0/24 office`, `permit builtin 10.0.0.0/8 RFC 1918`, `permit geolite US 8.8.0.0/14`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.source {
+            RuleSource::Custom => write!(f, "{} #{} {}", self.kind, self.id, self.range)?,
+            RuleSource::Builtin => write!(f, "{} builtin {}", self.kind, self.range)?,
+            RuleSource::Geolite => {
+                write!(f, "{} geolite {} {}", self.kind, self.country, self.range)?
+            }
+        }
+        if !self.note.is_empty() {
+            write!(f, " {}", self.note)?;
+        }
+        Ok(())
+    }
+}

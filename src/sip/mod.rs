@@ -1,0 +1,3 @@
+//! SIP header parsing: the From header as it reaches the AGI.
+
+pub mod from;
