@@ -17,6 +17,8 @@
 //! - [`ranges`]: IP ranges, rules, and the compiled interval snapshot.
 //! - [`request`]: a screening request built from an AGI environment.
 //! - [`decision`]: the pure verdict function (deny beats permit).
+//! - [`policy`]: the compiled snapshot (ranges + allow-hosts) behind an atomic pointer;
+//!   [`hosts`]: allow-host patterns.
 //! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
 //! - [`session`]: one call, end to end; [`server`]: accept loop and bounds;
 //!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
@@ -24,6 +26,8 @@
 
 pub mod agi;
 pub mod decision;
+pub mod hosts;
+pub mod policy;
 pub mod ranges;
 pub mod reload;
 pub mod request;

@@ -1,1 +1,102 @@
-//! TODO
+//! `ScreenRequest`: what a `screen` call asks, built only by parsing the AGI arguments.
+//!
+//! Argument 1 is the From header (or, in the legacy dialplan, a bare IP or hostname);
+//! argument 2 is the signalling source address (`ip:port`, `[v6]:port` from
+//! `CHANNEL(pjsip,remote_addr)`, or a bare IP from chan_sip's `CHANNEL(recvip)`).
+//! Nothing here does I/O; malformed values are kept as typed errors so the decision can say
+//! why a caller became a stranger.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::sip::from::{self, FromError, FromHeader};
+
+/// A parsed screening request.
+#[derive(Debug, Clone)]
+pub struct ScreenRequest {
+    /// The From header as received (for logs).
+    pub from_raw: String,
+    /// The parsed From header, or why it could not be parsed.
+    pub from: Result<FromHeader, FromError>,
+    /// The signalling source address: `None` when the dialplan did not pass one.
+    pub source: Option<Result<IpAddr, SourceError>>,
+}
+
+/// The source argument was not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an IP address or ip:port: {0:?}")]
+pub struct SourceError(pub String);
+
+impl ScreenRequest {
+    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted).
+    /// An empty argument list gives an unparseable From.
+    pub fn from_args(args: &[String]) -> ScreenRequest {
+        let from_raw = args.first().map(String::as_str).unwrap_or("");
+        let source = args
+            .get(1)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(parse_source);
+        ScreenRequest {
+            from_raw: from_raw.to_owned(),
+            from: from::parse(from_raw),
+            source,
+        }
+    }
+
+    /// A request for the `check` command: the From (or bare address) and an optional source.
+    pub fn new(from_text: &str, source: Option<&str>) -> ScreenRequest {
+        let mut args = vec![from_text.to_owned()];
+        args.extend(source.map(str::to_owned));
+        ScreenRequest::from_args(&args)
+    }
+}
+
+/// Parses `ip`, `ip:port`, `[v6]` or `[v6]:port`; the result is canonical (v4-mapped → v4).
+pub fn parse_source(s: &str) -> Result<IpAddr, SourceError> {
+    let s = s.trim();
+    let ip = s
+        .parse::<IpAddr>()
+        .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
+        .or_else(|_| {
+            s.strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .ok_or(())
+                .and_then(|r| r.parse::<IpAddr>().map_err(|_| ()))
+        })
+        .map_err(|_| SourceError(s.chars().take(64).collect()))?;
+    Ok(ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_forms() {
+        let v4: IpAddr = "127.0.0.1".parse().expect("ip");
+        let v6: IpAddr = "::1".parse().expect("ip");
+        assert_eq!(parse_source("127.0.0.1:15201"), Ok(v4));
+        assert_eq!(parse_source("127.0.0.1"), Ok(v4));
+        assert_eq!(parse_source("[::1]:15214"), Ok(v6));
+        assert_eq!(parse_source("[::1]"), Ok(v6));
+        assert_eq!(parse_source("::1"), Ok(v6));
+        assert_eq!(parse_source("[::ffff:127.0.0.1]:5060"), Ok(v4));
+        assert!(parse_source("bogus").is_err());
+        assert!(parse_source("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn args_to_request() {
+        let r = ScreenRequest::from_args(&[
+            "Bob <sip:bob@203.0.113.7>;tag=1".into(),
+            "127.0.0.1:15201".into(),
+        ]);
+        assert!(r.from.is_ok());
+        assert_eq!(r.source, Some(Ok("127.0.0.1".parse().expect("ip"))));
+        let r = ScreenRequest::from_args(&["203.0.113.7".into()]);
+        assert!(r.from.is_ok());
+        assert_eq!(r.source, None);
+        let r = ScreenRequest::from_args(&[]);
+        assert!(r.from.is_err());
+    }
+}
