@@ -1,0 +1,667 @@
+//! Tests of the store against real SQLite files in temporary directories.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::*;
+use crate::ranges::CUSTOM_COUNTRY;
+
+/// A range from a CIDR or a single address.
+fn net(s: &str) -> IpRange {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return IpRange::from_addrs(n.network(), n.broadcast()).unwrap();
+    }
+    IpRange::single(s.parse::<IpAddr>().unwrap())
+}
+
+async fn open_in(dir: &Path) -> Store {
+    Store::open(dir.join("ipcountry.db").to_str().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn add_custom(store: &Store, kind: RuleKind, range: &str, note: &str) -> Rule {
+    store
+        .add_rule(kind, net(range), CUSTOM_COUNTRY, RuleSource::Custom, note)
+        .await
+        .unwrap()
+}
+
+async fn table_names(store: &Store) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn creates_database_and_schema_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    assert!(path.exists());
+    let tables = table_names(&store).await;
+    for t in ["allow_host", "deny", "generation", "permit"] {
+        assert!(
+            tables.iter().any(|n| n == t),
+            "missing table {t} in {tables:?}"
+        );
+    }
+    assert_eq!(store.generation().await.unwrap(), 0);
+    assert!(store.list_rules(RuleKind::Permit).await.unwrap().is_empty());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_url_form_opens_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("url.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).await.unwrap();
+    add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    store.close().await;
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn in_memory_database_works() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    add_custom(&store, RuleKind::Deny, "198.51.100.0/24", "spam").await;
+    // Several concurrent users of the single connection still see one database.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.list_rules(RuleKind::Deny).await.unwrap().len()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 1);
+    }
+    assert_eq!(store.generation().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn add_list_remove_both_tables_and_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let p4 = add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    let p6 = add_custom(&store, RuleKind::Permit, "2001:db8::/32", "v6 office").await;
+    let d4 = store
+        .add_rule(
+            RuleKind::Deny,
+            net("203.0.113.66"),
+            "US",
+            RuleSource::Geolite,
+            "",
+        )
+        .await
+        .unwrap();
+    let d6 = add_custom(&store, RuleKind::Deny, "2001:db8::66", "bad").await;
+
+    assert_eq!(p4.kind, RuleKind::Permit);
+    assert_eq!(p4.range, net("203.0.113.0/24"));
+    assert_eq!(p4.country, "AA");
+    assert_eq!(p4.note, "office");
+    assert_eq!(d4.source, RuleSource::Geolite);
+    assert_eq!(d4.country, "US");
+
+    assert_eq!(
+        store.list_rules(RuleKind::Permit).await.unwrap(),
+        vec![p4.clone(), p6.clone()]
+    );
+    assert_eq!(
+        store.list_rules(RuleKind::Deny).await.unwrap(),
+        vec![d4.clone(), d6.clone()]
+    );
+
+    assert_eq!(
+        store.find_rule(RuleKind::Permit, p6.range).await.unwrap(),
+        Some(p6.clone())
+    );
+    assert_eq!(
+        store.find_rule(RuleKind::Deny, p6.range).await.unwrap(),
+        None
+    );
+
+    assert_eq!(
+        store.remove_rule(RuleKind::Permit, p4.id).await.unwrap(),
+        p4
+    );
+    assert_eq!(
+        store
+            .remove_rule_by_range(RuleKind::Deny, d6.range)
+            .await
+            .unwrap(),
+        d6
+    );
+    assert_eq!(store.list_rules(RuleKind::Permit).await.unwrap(), vec![p6]);
+    assert_eq!(store.list_rules(RuleKind::Deny).await.unwrap(), vec![d4]);
+}
+
+#[tokio::test]
+async fn same_range_may_be_in_both_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    add_custom(&store, RuleKind::Deny, "192.0.2.0/24", "").await;
+    assert_eq!(store.list_rules(RuleKind::Deny).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn list_is_in_address_order_across_all_sixteen_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    // Inserted out of order; some differ only in the first byte, some only in the last.
+    let inputs = [
+        "ffff::",
+        "::1",
+        "2001:db8::",
+        "::100",
+        "1::",
+        "2001:db8::1",
+        "::",
+        "10.0.0.0/8",
+        "9.255.255.255",
+        "255.255.255.255",
+        "0.0.0.0",
+    ];
+    for s in inputs {
+        add_custom(&store, RuleKind::Permit, s, s).await;
+    }
+    // Pseudo-random IPv6 ranges, so every byte position gets exercised.
+    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    for _ in 0..40 {
+        x = x
+            .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+            .wrapping_add(1442695040888963407);
+        let start = x >> (x as u32 % 120);
+        let range = IpRange::v6(start, start.saturating_add(x & 0xff)).unwrap();
+        if store
+            .find_rule(RuleKind::Permit, range)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            store
+                .add_rule(RuleKind::Permit, range, "AA", RuleSource::Custom, "")
+                .await
+                .unwrap();
+        }
+    }
+    let listed: Vec<IpRange> = store
+        .list_rules(RuleKind::Permit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.range)
+        .collect();
+    let mut expected = listed.clone();
+    expected.sort(); // IpRange orders V4 before V6, then by start, then by end.
+    assert_eq!(listed, expected);
+    assert!(listed.len() > inputs.len());
+    let v6: Vec<IpRange> = listed
+        .iter()
+        .copied()
+        .filter(|r| r.family() == Family::V6)
+        .collect();
+    let pos = |s: &str| v6.iter().position(|r| *r == net(s)).unwrap();
+    assert!(pos("::") < pos("::1"));
+    assert!(pos("::1") < pos("::100"));
+    assert!(pos("::100") < pos("1::"));
+    assert!(pos("1::") < pos("2001:db8::"));
+    assert!(pos("2001:db8::") < pos("2001:db8::1"));
+    assert!(pos("2001:db8::1") < pos("ffff::"));
+}
+
+#[tokio::test]
+async fn duplicate_rule_names_the_existing_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
+    let first = add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    let generation = store.generation().await.unwrap();
+
+    let err = store
+        .add_rule(
+            RuleKind::Permit,
+            net("203.0.113.0/24"),
+            "AA",
+            RuleSource::Custom,
+            "again",
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Duplicate { existing } => assert_eq!(*existing, first),
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("already in permit: #{} 203.0.113.0/24 \"office\"", first.id)
+    );
+    // A failed change neither bumps the generation nor adds a row.
+    assert_eq!(store.generation().await.unwrap(), generation);
+    assert_eq!(store.list_rules(RuleKind::Permit).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn duplicate_allow_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let first = store
+        .add_allow_host("*.example.com", "vendor")
+        .await
+        .unwrap();
+    let err = store.add_allow_host("*.example.com", "").await.unwrap_err();
+    match &err {
+        StoreError::DuplicateHost { existing } => assert_eq!(*existing, first),
+        other => panic!("expected DuplicateHost, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "already in allow_host: #{} *.example.com \"vendor\"",
+            first.id
+        )
+    );
+    assert_eq!(store.list_allow_hosts().await.unwrap(), vec![first]);
+}
+
+#[tokio::test]
+async fn removing_what_is_not_there_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    let generation = store.generation().await.unwrap();
+
+    let err = store.remove_rule(RuleKind::Deny, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { table: "deny", what } if what == "#1"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "not found in deny: #1");
+
+    let err = store
+        .remove_rule_by_range(RuleKind::Permit, net("192.0.2.0/25"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { table: "permit", what } if what == "192.0.2.0/25"),
+        "{err:?}"
+    );
+
+    let err = store.remove_allow_host("nobody.example").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::NotFound {
+                table: "allow_host",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store.remove_allow_host("#99").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::NotFound {
+                table: "allow_host",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert_eq!(store.generation().await.unwrap(), generation);
+    assert_eq!(store.list_rules(RuleKind::Permit).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn allow_hosts_add_list_remove_by_pattern_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let a = store.add_allow_host("sip.example.net", "").await.unwrap();
+    let b = store
+        .add_allow_host("*.example.com", "wildcard")
+        .await
+        .unwrap();
+    let c = store.add_allow_host("pbx.example.org", "").await.unwrap();
+    assert!(a.created_at > 1_600_000_000);
+    // Ordered by pattern.
+    assert_eq!(
+        store.list_allow_hosts().await.unwrap(),
+        vec![b.clone(), c.clone(), a.clone()]
+    );
+
+    assert_eq!(store.remove_allow_host("*.example.com").await.unwrap(), b);
+    assert_eq!(store.remove_allow_host(&a.id.to_string()).await.unwrap(), a);
+    assert_eq!(
+        store
+            .remove_allow_host(&format!("#{}", c.id))
+            .await
+            .unwrap(),
+        c
+    );
+    assert!(store.list_allow_hosts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn generation_counts_changes_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    assert_eq!(store.generation().await.unwrap(), 0);
+
+    let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    assert_eq!(store.generation().await.unwrap(), 1);
+    let deny = add_custom(&store, RuleKind::Deny, "2001:db8::/48", "").await;
+    assert_eq!(store.generation().await.unwrap(), 2);
+    store.add_allow_host("a.example", "").await.unwrap();
+    assert_eq!(store.generation().await.unwrap(), 3);
+
+    // Reads leave it alone.
+    store.list_rules(RuleKind::Permit).await.unwrap();
+    store.list_rules(RuleKind::Deny).await.unwrap();
+    store.find_rule(RuleKind::Permit, rule.range).await.unwrap();
+    store.list_allow_hosts().await.unwrap();
+    assert_eq!(store.load_policy().await.unwrap().generation, 3);
+    assert_eq!(store.generation().await.unwrap(), 3);
+
+    store.remove_rule(RuleKind::Permit, rule.id).await.unwrap();
+    assert_eq!(store.generation().await.unwrap(), 4);
+    store
+        .remove_rule_by_range(RuleKind::Deny, deny.range)
+        .await
+        .unwrap();
+    assert_eq!(store.generation().await.unwrap(), 5);
+    store.remove_allow_host("a.example").await.unwrap();
+    assert_eq!(store.generation().await.unwrap(), 6);
+    assert_eq!(store.bump_generation().await.unwrap(), 7);
+    assert_eq!(store.generation().await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn load_policy_returns_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let p1 = add_custom(&store, RuleKind::Permit, "2001:db8::/32", "").await;
+    let p2 = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    let d1 = add_custom(&store, RuleKind::Deny, "192.0.2.66", "bad").await;
+    let h = store.add_allow_host("pbx.example.org", "").await.unwrap();
+
+    let policy = store.load_policy().await.unwrap();
+    assert_eq!(policy.generation, 4);
+    assert_eq!(policy.rules, vec![p2, p1, d1]);
+    assert_eq!(policy.allow_hosts, vec![h]);
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_does_not_rerun_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let kept = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "kept").await;
+    let gone = add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
+    store.remove_rule(RuleKind::Permit, gone.id).await.unwrap();
+    store.add_allow_host("a.example", "").await.unwrap();
+    store.close().await;
+
+    let store = open_in(dir.path()).await;
+    assert_eq!(
+        store.list_rules(RuleKind::Permit).await.unwrap(),
+        vec![kept.clone()]
+    );
+    assert_eq!(store.list_allow_hosts().await.unwrap().len(), 1);
+    assert_eq!(store.generation().await.unwrap(), 4);
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, MIGRATOR.iter().count() as i64);
+    // Ids are never reused, even for the highest deleted row, across reopen.
+    let next = add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
+    assert!(
+        next.id > gone.id,
+        "id {} reused (deleted was {})",
+        next.id,
+        gone.id
+    );
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_in(dir.path()).await;
+    let b = open_in(dir.path()).await;
+
+    let rule = add_custom(&a, RuleKind::Deny, "203.0.113.0/24", "from a").await;
+    assert_eq!(
+        b.list_rules(RuleKind::Deny).await.unwrap(),
+        vec![rule.clone()]
+    );
+    assert_eq!(b.generation().await.unwrap(), 1);
+
+    b.add_allow_host("b.example", "").await.unwrap();
+    assert_eq!(a.list_allow_hosts().await.unwrap().len(), 1);
+    assert_eq!(a.generation().await.unwrap(), 2);
+
+    let err = b
+        .add_rule(RuleKind::Deny, rule.range, "AA", RuleSource::Custom, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { existing } if existing == rule));
+
+    b.remove_rule(RuleKind::Deny, rule.id).await.unwrap();
+    assert!(a.list_rules(RuleKind::Deny).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_file_add_each_range_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_in(dir.path()).await;
+    let b = open_in(dir.path()).await;
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        // Each range is attempted twice, once through each store.
+        let range = IpRange::v4(0xc000_0200 + i / 2, 0xc000_0200 + i / 2).unwrap();
+        tasks.push(tokio::spawn(async move {
+            store
+                .add_rule(RuleKind::Permit, range, "AA", RuleSource::Custom, "")
+                .await
+        }));
+    }
+    let (mut added, mut duplicates) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => added += 1,
+            Err(StoreError::Duplicate { .. }) => duplicates += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((added, duplicates), (8, 8));
+    assert_eq!(a.list_rules(RuleKind::Permit).await.unwrap().len(), 8);
+    assert_eq!(b.generation().await.unwrap(), 8);
+}
+
+#[tokio::test]
+async fn unopenable_path_is_a_connect_error_naming_it() {
+    let err = Store::open("/nonexistent-dir/x.db").await.unwrap_err();
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent-dir/x.db"), "{err}");
+
+    let err = Store::open("mysql://db.example/ipcountry")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("mysql://db.example/ipcountry"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn injection_looking_text_is_stored_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let evil = "'); DROP TABLE permit;--";
+    let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", evil).await;
+    let host = store.add_allow_host(evil, evil).await.unwrap();
+    let store = {
+        store.close().await;
+        open_in(dir.path()).await
+    };
+    assert!(table_names(&store).await.iter().any(|t| t == "permit"));
+    let listed = store.list_rules(RuleKind::Permit).await.unwrap();
+    assert_eq!(listed, vec![rule]);
+    assert_eq!(listed[0].note, evil);
+    assert_eq!(store.list_allow_hosts().await.unwrap(), vec![host.clone()]);
+    assert_eq!(store.remove_allow_host(evil).await.unwrap(), host);
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+
+    let insert =
+        "INSERT INTO deny (family, start_ip, end_ip, country_code, source, note, created_at) \
+                  VALUES (?, ?, ?, 'AA', ?, '', 0)";
+    // An IPv4 row with 16-byte addresses.
+    sqlx::query(insert)
+        .bind(4_i64)
+        .bind(vec![0_u8; 16])
+        .bind(vec![0_u8; 16])
+        .bind("custom")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                table: "deny",
+                id: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The whole policy load fails rather than returning a partial policy.
+    assert!(matches!(
+        store.load_policy().await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    sqlx::query("DELETE FROM deny")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+    // start > end.
+    sqlx::query(insert)
+        .bind(4_i64)
+        .bind(vec![10_u8, 0, 0, 1])
+        .bind(vec![10_u8, 0, 0, 0])
+        .bind("custom")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                table: "deny",
+                id: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sqlx::query("DELETE FROM deny")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+    // An unknown source.
+    sqlx::query(insert)
+        .bind(6_i64)
+        .bind(vec![0_u8; 16])
+        .bind(vec![0_u8; 16])
+        .bind("martian")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Corrupt {
+            table: "deny",
+            id: 3,
+            why: "unknown source"
+        }
+    ));
+    assert_eq!(err.to_string(), "corrupt row #3 in deny: unknown source");
+
+    // Text where a blob belongs.
+    sqlx::query("UPDATE deny SET source = 'custom', start_ip = 'abcd'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                table: "deny",
+                id: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // The family column refuses anything but 4 and 6.
+    let bad = sqlx::query(insert)
+        .bind(5_i64)
+        .bind(vec![0_u8; 4])
+        .bind(vec![0_u8; 4])
+        .bind("custom")
+        .execute(&store.pool)
+        .await;
+    assert!(bad.is_err());
+}
+
+#[tokio::test]
+async fn unique_constraint_is_recognised_as_a_duplicate() {
+    // The path taken when a concurrent writer wins the race between our SELECT and INSERT.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
+    let raw = sqlx::query(
+        "INSERT INTO permit (family, start_ip, end_ip, country_code, source, note, created_at) \
+         VALUES (?, ?, ?, 'AA', 'custom', '', 0)",
+    )
+    .bind(4_i64)
+    .bind(rule.range.start_bytes())
+    .bind(rule.range.end_bytes())
+    .execute(&store.pool)
+    .await
+    .unwrap_err();
+    assert!(is_unique_violation(&raw), "{raw:?}");
+    let other = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&store.pool)
+        .await
+        .unwrap_err();
+    assert!(!is_unique_violation(&other));
+}
