@@ -6,7 +6,7 @@
 //! 2. Else any checked address outside every permit range, an unparseable From, a From with no
 //!    host (`tel:`), a From hostname that is neither allow-listed nor resolvable, or a bad source
 //!    argument → [`Verdict::Stranger`].
-//! 3. Else → [`Verdict::Permit`].
+//! 3. Else → [`Verdict::Permit`]; the reason names the From's rule when the From was checked.
 //!
 //! Which addresses are checked is the [`Trust`] setting: the signalling source (argument 2), the
 //! From host (argument 1), or both (the default). The From header is written by the caller and
@@ -252,6 +252,8 @@ fn combine(checks: Vec<Check>) -> Decision {
         .iter()
         .find(|c| c.verdict == Verdict::Deny)
         .or_else(|| checks.iter().find(|c| c.verdict == Verdict::Stranger))
+        // All permitted: name the From's rule, it says who the caller claims to be.
+        .or_else(|| checks.iter().find(|c| c.role == Role::From))
         .or_else(|| checks.first());
     let (verdict, reason, rule) = match deciding {
         Some(c) => (c.verdict, c.reason.clone(), c.rule.clone()),

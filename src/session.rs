@@ -123,6 +123,11 @@ where
         }
         other => {
             warn!(script = ?other, ?peer, uniqueid = env.uniqueid(), "unknown AGI script; nothing set");
+            // Tell the admin on the Asterisk console; set nothing, so the dialplan goes on as
+            // if the server had not answered.
+            let message = format!("ipcountry: unknown AGI script {:?}", other.unwrap_or(""));
+            let verbose = Command::Verbose { message: &message, level: 1 };
+            let _ = exchange(&mut conn, ctx.settings.reply_timeout, &verbose).await;
             Outcome::Unknown
         }
     };

@@ -1,0 +1,272 @@
+//! Test harness: start a server on an ephemeral port over a temporary SQLite database, and play
+//! Asterisk's side of FastAGI with raw bytes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipcountry::agi::connection::Limits;
+use ipcountry::hosts::HostPattern;
+use ipcountry::policy::{Builtins, SharedPolicy};
+use ipcountry::ranges::{IpRange, RuleKind, RuleSource};
+use ipcountry::resolve::HostResolver;
+use ipcountry::session::{Context, SessionSettings};
+use ipcountry::store::Store;
+use ipcountry::{reload, server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The recorded FastAGI sessions.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi")
+}
+
+/// A running server over its own database.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub db_url: String,
+    pub policy: Arc<SharedPolicy>,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Server settings for tests: short deadlines so stalls show quickly.
+pub struct Options {
+    pub max_sessions: usize,
+    pub env_timeout: Duration,
+    pub reply_timeout: Duration,
+    pub poll: Duration,
+    pub grace: Duration,
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_sessions: 256,
+            env_timeout: Duration::from_millis(500),
+            reply_timeout: Duration::from_millis(500),
+            poll: Duration::from_millis(100),
+            grace: Duration::from_secs(3),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The toy policy the fixtures were recorded against: permit 203.0.113.0/24 ("office") and
+/// 2001:db8:1::/48, deny 203.0.113.66, allow-host sipgate.com.
+pub async fn seed(store: &Store) {
+    let add = |kind, r: &str, note: &'static str| {
+        let range: IpRange = r.parse().expect("range");
+        async move {
+            store
+                .add_rule(kind, range, "AA", RuleSource::Custom, note)
+                .await
+                .expect("add rule")
+        }
+    };
+    add(RuleKind::Permit, "203.0.113.0/24", "office").await;
+    add(RuleKind::Deny, "203.0.113.66", "").await;
+    add(RuleKind::Permit, "2001:db8:1::/48", "").await;
+    let p = HostPattern::parse("sipgate.com").expect("pattern");
+    store.add_allow_host(p.as_str(), "").await.expect("allow host");
+}
+
+pub async fn start() -> TestServer {
+    start_with(Options::default()).await
+}
+
+pub async fn start_with(opts: Options) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db_url = format!("sqlite://{}", dir.path().join("ipcountry.db").display());
+    let store = Store::open(&db_url).await.expect("open store");
+    seed(&store).await;
+    let policy = reload::build(&store, Builtins::On).await.expect("build policy");
+    let shared = Arc::new(SharedPolicy::new(policy));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let notify = Arc::new(Notify::new());
+    let ctx = Arc::new(Context {
+        policy: shared.clone(),
+        // Only /etc/hosts and .invalid names are resolved in tests: no DNS traffic leaves loopback.
+        resolver: HostResolver::disabled(),
+        settings: SessionSettings {
+            trust: ipcountry::decision::Trust::Both,
+            limits: opts.limits,
+            env_timeout: opts.env_timeout,
+            reply_timeout: opts.reply_timeout,
+        },
+        reload: notify.clone(),
+    });
+    tokio::spawn(reload::watch(
+        store.clone(),
+        shared.clone(),
+        Builtins::On,
+        opts.poll,
+        notify,
+        shutdown.clone(),
+    ));
+    let options = server::ServerOptions {
+        max_sessions: opts.max_sessions,
+        grace: opts.grace,
+    };
+    let handle = tokio::spawn(server::run(vec![listener], ctx, options, shutdown.clone()));
+    TestServer {
+        addr,
+        store,
+        db_url,
+        policy: shared,
+        shutdown,
+        handle,
+        _dir: dir,
+    }
+}
+
+/// What the fake Asterisk saw.
+#[derive(Debug, Default)]
+pub struct Transcript {
+    /// Every command line the server sent, in order (with its `\n`).
+    pub commands: Vec<String>,
+    /// Whether the server closed the connection (EOF) within the deadline.
+    pub closed: bool,
+}
+
+impl Transcript {
+    pub fn bytes(&self) -> String {
+        self.commands.concat()
+    }
+}
+
+/// Plays Asterisk: writes `segments` one write each (with a flush and a yield between, so they
+/// travel as separate TCP segments), then answers each command with `answer(n, command)` until
+/// the server closes or `deadline` passes.
+pub async fn play(
+    addr: SocketAddr,
+    segments: &[Vec<u8>],
+    answer: impl Fn(usize, &str) -> Vec<u8>,
+    deadline: Duration,
+) -> Transcript {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    for seg in segments {
+        s.write_all(seg).await.expect("write segment");
+        s.flush().await.expect("flush");
+        tokio::task::yield_now().await;
+    }
+    let mut t = Transcript::default();
+    let mut buf = Vec::new();
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = match tokio::time::timeout_at(end, s.read(&mut chunk)).await {
+            Err(_) => break,
+            Ok(Err(_)) => {
+                t.closed = true;
+                break;
+            }
+            Ok(Ok(0)) => {
+                t.closed = true;
+                break;
+            }
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let line = String::from_utf8(line).expect("server sent UTF-8");
+            let reply = answer(t.commands.len(), &line);
+            t.commands.push(line);
+            if !reply.is_empty() {
+                // The server may already have closed (e.g. after HANGUP): ignore write errors.
+                let _ = s.write_all(&reply).await;
+            }
+        }
+    }
+    t
+}
+
+/// Asterisk's normal answer to SET VARIABLE.
+pub fn ok(_: usize, _: &str) -> Vec<u8> {
+    b"200 result=1\n".to_vec()
+}
+
+/// The TCP reads Asterisk made, as recorded in `sessions/<case>.md` (`<<` lines, Python-escaped),
+/// up to and including the end of the environment block.
+pub fn recorded_segments(case: &str) -> Vec<Vec<u8>> {
+    let md = std::fs::read_to_string(fixtures().join(format!("sessions/{case}.md"))).expect("md");
+    let mut segs = Vec::new();
+    let mut total = Vec::new();
+    for line in md.lines() {
+        let l = line.trim_start();
+        let Some(rest) = l.split_once(" << '").map(|(_, r)| r) else { continue };
+        let Some(body) = rest.strip_suffix('\'') else { continue };
+        let seg = unescape_py(body);
+        total.extend_from_slice(&seg);
+        segs.push(seg);
+        if total.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+    }
+    let header = std::fs::read(fixtures().join(format!("sessions/{case}.header.raw"))).expect("raw");
+    assert!(total.starts_with(&header), "{case}: recorded segments do not rebuild the header");
+    segs
+}
+
+fn unescape_py(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'\\' => out.push(b'\\'),
+                b'\'' => out.push(b'\''),
+                b'"' => out.push(b'"'),
+                b'x' if i + 3 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).expect("hex");
+                    out.push(u8::from_str_radix(hex, 16).expect("hex digit"));
+                    i += 4;
+                    continue;
+                }
+                other => {
+                    out.push(b'\\');
+                    out.push(other);
+                }
+            }
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The three commands the server sends for a verdict.
+pub fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> String {
+    format!(
+        "SET VARIABLE STRANGER \"{stranger}\"\nSET VARIABLE IPCOUNTRY_VERDICT \"{verdict}\"\nSET VARIABLE IPCOUNTRY_REASON \"{reason}\"\n"
+    )
+}
+
+/// A minimal environment block with the given arguments.
+pub fn block(args: &[&str]) -> Vec<u8> {
+    let mut b = String::from(
+        "agi_network: yes\nagi_network_script: screen\nagi_request: agi://127.0.0.1:4573/screen\nagi_channel: PJSIP/test-00000001\nagi_uniqueid: 1.1\nagi_callerid: bob\n",
+    );
+    for (i, a) in args.iter().enumerate() {
+        b.push_str(&format!("agi_arg_{}: {}\n", i + 1, a));
+    }
+    b.push('\n');
+    b.into_bytes()
+}

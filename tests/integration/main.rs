@@ -1,0 +1,8 @@
+//! One integration test binary: the real server on 127.0.0.1:0 with a temporary SQLite file,
+//! driven by a fake Asterisk that writes the recorded FastAGI bytes from
+//! `../shared/fixtures/asterisk-agi/`, and the real `ipcountry` binary for the CLI.
+
+mod cli;
+mod harness;
+mod screening;
+mod server_bounds;

@@ -1,0 +1,155 @@
+//! The server's bounds: malformed, oversized and stalled peers are dropped without delaying
+//! anyone else; many concurrent calls are all answered; shutdown drains calls in flight.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{self, block, ok, play, verdict_commands};
+
+/// Reads until EOF (or the deadline): what the server sent, and whether it closed.
+async fn drain(s: &mut TcpStream, deadline: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_block_is_dropped_silently() {
+    let server = harness::start().await;
+    for bad in [
+        &b"this is not agi\n\n"[..],
+        b"agi_network yes\n\n",
+        b"\xff\xfe\xfd: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(bad).await.expect("write");
+        let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
+        assert!(closed, "{bad:?}");
+        assert!(sent.is_empty(), "nothing may be sent to a malformed peer: {sent:?}");
+    }
+    // ... and the server is fine afterwards.
+    let t = play(server.addr, &[block(&["203.0.113.7", "127.0.0.1"])], ok, Duration::from_secs(5)).await;
+    assert_eq!(t.bytes(), verdict_commands(false, "permitted", "permit #1 203.0.113.0/24 office"));
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn giant_line_and_giant_block_are_cut_off() {
+    let server = harness::start().await;
+    // One 1 MiB line: the server must stop reading long before the end.
+    let mut s = TcpStream::connect(server.addr).await.expect("connect");
+    let giant = vec![b'a'; 1 << 20];
+    let _ = s.write_all(b"agi_network: ").await;
+    let _ = s.write_all(&giant).await; // may fail with a reset once the server has closed
+    let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
+    assert!(closed && sent.is_empty());
+
+    // Many short lines, never a blank one.
+    let mut s = TcpStream::connect(server.addr).await.expect("connect");
+    let mut lines = Vec::new();
+    for i in 0..5000 {
+        lines.extend_from_slice(format!("agi_x{i}: y\n").as_bytes());
+    }
+    let _ = s.write_all(&lines).await;
+    let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
+    assert!(closed && sent.is_empty());
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn stalled_and_vanished_peers_do_not_block_other_calls() {
+    let server = harness::start().await;
+    // 20 peers send half a block and stall; 20 more connect and say nothing; one vanishes.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(b"agi_network: yes\nagi_network_script: screen\n").await.expect("write");
+        stalled.push(s);
+        stalled.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    {
+        let mut gone = TcpStream::connect(server.addr).await.expect("connect");
+        gone.write_all(b"agi_network: yes\n").await.expect("write");
+    }
+    // A real call is answered at once, while they stall.
+    let t = play(server.addr, &[block(&["203.0.113.66", "127.0.0.1"])], ok, Duration::from_secs(2)).await;
+    assert_eq!(t.bytes(), verdict_commands(true, "denied", "deny #1 203.0.113.66/32"));
+    // The stalled peers are dropped after the block deadline (500 ms in tests).
+    for mut s in stalled {
+        let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
+        assert!(closed, "a stalled peer must be dropped");
+        assert!(sent.is_empty());
+    }
+    server.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_are_all_answered() {
+    // 1,000 calls at once against a cap of 256 sessions: the rest wait in the backlog.
+    let server = harness::start_with(harness::Options {
+        env_timeout: Duration::from_secs(10),
+        reply_timeout: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .await;
+    let addr = server.addr;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        calls.spawn(async move {
+            // Alternate a permitted, a denied and a stranger caller.
+            let (from, want) = match i % 3 {
+                0 => ("203.0.113.7", "\"permitted\""),
+                1 => ("203.0.113.66", "\"denied\""),
+                _ => ("198.51.100.9", "\"stranger\""),
+            };
+            let t = play(addr, &[block(&[from, "127.0.0.1"])], ok, Duration::from_secs(60)).await;
+            (t.closed && t.commands.len() == 3 && t.bytes().contains(want), i)
+        });
+    }
+    let mut answered = 0;
+    while let Some(r) = calls.join_next().await {
+        let (good, i) = r.expect("call task");
+        assert!(good, "call {i} was not answered correctly");
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
+    let server = harness::start().await;
+    // A call whose "Asterisk" answers slowly, so it is in flight when shutdown starts.
+    let addr = server.addr;
+    let slow = tokio::spawn(async move {
+        play(
+            addr,
+            &[block(&["203.0.113.7", "127.0.0.1"])],
+            |_, _| {
+                std::thread::sleep(Duration::from_millis(150));
+                b"200 result=1\n".to_vec()
+            },
+            Duration::from_secs(10),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.shutdown.cancel();
+    let t = slow.await.expect("slow call");
+    assert_eq!(t.commands.len(), 3, "the call in flight must be completed: {:?}", t.commands);
+    tokio::time::timeout(Duration::from_secs(5), server.handle)
+        .await
+        .expect("server stops within the grace period")
+        .expect("server task");
+    assert!(TcpStream::connect(addr).await.is_err(), "no new calls after shutdown");
+}
