@@ -7,7 +7,9 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Serialize, Serializer};
 
 /// Address family of a range: 4 or 6 (the `family` column).
@@ -101,8 +103,14 @@ impl IpRange {
     /// A single address.
     pub fn single(ip: IpAddr) -> Self {
         match ip.to_canonical() {
-            IpAddr::V4(a) => IpRange::V4 { start: u32::from(a), end: u32::from(a) },
-            IpAddr::V6(a) => IpRange::V6 { start: u128::from(a), end: u128::from(a) },
+            IpAddr::V4(a) => IpRange::V4 {
+                start: u32::from(a),
+                end: u32::from(a),
+            },
+            IpAddr::V6(a) => IpRange::V6 {
+                start: u128::from(a),
+                end: u128::from(a),
+            },
         }
     }
 
@@ -214,10 +222,763 @@ impl Serialize for IpRange {
     }
 }
 
+impl IpRange {
+    /// A range from two decimal integers: the CLI's `ranges add 3405803776 3405804031` form.
+    ///
+    /// When both are at most `u32::MAX` the range is IPv4, otherwise IPv6 (so `0 4294967296` is
+    /// the IPv6 range `::-::1:0:0`). Surrounding whitespace is ignored.
+    pub fn from_integers(start: &str, end: &str) -> Result<Self, RangeError> {
+        let (s, e) = (parse_integer(start)?, parse_integer(end)?);
+        match (u32::try_from(s), u32::try_from(e)) {
+            (Ok(s), Ok(e)) => Self::v4(s, e),
+            _ => Self::v6(s, e),
+        }
+    }
+
+    /// The fewest CIDR networks that together cover exactly this range, in ascending order.
+    ///
+    /// `203.0.113.0-203.0.113.255` gives one `/24`; `10.0.0.1-10.0.0.6` gives
+    /// `10.0.0.1/32, 10.0.0.2/31, 10.0.0.4/31, 10.0.0.6/32`. Never empty.
+    pub fn to_cidrs(&self) -> Vec<IpNet> {
+        match *self {
+            IpRange::V4 { start, end } => cidr_cover(u128::from(start), u128::from(end), 32)
+                .into_iter()
+                // Lossless: `first <= end <= u32::MAX`; `prefix <= 32` by construction.
+                .map(|(first, prefix)| {
+                    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(first as u32), prefix))
+                })
+                .collect(),
+            IpRange::V6 { start, end } => cidr_cover(start, end, 128)
+                .into_iter()
+                // `prefix <= 128` by construction.
+                .map(|(first, prefix)| {
+                    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::from(first), prefix))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl FromStr for IpRange {
+    type Err = RangeError;
+
+    /// Parses one of the range forms the CLI and the store accept:
+    ///
+    /// - a single address: `203.0.113.66`, `2001:db8::1`;
+    /// - a CIDR: `203.0.113.0/24`, `2001:db8::/32` (host bits set is [`RangeError::HostBits`]);
+    /// - `A-B`, both ends inclusive, spaces around `-` allowed: `203.0.113.10 - 203.0.113.20`;
+    /// - a decimal integer: `3405803776` is `203.0.113.0`; above `u32::MAX` it is IPv6.
+    ///
+    /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`, `::ffff:1.2.3.0/120`) becomes IPv4. Surrounding
+    /// whitespace is ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        if let Some((a, b)) = text.split_once('-') {
+            let start = parse_addr(a.trim(), text)?;
+            let end = parse_addr(b.trim(), text)?;
+            return dash_range(start, end);
+        }
+        if let Some((addr, prefix)) = text.split_once('/') {
+            return parse_cidr(addr, prefix, text);
+        }
+        if is_decimal(text) {
+            let n = parse_integer(text)?;
+            return Ok(match u32::try_from(n) {
+                Ok(v4) => IpRange::single(IpAddr::V4(Ipv4Addr::from(v4))),
+                Err(_) => IpRange::single(IpAddr::V6(Ipv6Addr::from(n))),
+            });
+        }
+        parse_addr(text, text).map(IpRange::single)
+    }
+}
+
 /// Prefix length of the smallest network that could equal this range.
 fn common_prefix_len(r: &IpRange) -> u8 {
     match *r {
         IpRange::V4 { start, end } => (start ^ end).leading_zeros() as u8,
         IpRange::V6 { start, end } => (start ^ end).leading_zeros() as u8,
+    }
+}
+
+/// Parses one address of a larger input `whole` (named in the error).
+fn parse_addr(text: &str, whole: &str) -> Result<IpAddr, RangeError> {
+    text.parse()
+        .map_err(|_| RangeError::Syntax(whole.to_owned()))
+}
+
+/// Parses `addr/prefix` (the text `whole`) into the range of the network.
+fn parse_cidr(addr: &str, prefix: &str, whole: &str) -> Result<IpRange, RangeError> {
+    let syntax = || RangeError::Syntax(whole.to_owned());
+    let addr = parse_addr(addr, whole)?;
+    if prefix.is_empty() || prefix.len() > 3 || !is_decimal(prefix) {
+        return Err(syntax());
+    }
+    let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
+    let net = IpNet::new(addr, prefix).map_err(|_| syntax())?;
+    let net = canonical_net(net);
+    let network = net.trunc();
+    if network != net {
+        return Err(RangeError::HostBits {
+            given: whole.to_owned(),
+            network: network.to_string(),
+        });
+    }
+    // Not `from_addrs`: the net was canonicalized as a whole, and an IPv6 net may end inside the
+    // mapped space (`::/80` ends at `::ffff:255.255.255.255`) without being IPv4.
+    match net {
+        IpNet::V4(n) => IpRange::v4(u32::from(n.network()), u32::from(n.broadcast())),
+        IpNet::V6(n) => IpRange::v6(u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+/// `A-B`: IPv4 when both ends are IPv4 or IPv4-mapped; a plain IPv6 range when both are IPv6 and
+/// at most one is mapped (`::-::ffff:255.255.255.255` is the display form of `::/80`).
+fn dash_range(start: IpAddr, end: IpAddr) -> Result<IpRange, RangeError> {
+    match (start, end) {
+        (IpAddr::V6(a), IpAddr::V6(b))
+            if a.to_ipv4_mapped().is_none() || b.to_ipv4_mapped().is_none() =>
+        {
+            IpRange::v6(u128::from(a), u128::from(b))
+        }
+        _ => IpRange::from_addrs(start, end),
+    }
+}
+
+/// `::ffff:a.b.c.d/n` with `n >= 96` lies wholly in IPv4-mapped space: rewrite it as IPv4.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(prefix)) =
+            (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            // `prefix <= 32` because the IPv6 prefix is at most 128.
+            return IpNet::V4(Ipv4Net::new_assert(v4, prefix));
+        }
+    }
+    net
+}
+
+/// Non-empty and ASCII digits only (no sign: `u128::from_str` would take a leading `+`).
+fn is_decimal(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A decimal integer address key, up to `u128::MAX`.
+fn parse_integer(text: &str) -> Result<u128, RangeError> {
+    let text = text.trim();
+    if !is_decimal(text) {
+        return Err(RangeError::Syntax(text.to_owned()));
+    }
+    // The only failure left for a non-empty digit string is overflow.
+    text.parse()
+        .map_err(|_| RangeError::IntegerOutOfRange(text.to_owned()))
+}
+
+/// The minimal CIDR cover of `[start, end]` in a `bits`-wide key space, as
+/// `(first address, prefix length)` pairs: repeatedly take the largest block that is aligned at
+/// `start` and does not pass `end`.
+fn cidr_cover(mut start: u128, end: u128, bits: u32) -> Vec<(u128, u8)> {
+    let mut out = Vec::new();
+    loop {
+        // Host bits allowed by the alignment of `start` (0 is aligned to everything).
+        let align = if start == 0 {
+            bits
+        } else {
+            start.trailing_zeros().min(bits)
+        };
+        // Host bits allowed by the size: largest h with 2^h <= end - start + 1.
+        let fit = match (end - start).checked_add(1) {
+            Some(count) => 127 - count.leading_zeros(),
+            None => 128, // the whole IPv6 space
+        };
+        let host = align.min(fit);
+        out.push((start, (bits - host) as u8));
+        if host >= 128 {
+            break;
+        }
+        // No overflow: start + 2^host - 1 <= start + (end - start) = end.
+        let last = start + ((1u128 << host) - 1);
+        if last >= end {
+            break;
+        }
+        start = last + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse(s: &str) -> Result<IpRange, RangeError> {
+        s.parse()
+    }
+
+    fn v4(a: &str, b: &str) -> IpRange {
+        let (a, b): (Ipv4Addr, Ipv4Addr) = (a.parse().unwrap(), b.parse().unwrap());
+        IpRange::V4 {
+            start: u32::from(a),
+            end: u32::from(b),
+        }
+    }
+
+    fn v6(a: &str, b: &str) -> IpRange {
+        let (a, b): (Ipv6Addr, Ipv6Addr) = (a.parse().unwrap(), b.parse().unwrap());
+        IpRange::V6 {
+            start: u128::from(a),
+            end: u128::from(b),
+        }
+    }
+
+    fn nets(r: &IpRange) -> Vec<String> {
+        r.to_cidrs().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn single_addresses() {
+        assert_eq!(
+            parse("203.0.113.66"),
+            Ok(v4("203.0.113.66", "203.0.113.66"))
+        );
+        assert_eq!(parse("2001:db8::1"), Ok(v6("2001:db8::1", "2001:db8::1")));
+        assert_eq!(parse("::ffff:1.2.3.4"), Ok(v4("1.2.3.4", "1.2.3.4")));
+        assert_eq!(parse("0.0.0.0"), Ok(IpRange::V4 { start: 0, end: 0 }));
+        assert_eq!(
+            parse("255.255.255.255"),
+            Ok(IpRange::V4 {
+                start: u32::MAX,
+                end: u32::MAX
+            })
+        );
+        assert_eq!(parse("::"), Ok(IpRange::V6 { start: 0, end: 0 }));
+        let max = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        assert_eq!(
+            parse(max),
+            Ok(IpRange::V6 {
+                start: u128::MAX,
+                end: u128::MAX
+            })
+        );
+        // IPv4-compatible (deprecated) addresses are not mapped ones: they stay IPv6.
+        assert_eq!(parse("::1.2.3.4").map(|r| r.family()), Ok(Family::V6));
+    }
+
+    #[test]
+    fn whitespace_is_trimmed() {
+        assert_eq!(
+            parse("  203.0.113.66\t\n"),
+            Ok(v4("203.0.113.66", "203.0.113.66"))
+        );
+        assert_eq!(
+            parse(" 203.0.113.0/24 "),
+            Ok(v4("203.0.113.0", "203.0.113.255"))
+        );
+        assert_eq!(parse(" 3405803776 "), Ok(v4("203.0.113.0", "203.0.113.0")));
+        assert_eq!(
+            IpRange::from_integers(" 1 ", "\t2\n"),
+            Ok(IpRange::V4 { start: 1, end: 2 })
+        );
+        // Whitespace inside a CIDR is not accepted.
+        assert!(matches!(
+            parse("203.0.113.0 /24"),
+            Err(RangeError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("203.0.113.0/ 24"),
+            Err(RangeError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(
+            parse("203.0.113.0/24"),
+            Ok(v4("203.0.113.0", "203.0.113.255"))
+        );
+        assert_eq!(
+            parse("203.0.113.66/32"),
+            Ok(v4("203.0.113.66", "203.0.113.66"))
+        );
+        assert_eq!(
+            parse("0.0.0.0/0"),
+            Ok(IpRange::V4 {
+                start: 0,
+                end: u32::MAX
+            })
+        );
+        assert_eq!(
+            parse("::/0"),
+            Ok(IpRange::V6 {
+                start: 0,
+                end: u128::MAX
+            })
+        );
+        assert_eq!(
+            parse("2001:db8::/32"),
+            Ok(v6("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(
+            parse("2001:db8::1/128"),
+            Ok(v6("2001:db8::1", "2001:db8::1"))
+        );
+        // IPv4-mapped networks become IPv4.
+        assert_eq!(parse("::ffff:1.2.3.0/120"), Ok(v4("1.2.3.0", "1.2.3.255")));
+        assert_eq!(
+            parse("::ffff:0.0.0.0/96"),
+            Ok(IpRange::V4 {
+                start: 0,
+                end: u32::MAX
+            })
+        );
+        // Wider than the mapped space: stays IPv6.
+        assert_eq!(parse("::/80"), Ok(v6("::", "::ffff:ffff:ffff")));
+    }
+
+    #[test]
+    fn cidr_with_host_bits_suggests_the_network() {
+        assert_eq!(
+            parse("203.0.113.7/24"),
+            Err(RangeError::HostBits {
+                given: "203.0.113.7/24".into(),
+                network: "203.0.113.0/24".into()
+            })
+        );
+        assert_eq!(
+            parse("2001:db8::1/64"),
+            Err(RangeError::HostBits {
+                given: "2001:db8::1/64".into(),
+                network: "2001:db8::/64".into()
+            })
+        );
+        assert_eq!(
+            parse("::ffff:1.2.3.4/120"),
+            Err(RangeError::HostBits {
+                given: "::ffff:1.2.3.4/120".into(),
+                network: "1.2.3.0/24".into()
+            })
+        );
+        let err = parse("10.1.2.3/8").unwrap_err().to_string();
+        assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidrs_are_syntax_errors() {
+        for bad in [
+            "203.0.113.0/33",
+            "2001:db8::/129",
+            "203.0.113.0/",
+            "/24",
+            "203.0.113.0/+24",
+            "203.0.113.0/-1",
+            "203.0.113.0/0024",
+            "203.0.113.0/24/24",
+            "203.0.113.0/255.255.255.0",
+            "203.0.113/24",
+            "010.0.0.0/8",
+        ] {
+            assert_eq!(parse(bad), Err(RangeError::Syntax(bad.into())), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dash_ranges() {
+        assert_eq!(
+            parse("203.0.113.10-203.0.113.20"),
+            Ok(v4("203.0.113.10", "203.0.113.20"))
+        );
+        assert_eq!(
+            parse("203.0.113.10 - 203.0.113.20"),
+            Ok(v4("203.0.113.10", "203.0.113.20"))
+        );
+        assert_eq!(
+            parse("203.0.113.10  -\t203.0.113.20"),
+            Ok(v4("203.0.113.10", "203.0.113.20"))
+        );
+        assert_eq!(
+            parse("2001:db8::1-2001:db8::ff"),
+            Ok(v6("2001:db8::1", "2001:db8::ff"))
+        );
+        assert_eq!(parse("1.2.3.4-1.2.3.4"), Ok(v4("1.2.3.4", "1.2.3.4")));
+        assert_eq!(
+            parse("0.0.0.0-255.255.255.255"),
+            Ok(IpRange::V4 {
+                start: 0,
+                end: u32::MAX
+            })
+        );
+        assert_eq!(
+            parse("::ffff:1.2.3.4-1.2.3.9"),
+            Ok(v4("1.2.3.4", "1.2.3.9"))
+        );
+        assert_eq!(
+            parse("::ffff:1.2.3.4-::ffff:1.2.3.9"),
+            Ok(v4("1.2.3.4", "1.2.3.9"))
+        );
+        // Only one end mapped, both IPv6: a plain IPv6 range (e.g. the display form of `::/80`).
+        assert_eq!(parse("::1-::ffff:1.2.3.4"), Ok(v6("::1", "::ffff:1.2.3.4")));
+        assert_eq!(parse("::-::ffff:255.255.255.255"), parse("::/80"));
+    }
+
+    #[test]
+    fn reversed_ranges_are_rejected() {
+        assert_eq!(
+            parse("203.0.113.20-203.0.113.10"),
+            Err(RangeError::Reversed {
+                start: "203.0.113.20".into(),
+                end: "203.0.113.10".into()
+            })
+        );
+        assert!(matches!(
+            parse("2001:db8::ff-2001:db8::1"),
+            Err(RangeError::Reversed { .. })
+        ));
+        // One mapped end and one plain IPv6 end compare as IPv6 integers.
+        assert!(matches!(
+            parse("::ffff:1.2.3.4-::1"),
+            Err(RangeError::Reversed { .. })
+        ));
+        assert!(matches!(
+            IpRange::from_integers("10", "9"),
+            Err(RangeError::Reversed { .. })
+        ));
+        assert!(matches!(
+            IpRange::from_integers("4294967297", "4294967296"),
+            Err(RangeError::Reversed { .. })
+        ));
+    }
+
+    #[test]
+    fn mixed_families_are_rejected() {
+        assert!(matches!(
+            parse("1.2.3.4-2001:db8::1"),
+            Err(RangeError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            parse("2001:db8::1-1.2.3.4"),
+            Err(RangeError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            parse("1.2.3.4-::1"),
+            Err(RangeError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            parse("::1-1.2.3.4"),
+            Err(RangeError::MixedFamilies(_))
+        ));
+        assert!(matches!(
+            parse("1.2.3.4-ffff::1"),
+            Err(RangeError::MixedFamilies(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_a_syntax_error() {
+        for bad in [
+            "",
+            "   ",
+            "-",
+            "/",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "1.2.3.4-",
+            "-1.2.3.4",
+            "1.2.3.4-1.2.3.5-1.2.3.6",
+            "1.2.3.4--1.2.3.5",
+            "hello",
+            "+5",
+            "-5",
+            "12a",
+            "0x10",
+            "fe80::1%eth0",
+            "1.2.3.4 1.2.3.5",
+            "3405803776-3405804031",
+            "١٢٣",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(RangeError::Syntax(_))),
+                "{bad:?} -> {:?}",
+                parse(bad)
+            );
+        }
+        assert_eq!(parse(" nope "), Err(RangeError::Syntax("nope".into())));
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse("3405803776"), Ok(v4("203.0.113.0", "203.0.113.0")));
+        assert_eq!(parse("0"), Ok(IpRange::V4 { start: 0, end: 0 }));
+        assert_eq!(
+            parse("4294967295"),
+            Ok(IpRange::V4 {
+                start: u32::MAX,
+                end: u32::MAX
+            })
+        );
+        assert_eq!(
+            parse("4294967296"),
+            Ok(IpRange::V6 {
+                start: 1 << 32,
+                end: 1 << 32
+            })
+        );
+        let max = u128::MAX.to_string();
+        assert_eq!(
+            parse(&max),
+            Ok(IpRange::V6 {
+                start: u128::MAX,
+                end: u128::MAX
+            })
+        );
+        let over = "340282366920938463463374607431768211456"; // u128::MAX + 1
+        assert_eq!(parse(over), Err(RangeError::IntegerOutOfRange(over.into())));
+        assert_eq!(parse("00042"), Ok(IpRange::V4 { start: 42, end: 42 }));
+    }
+
+    #[test]
+    fn from_integers_forms() {
+        assert_eq!(
+            IpRange::from_integers("3405803776", "3405804031"),
+            Ok(v4("203.0.113.0", "203.0.113.255"))
+        );
+        assert_eq!(
+            IpRange::from_integers("0", "4294967295"),
+            Ok(IpRange::V4 {
+                start: 0,
+                end: u32::MAX
+            })
+        );
+        // One end above u32::MAX makes both IPv6.
+        assert_eq!(
+            IpRange::from_integers("0", "4294967296"),
+            Ok(IpRange::V6 {
+                start: 0,
+                end: 1 << 32
+            })
+        );
+        assert_eq!(
+            IpRange::from_integers("0", &u128::MAX.to_string()),
+            Ok(IpRange::V6 {
+                start: 0,
+                end: u128::MAX
+            })
+        );
+        let over = "340282366920938463463374607431768211456";
+        assert_eq!(
+            IpRange::from_integers("1", over),
+            Err(RangeError::IntegerOutOfRange(over.into()))
+        );
+        assert_eq!(
+            IpRange::from_integers("1.2.3.4", "5"),
+            Err(RangeError::Syntax("1.2.3.4".into()))
+        );
+        assert_eq!(
+            IpRange::from_integers("", "5"),
+            Err(RangeError::Syntax("".into()))
+        );
+        assert_eq!(
+            IpRange::from_integers("5", "-6"),
+            Err(RangeError::Syntax("-6".into()))
+        );
+        assert_eq!(
+            IpRange::from_integers("+5", "6"),
+            Err(RangeError::Syntax("+5".into()))
+        );
+    }
+
+    #[test]
+    fn cidr_cover_examples() {
+        assert_eq!(
+            nets(&v4("203.0.113.0", "203.0.113.255")),
+            ["203.0.113.0/24"]
+        );
+        assert_eq!(
+            nets(&v4("10.0.0.1", "10.0.0.6")),
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        assert_eq!(
+            nets(&IpRange::V4 {
+                start: 0,
+                end: u32::MAX
+            }),
+            ["0.0.0.0/0"]
+        );
+        assert_eq!(
+            nets(&IpRange::V6 {
+                start: 0,
+                end: u128::MAX
+            }),
+            ["::/0"]
+        );
+        assert_eq!(nets(&IpRange::V4 { start: 0, end: 0 }), ["0.0.0.0/32"]);
+        assert_eq!(
+            nets(&IpRange::V4 {
+                start: u32::MAX,
+                end: u32::MAX
+            }),
+            ["255.255.255.255/32"]
+        );
+        assert_eq!(
+            nets(&IpRange::V6 {
+                start: u128::MAX,
+                end: u128::MAX
+            }),
+            ["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"]
+        );
+        assert_eq!(
+            nets(&IpRange::V4 {
+                start: 1,
+                end: u32::MAX
+            })
+            .len(),
+            32
+        );
+        assert_eq!(
+            nets(&IpRange::V4 {
+                start: 0,
+                end: u32::MAX - 1
+            })
+            .len(),
+            32
+        );
+        assert_eq!(
+            nets(&IpRange::V6 {
+                start: 1,
+                end: u128::MAX - 1
+            })
+            .len(),
+            254
+        );
+        assert_eq!(
+            nets(&v6("2001:db8::1", "2001:db8::ff")),
+            [
+                "2001:db8::1/128",
+                "2001:db8::2/127",
+                "2001:db8::4/126",
+                "2001:db8::8/125",
+                "2001:db8::10/124",
+                "2001:db8::20/123",
+                "2001:db8::40/122",
+                "2001:db8::80/121"
+            ]
+        );
+    }
+
+    #[test]
+    fn display_round_trips_through_parse() {
+        for text in [
+            "203.0.113.0/24",
+            "203.0.113.10-203.0.113.20",
+            "2001:db8::/32",
+            "::/0",
+            "0.0.0.0/0",
+        ] {
+            let r = parse(text).unwrap();
+            assert_eq!(r.to_string(), text);
+            assert_eq!(parse(&r.to_string()), Ok(r));
+        }
+    }
+
+    /// Keys concentrated near 0, near the top, and around an arbitrary point, as `u128`.
+    fn key(bits: u32) -> impl Strategy<Value = u128> {
+        let max = if bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
+        prop_oneof![
+            0..300u128,
+            (0..300u128).prop_map(move |d| max - d),
+            any::<u128>().prop_map(move |k| k & max),
+        ]
+    }
+
+    fn range_strategy() -> impl Strategy<Value = IpRange> {
+        prop_oneof![
+            (key(32), key(32)).prop_map(|(a, b)| IpRange::V4 {
+                start: a.min(b) as u32,
+                end: a.max(b) as u32
+            }),
+            (key(128), key(128)).prop_map(|(a, b)| IpRange::V6 {
+                start: a.min(b),
+                end: a.max(b)
+            }),
+        ]
+    }
+
+    fn bounds(net: &IpNet) -> (u128, u128) {
+        match net {
+            IpNet::V4(n) => (
+                u32::from(n.network()).into(),
+                u32::from(n.broadcast()).into(),
+            ),
+            IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The cover is exact, made of proper networks, and minimal (ipnet's `aggregate`, which
+        /// yields the unique minimal set, leaves it unchanged).
+        #[test]
+        fn to_cidrs_is_an_exact_minimal_cover(r in range_strategy()) {
+            let cidrs = r.to_cidrs();
+            let (start, end) = match r {
+                IpRange::V4 { start, end } => (u128::from(start), u128::from(end)),
+                IpRange::V6 { start, end } => (start, end),
+            };
+            prop_assert!(!cidrs.is_empty());
+            prop_assert_eq!(bounds(&cidrs[0]).0, start);
+            prop_assert_eq!(bounds(&cidrs[cidrs.len() - 1]).1, end);
+            for pair in cidrs.windows(2) {
+                prop_assert_eq!(bounds(&pair[0]).1.checked_add(1), Some(bounds(&pair[1]).0));
+            }
+            for net in &cidrs {
+                prop_assert_eq!(net.trunc(), *net);
+                prop_assert_eq!(net.addr().is_ipv4(), r.family() == Family::V4);
+            }
+            prop_assert_eq!(IpNet::aggregate(&cidrs), cidrs);
+        }
+
+        /// Every range's display form parses back to the same range.
+        #[test]
+        fn display_parses_back(r in range_strategy()) {
+            prop_assert_eq!(r.to_string().parse::<IpRange>(), Ok(r));
+        }
+
+        /// Every CIDR of a cover parses back to exactly that network's range.
+        #[test]
+        fn cover_parts_parse_back(r in range_strategy()) {
+            for net in r.to_cidrs() {
+                let (s, e) = bounds(&net);
+                let parsed: IpRange = net.to_string().parse().unwrap();
+                let expected = match r {
+                    IpRange::V4 { .. } => IpRange::V4 { start: s as u32, end: e as u32 },
+                    IpRange::V6 { .. } => IpRange::V6 { start: s, end: e },
+                };
+                prop_assert_eq!(parsed, expected);
+            }
+        }
+
+        /// Parsing arbitrary text never panics.
+        #[test]
+        fn parse_never_panics(s in "[0-9a-fA-F:./ \\-]{0,40}") {
+            let _ = s.parse::<IpRange>();
+        }
+
+        /// The integer forms agree with the address forms.
+        #[test]
+        fn integer_forms_agree(a in key(128), b in key(128)) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let got = IpRange::from_integers(&lo.to_string(), &hi.to_string()).unwrap();
+            match (u32::try_from(lo), u32::try_from(hi)) {
+                (Ok(l), Ok(h)) => prop_assert_eq!(got, IpRange::V4 { start: l, end: h }),
+                _ => prop_assert_eq!(got, IpRange::V6 { start: lo, end: hi }),
+            }
+            let single: IpRange = lo.to_string().parse().unwrap();
+            prop_assert_eq!(single.family() == Family::V4, lo <= u128::from(u32::MAX));
+        }
     }
 }

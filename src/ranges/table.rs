@@ -1,1 +1,721 @@
-//! TODO
+//! `RangeTable`: the compiled, immutable lookup structure that every call consults.
+//!
+//! `reload` loads the rules from the store, adds the built-in ones, and calls
+//! [`RangeTable::build`] off the hot path; the snapshot then swaps the new table in, and each
+//! session does one [`RangeTable::lookup`] for the caller's address. Building resolves all
+//! overlaps once (a sweep over the range boundaries), so a lookup is a single binary search
+//! over sorted, disjoint segments.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::mem::size_of;
+use std::net::IpAddr;
+
+use super::range::IpRange;
+use super::rule::{Rule, RuleKind};
+
+/// The permit and deny rules compiled into sorted, disjoint segments, one list per family.
+///
+/// # Precedence
+///
+/// [`lookup`](RangeTable::lookup) answers, for one address:
+///
+/// 1. if any DENY rule contains the address, a deny rule (deny beats permit, however specific
+///    the permit rule is);
+/// 2. otherwise, if any PERMIT rule contains it, a permit rule;
+/// 3. otherwise `None`: the caller is a stranger.
+///
+/// When several rules of the winning kind contain the address, the most specific one is
+/// returned: the smallest range (`end - start`), ties broken by the lowest id, then by the
+/// earliest position in the list given to [`build`](RangeTable::build).
+///
+/// Addresses are canonicalized first: an IPv4-mapped IPv6 caller (`::ffff:203.0.113.7`) is
+/// looked up as IPv4. An IPv6 rule that spans part of the mapped space `::ffff:0:0/96`
+/// therefore never matches there; rules for IPv4 callers belong in IPv4 ranges.
+///
+/// # Layout
+///
+/// Each family holds struct-of-arrays segments (`starts`, `ends`, rule index), sorted by start
+/// and disjoint; adjacent segments labelled with the same rule are merged and address space no
+/// rule covers has no segment. Build is `O(n log n)` in the number of rules; lookup is
+/// `O(log s)` in the number of segments (at most `2n - 1` per family).
+#[derive(Debug, Clone, Default)]
+pub struct RangeTable {
+    rules: Vec<Rule>,
+    v4: Segments<u32>,
+    v6: Segments<u128>,
+}
+
+impl RangeTable {
+    /// Compiles `rules` (in any order, overlapping freely) into a table. Never fails.
+    ///
+    /// The rules are kept as given and returned by [`rules`](RangeTable::rules); segments refer
+    /// to them by index. (Only the first `u32::MAX` rules are compiled; no real rule set comes
+    /// near that.)
+    pub fn build(mut rules: Vec<Rule>) -> RangeTable {
+        rules.truncate(usize::try_from(u32::MAX).unwrap_or(usize::MAX));
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (index, rule) in (0u32..).zip(&rules) {
+            match rule.range {
+                IpRange::V4 { start, end } => v4.push(Item::new(start, end, rule, index)),
+                IpRange::V6 { start, end } => v6.push(Item::new(start, end, rule, index)),
+            }
+        }
+        RangeTable {
+            v4: Segments::build(v4),
+            v6: Segments::build(v6),
+            rules,
+        }
+    }
+
+    /// A table with no rules: every address is a stranger.
+    pub fn empty() -> RangeTable {
+        RangeTable::default()
+    }
+
+    /// The rule that decides `ip` under the precedence documented on [`RangeTable`], or `None`
+    /// when no rule contains it. IPv4-mapped IPv6 addresses are looked up as IPv4.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Rule> {
+        let index = match ip.to_canonical() {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        }?;
+        self.rules.get(usize::try_from(index).ok()?)
+    }
+
+    /// All rules the table was built from, in the order given to [`build`](RangeTable::build).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of compiled segments: `(IPv4, IPv6)`.
+    pub fn segment_counts(&self) -> (usize, usize) {
+        (self.v4.len(), self.v6.len())
+    }
+
+    /// Bytes allocated for the segment arrays of both families (by capacity; the rules
+    /// themselves are not counted).
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
+}
+
+/// An address key: `u32` for IPv4, `u128` for IPv6.
+trait Key: Copy + Ord + Default + fmt::Debug {
+    /// The highest address.
+    const MAX: Self;
+    /// `self + 1`, or `None` at `MAX`.
+    fn successor(self) -> Option<Self>;
+    /// `self - 1`, or `None` at 0.
+    fn predecessor(self) -> Option<Self>;
+    /// The key as `u128`, to compare range sizes across families.
+    fn widen(self) -> u128;
+}
+
+impl Key for u32 {
+    const MAX: Self = u32::MAX;
+    fn successor(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn widen(self) -> u128 {
+        u128::from(self)
+    }
+}
+
+impl Key for u128 {
+    const MAX: Self = u128::MAX;
+    fn successor(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+    fn widen(self) -> u128 {
+        self
+    }
+}
+
+/// How strongly a rule claims an address it contains; the greatest wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Priority {
+    /// Deny beats permit.
+    deny: bool,
+    /// Then the smaller range (`end - start`).
+    size: Reverse<u128>,
+    /// Then the lower id.
+    id: Reverse<i64>,
+    /// Then the earlier rule; also makes priorities unique.
+    index: Reverse<u32>,
+}
+
+/// One rule's range in one family, ready for the sweep.
+#[derive(Debug, Clone, Copy)]
+struct Item<K> {
+    start: K,
+    end: K,
+    priority: Priority,
+}
+
+impl<K: Key> Item<K> {
+    fn new(start: K, end: K, rule: &Rule, index: u32) -> Self {
+        let priority = Priority {
+            deny: rule.kind == RuleKind::Deny,
+            // `IpRange` guarantees `start <= end`; saturate rather than trust it blindly.
+            size: Reverse(end.widen().saturating_sub(start.widen())),
+            id: Reverse(rule.id),
+            index: Reverse(index),
+        };
+        Item {
+            start,
+            end,
+            priority,
+        }
+    }
+}
+
+/// Sorted, disjoint `[starts[i], ends[i]]` segments, each labelled with a rule index.
+#[derive(Debug, Clone, Default)]
+struct Segments<K> {
+    starts: Vec<K>,
+    ends: Vec<K>,
+    rule: Vec<u32>,
+}
+
+impl<K: Key> Segments<K> {
+    /// The sweep: visit every point where the set of containing ranges can change (each start,
+    /// and each `end + 1`), keep the containing ranges in a max-heap by priority (ranges that
+    /// ended are dropped lazily when they reach the top), and label the stretch up to the next
+    /// point with the heap's top.
+    fn build(mut items: Vec<Item<K>>) -> Self {
+        items.sort_unstable_by_key(|item| item.start);
+        let mut points: Vec<K> = Vec::with_capacity(items.len() * 2);
+        for item in &items {
+            points.push(item.start);
+            points.extend(item.end.successor());
+        }
+        points.sort_unstable();
+        points.dedup();
+
+        let mut segments = Segments::default();
+        let mut active: BinaryHeap<(Priority, K)> = BinaryHeap::new();
+        let mut pending = items.iter().peekable();
+        for (i, &point) in points.iter().enumerate() {
+            while let Some(item) = pending.next_if(|item| item.start <= point) {
+                active.push((item.priority, item.end));
+            }
+            while active.peek().is_some_and(|&(_, end)| end < point) {
+                active.pop();
+            }
+            let Some(&(winner, _)) = active.peek() else {
+                continue;
+            };
+            // Points are strictly increasing, so the next one is above 0. After the last point
+            // every active range ends at MAX (otherwise its `end + 1` would be a later point).
+            let end = match points.get(i + 1) {
+                Some(next) => next.predecessor().unwrap_or(point),
+                None => K::MAX,
+            };
+            segments.push(point, end, winner.index.0);
+        }
+        segments.shrink_to_fit();
+        segments
+    }
+
+    /// Appends `[start, end]`, merging it into the last segment when that one has the same rule
+    /// and ends right before `start`.
+    fn push(&mut self, start: K, end: K, rule: u32) {
+        if let (Some(last_end), Some(&last_rule)) = (self.ends.last_mut(), self.rule.last()) {
+            if last_rule == rule && last_end.successor() == Some(start) {
+                *last_end = end;
+                return;
+            }
+        }
+        self.starts.push(start);
+        self.ends.push(end);
+        self.rule.push(rule);
+    }
+
+    /// The rule index of the segment containing `key`.
+    fn lookup(&self, key: K) -> Option<u32> {
+        let i = self
+            .starts
+            .partition_point(|&start| start <= key)
+            .checked_sub(1)?;
+        if *self.ends.get(i)? >= key {
+            self.rule.get(i).copied()
+        } else {
+            None
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.starts.capacity() + self.ends.capacity()) * size_of::<K>()
+            + self.rule.capacity() * size_of::<u32>()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.starts.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.rule.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ranges::builtin;
+    use crate::ranges::range::Family;
+    use crate::ranges::rule::RuleSource;
+    use RuleKind::{Deny as D, Permit as P};
+
+    /// The oracle: scan every rule, keep those containing `ip`, pick by the documented
+    /// precedence (deny first, then smallest range, then lowest id, then earliest).
+    fn naive_lookup(rules: &[Rule], ip: IpAddr) -> Option<&Rule> {
+        let size = |r: &IpRange| match *r {
+            IpRange::V4 { start, end } => u128::from(end - start),
+            IpRange::V6 { start, end } => end - start,
+        };
+        let mut best: Option<&Rule> = None;
+        for rule in rules.iter().filter(|r| r.range.contains(ip)) {
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let rank = |r: &Rule| {
+                        (
+                            r.kind == RuleKind::Deny,
+                            Reverse(size(&r.range)),
+                            Reverse(r.id),
+                        )
+                    };
+                    rank(rule) > rank(b)
+                }
+            };
+            if better {
+                best = Some(rule);
+            }
+        }
+        best
+    }
+
+    fn rule(id: i64, kind: RuleKind, range: &str) -> Rule {
+        Rule {
+            id,
+            kind,
+            range: range.parse().unwrap(),
+            country: "AA".into(),
+            source: RuleSource::Custom,
+            note: format!("{kind} {id}"),
+        }
+    }
+
+    fn permit(id: i64, range: &str) -> Rule {
+        rule(id, RuleKind::Permit, range)
+    }
+
+    fn deny(id: i64, range: &str) -> Rule {
+        rule(id, RuleKind::Deny, range)
+    }
+
+    /// `(kind, id)` of the rule that decides `ip`, checked against the oracle.
+    fn decide(table: &RangeTable, ip: &str) -> Option<(RuleKind, i64)> {
+        let ip: IpAddr = ip.parse().unwrap();
+        let got = table.lookup(ip);
+        assert_eq!(
+            got,
+            naive_lookup(table.rules(), ip),
+            "oracle disagrees at {ip}"
+        );
+        got.map(|r| (r.kind, r.id))
+    }
+
+    #[test]
+    fn empty_table() {
+        for table in [RangeTable::empty(), RangeTable::build(Vec::new())] {
+            assert_eq!(decide(&table, "203.0.113.7"), None);
+            assert_eq!(decide(&table, "::"), None);
+            assert_eq!(table.segment_counts(), (0, 0));
+            assert_eq!(table.heap_bytes(), 0);
+            assert!(table.rules().is_empty());
+        }
+    }
+
+    #[test]
+    fn deny_inside_permit() {
+        let t = RangeTable::build(vec![permit(1, "10.0.0.0/8"), deny(2, "10.1.0.0/16")]);
+        assert_eq!(decide(&t, "10.0.255.255"), Some((P, 1)));
+        assert_eq!(decide(&t, "10.1.0.0"), Some((D, 2)));
+        assert_eq!(decide(&t, "10.1.2.3"), Some((D, 2)));
+        assert_eq!(decide(&t, "10.1.255.255"), Some((D, 2)));
+        assert_eq!(decide(&t, "10.2.0.0"), Some((P, 1)));
+        assert_eq!(decide(&t, "9.255.255.255"), None);
+        assert_eq!(decide(&t, "11.0.0.0"), None);
+        assert_eq!(t.segment_counts(), (3, 0));
+    }
+
+    #[test]
+    fn permit_inside_deny_is_still_denied() {
+        let t = RangeTable::build(vec![deny(1, "203.0.0.0/8"), permit(2, "203.0.113.0/24")]);
+        assert_eq!(decide(&t, "203.0.113.7"), Some((D, 1)));
+        assert_eq!(decide(&t, "203.0.113.0"), Some((D, 1)));
+        assert_eq!(decide(&t, "203.255.255.255"), Some((D, 1)));
+        // The permit never wins anywhere, so the deny is one merged segment.
+        assert_eq!(t.segment_counts(), (1, 0));
+    }
+
+    #[test]
+    fn nested_permits_pick_the_most_specific() {
+        let t = RangeTable::build(vec![
+            permit(1, "0.0.0.0/0"),
+            permit(2, "203.0.113.0/24"),
+            permit(3, "203.0.0.0/8"),
+            permit(4, "203.0.113.64-203.0.113.70"),
+        ]);
+        assert_eq!(decide(&t, "8.8.8.8"), Some((P, 1)));
+        assert_eq!(decide(&t, "203.1.0.0"), Some((P, 3)));
+        assert_eq!(decide(&t, "203.0.113.63"), Some((P, 2)));
+        assert_eq!(decide(&t, "203.0.113.64"), Some((P, 4)));
+        assert_eq!(decide(&t, "203.0.113.70"), Some((P, 4)));
+        assert_eq!(decide(&t, "203.0.113.71"), Some((P, 2)));
+    }
+
+    #[test]
+    fn nested_denies_pick_the_most_specific() {
+        let t = RangeTable::build(vec![
+            deny(5, "2001:db8::/32"),
+            deny(6, "2001:db8:1::/48"),
+            permit(7, "2001:db8:1:2::/64"),
+        ]);
+        assert_eq!(decide(&t, "2001:db8::1"), Some((D, 5)));
+        assert_eq!(decide(&t, "2001:db8:1:2::1"), Some((D, 6)));
+        assert_eq!(decide(&t, "2001:db8:2::"), Some((D, 5)));
+    }
+
+    #[test]
+    fn identical_ranges_pick_the_lowest_id() {
+        let t = RangeTable::build(vec![
+            permit(7, "198.51.100.0/24"),
+            permit(3, "198.51.100.0/24"),
+            permit(5, "198.51.100.0/24"),
+        ]);
+        assert_eq!(decide(&t, "198.51.100.1"), Some((P, 3)));
+        // Same range as a permit with a lower id: the deny still wins.
+        let t = RangeTable::build(vec![
+            permit(1, "198.51.100.0/24"),
+            deny(9, "198.51.100.0/24"),
+        ]);
+        assert_eq!(decide(&t, "198.51.100.1"), Some((D, 9)));
+        // Negative (builtin) ids are lower than stored ones.
+        let t = RangeTable::build(vec![permit(1, "10.0.0.0/8"), permit(-1, "10.0.0.0/8")]);
+        assert_eq!(decide(&t, "10.9.9.9"), Some((P, -1)));
+    }
+
+    #[test]
+    fn identical_rules_pick_the_first() {
+        let a = permit(4, "198.51.100.0/24");
+        let mut b = a.clone();
+        b.note = "second".into();
+        let t = RangeTable::build(vec![a.clone(), b]);
+        assert_eq!(t.lookup("198.51.100.9".parse().unwrap()), Some(&a));
+    }
+
+    #[test]
+    fn adjacent_ranges_keep_their_boundaries() {
+        let t = RangeTable::build(vec![
+            permit(1, "192.0.2.0-192.0.2.127"),
+            permit(2, "192.0.2.128-192.0.2.255"),
+            deny(3, "192.0.3.0/24"),
+        ]);
+        assert_eq!(decide(&t, "192.0.1.255"), None);
+        assert_eq!(decide(&t, "192.0.2.127"), Some((P, 1)));
+        assert_eq!(decide(&t, "192.0.2.128"), Some((P, 2)));
+        assert_eq!(decide(&t, "192.0.2.255"), Some((P, 2)));
+        assert_eq!(decide(&t, "192.0.3.0"), Some((D, 3)));
+        assert_eq!(decide(&t, "192.0.4.0"), None);
+        assert_eq!(t.segment_counts(), (3, 0));
+    }
+
+    #[test]
+    fn segments_of_one_rule_are_merged() {
+        // 100.0.0.0/24 wins on both sides of the point where the wider rule starts.
+        let t = RangeTable::build(vec![
+            permit(1, "100.0.0.0/24"),
+            permit(2, "100.0.0.128-100.0.3.255"),
+        ]);
+        assert_eq!(t.segment_counts(), (2, 0));
+        assert_eq!(decide(&t, "100.0.0.200"), Some((P, 1)));
+        assert_eq!(decide(&t, "100.0.1.0"), Some((P, 2)));
+        // A deny in the middle splits a permit in three.
+        let t = RangeTable::build(vec![permit(1, "100.0.0.0/16"), deny(2, "100.0.5.0/24")]);
+        assert_eq!(t.segment_counts(), (3, 0));
+    }
+
+    #[test]
+    fn edges_at_zero_and_max() {
+        let t = RangeTable::build(vec![
+            permit(1, "0.0.0.0/0"),
+            deny(2, "0.0.0.0"),
+            deny(3, "255.255.255.255"),
+            permit(4, "::/0"),
+            deny(5, "::"),
+            deny(6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ]);
+        assert_eq!(decide(&t, "0.0.0.0"), Some((D, 2)));
+        assert_eq!(decide(&t, "0.0.0.1"), Some((P, 1)));
+        assert_eq!(decide(&t, "255.255.255.254"), Some((P, 1)));
+        assert_eq!(decide(&t, "255.255.255.255"), Some((D, 3)));
+        assert_eq!(decide(&t, "::"), Some((D, 5)));
+        assert_eq!(decide(&t, "::1"), Some((P, 4)));
+        assert_eq!(
+            decide(&t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"),
+            Some((P, 4))
+        );
+        assert_eq!(
+            decide(&t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Some((D, 6))
+        );
+        assert_eq!(t.segment_counts(), (3, 3));
+
+        let t = RangeTable::build(vec![permit(1, "255.255.255.0/24"), permit(2, "ffff::/16")]);
+        assert_eq!(decide(&t, "255.255.255.255"), Some((P, 1)));
+        assert_eq!(decide(&t, "255.255.254.255"), None);
+        assert_eq!(
+            decide(&t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Some((P, 2))
+        );
+        assert_eq!(decide(&t, "fffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), None);
+    }
+
+    #[test]
+    fn families_do_not_mix() {
+        let t = RangeTable::build(vec![permit(1, "0.0.0.0/0")]);
+        assert_eq!(decide(&t, "2001:db8::1"), None);
+        assert_eq!(decide(&t, "::"), None);
+        let t = RangeTable::build(vec![permit(1, "::/0")]);
+        assert_eq!(decide(&t, "1.2.3.4"), None);
+    }
+
+    #[test]
+    fn v4_mapped_lookup_hits_the_ipv4_rule() {
+        let t = RangeTable::build(vec![permit(1, "203.0.113.0/24"), deny(2, "198.51.100.7")]);
+        assert_eq!(decide(&t, "::ffff:203.0.113.7"), Some((P, 1)));
+        assert_eq!(decide(&t, "::ffff:198.51.100.7"), Some((D, 2)));
+        assert_eq!(decide(&t, "::ffff:198.51.100.8"), None);
+        // A mapped rule was canonicalized at parse time, so it is an IPv4 rule too.
+        let t = RangeTable::build(vec![permit(3, "::ffff:192.0.2.0/120")]);
+        assert_eq!(decide(&t, "192.0.2.1"), Some((P, 3)));
+        assert_eq!(t.segment_counts(), (1, 0));
+    }
+
+    #[test]
+    fn builtins_permit_local_space_but_lose_to_deny() {
+        let t = RangeTable::build(builtin::rules());
+        let hit = |ip: &str| t.lookup(ip.parse().unwrap()).map(|r| r.note.as_str());
+        assert_eq!(hit("192.168.1.10"), Some("RFC 1918 private"));
+        assert_eq!(hit("172.20.0.1"), Some("RFC 1918 private"));
+        assert_eq!(hit("127.0.0.1"), Some("loopback"));
+        assert_eq!(hit("100.100.0.1"), Some("RFC 6598 shared (CGNAT)"));
+        assert_eq!(hit("::ffff:10.0.0.1"), Some("RFC 1918 private"));
+        assert_eq!(hit("::1"), Some("IPv6 loopback"));
+        assert_eq!(hit("fd00::1"), Some("IPv6 unique local"));
+        assert_eq!(hit("fe80::1"), Some("IPv6 link-local"));
+        assert_eq!(hit("8.8.8.8"), None);
+        assert_eq!(hit("2001:db8::1"), None);
+        assert_eq!(t.segment_counts(), (6, 3));
+
+        let mut rules = builtin::rules();
+        rules.push(deny(1, "192.168.66.0/24"));
+        let t = RangeTable::build(rules);
+        assert_eq!(decide(&t, "192.168.66.6"), Some((D, 1)));
+        assert_eq!(decide(&t, "192.168.67.0"), Some((P, -3)));
+    }
+
+    #[test]
+    fn rules_are_kept_in_order_and_segments_are_counted() {
+        let rules = vec![
+            permit(2, "10.0.0.0/8"),
+            deny(1, "2001:db8::/32"),
+            permit(9, "::1"),
+        ];
+        let t = RangeTable::build(rules.clone());
+        assert_eq!(t.rules(), &rules[..]);
+        assert_eq!(t.segment_counts(), (1, 2));
+        assert!(t.heap_bytes() >= 4 + 4 + 4 + 2 * (16 + 16 + 4));
+    }
+
+    // ---- property tests against the oracle ----
+
+    /// A key crowded near 0, near `max`, and in one small window in the middle, so that
+    /// random ranges overlap a lot and touch both edges.
+    fn key(max: u128, middle: u128) -> impl Strategy<Value = u128> {
+        prop_oneof![
+            0..24u128,
+            (0..24u128).prop_map(move |d| max - d),
+            (0..48u128).prop_map(move |d| middle + d),
+        ]
+    }
+
+    fn v4_key() -> impl Strategy<Value = u128> {
+        key(u128::from(u32::MAX), 0x8000_0000)
+    }
+
+    /// The middle window straddles the IPv4-mapped block `::ffff:0:0/96`.
+    fn v6_key() -> impl Strategy<Value = u128> {
+        key(u128::MAX, 0xffff_0000_0000 - 24)
+    }
+
+    fn range_strategy() -> impl Strategy<Value = IpRange> {
+        prop_oneof![
+            (v4_key(), v4_key()).prop_map(|(a, b)| IpRange::V4 {
+                start: a.min(b) as u32,
+                end: a.max(b) as u32
+            }),
+            (v6_key(), v6_key()).prop_map(|(a, b)| IpRange::V6 {
+                start: a.min(b),
+                end: a.max(b)
+            }),
+        ]
+    }
+
+    fn rules_strategy() -> impl Strategy<Value = Vec<Rule>> {
+        prop::collection::vec((range_strategy(), any::<bool>(), -3i64..8), 0..24).prop_map(
+            |specs| {
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (range, is_deny, id))| Rule {
+                        id,
+                        kind: if is_deny {
+                            RuleKind::Deny
+                        } else {
+                            RuleKind::Permit
+                        },
+                        range,
+                        country: "AA".into(),
+                        source: RuleSource::Custom,
+                        note: format!("rule {n}"),
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn addr(v4: bool, key: u128) -> IpAddr {
+        if v4 {
+            IpAddr::V4(Ipv4Addr::from(key as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(key))
+        }
+    }
+
+    /// Every rule's boundaries ±1, plus the random probes, in both families; IPv4 probes are
+    /// also tried in their IPv4-mapped form.
+    fn probes(rules: &[Rule], v4: &[u128], v6: &[u128]) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        let mut near = |is_v4: bool, k: u128, max: u128| {
+            for k in [
+                k.checked_sub(1),
+                Some(k),
+                k.checked_add(1).filter(|&k| k <= max),
+            ] {
+                out.extend(k.map(|k| addr(is_v4, k)));
+            }
+        };
+        for rule in rules {
+            match rule.range {
+                IpRange::V4 { start, end } => {
+                    near(true, start.into(), u32::MAX.into());
+                    near(true, end.into(), u32::MAX.into());
+                }
+                IpRange::V6 { start, end } => {
+                    near(false, start, u128::MAX);
+                    near(false, end, u128::MAX);
+                }
+            }
+        }
+        out.extend(v4.iter().map(|&k| addr(true, k)));
+        out.extend(v6.iter().map(|&k| addr(false, k)));
+        let mapped: Vec<IpAddr> = out
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(a) => Some(IpAddr::V6(a.to_ipv6_mapped())),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        out.extend(mapped);
+        out
+    }
+
+    fn check_segments<K: Key>(s: &Segments<K>, rules: &[Rule]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(s.starts.len(), s.ends.len());
+        prop_assert_eq!(s.starts.len(), s.rule.len());
+        for i in 0..s.len() {
+            prop_assert!(s.starts[i] <= s.ends[i]);
+            prop_assert!((s.rule[i] as usize) < rules.len());
+            if i + 1 < s.len() {
+                prop_assert!(
+                    s.ends[i] < s.starts[i + 1],
+                    "segments overlap or are unsorted"
+                );
+                let touching = s.ends[i].successor() == Some(s.starts[i + 1]);
+                prop_assert!(
+                    !(touching && s.rule[i] == s.rule[i + 1]),
+                    "unmerged segments"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn lookup_matches_the_oracle(
+            rules in rules_strategy(),
+            v4 in prop::collection::vec(v4_key(), 0..16),
+            v6 in prop::collection::vec(v6_key(), 0..16),
+        ) {
+            let table = RangeTable::build(rules.clone());
+            prop_assert_eq!(table.rules(), &rules[..]);
+            for ip in probes(&rules, &v4, &v6) {
+                prop_assert_eq!(table.lookup(ip), naive_lookup(&rules, ip), "at {}", ip);
+            }
+        }
+
+        #[test]
+        fn segments_are_sorted_disjoint_and_merged(rules in rules_strategy()) {
+            let table = RangeTable::build(rules.clone());
+            check_segments(&table.v4, &rules)?;
+            check_segments(&table.v6, &rules)?;
+            let (n4, n6) = table.segment_counts();
+            let count = |v4: bool| rules.iter().filter(|r| (r.range.family() == Family::V4) == v4).count();
+            prop_assert!(n4 <= (2 * count(true)).saturating_sub(1));
+            prop_assert!(n6 <= (2 * count(false)).saturating_sub(1));
+        }
+
+        /// Exhaustive over the low and high IPv4 windows, where most boundaries fall.
+        #[test]
+        fn lookup_matches_the_oracle_on_every_edge_address(rules in rules_strategy()) {
+            let table = RangeTable::build(rules.clone());
+            let low = 0..=30u32;
+            let high = (u32::MAX - 30)..=u32::MAX;
+            for k in low.chain(high) {
+                let ip = IpAddr::V4(Ipv4Addr::from(k));
+                prop_assert_eq!(table.lookup(ip), naive_lookup(&rules, ip), "at {}", ip);
+            }
+        }
+    }
+}
