@@ -49,10 +49,13 @@ impl Trust {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Verdict {
     /// Let the call through.
+    #[serde(rename = "permitted")]
     Permit,
     /// In a deny range.
+    #[serde(rename = "denied")]
     Deny,
     /// Outside the permit ranges (or not checkable).
+    #[serde(rename = "stranger")]
     Stranger,
 }
 

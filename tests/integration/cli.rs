@@ -1,0 +1,199 @@
+//! The `ipcountry` binary, run as an admin would: the acceptance scenario, exit codes, JSON,
+//! duplicates, bad input, and the plain-AGI mode over stdin/stdout.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+struct Cli {
+    db: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("ipcountry.db").display().to_string();
+        Cli { db, _dir: dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+            .env("IPCOUNTRY_DB", &self.db)
+            .env_remove("RUST_LOG")
+            .args(args)
+            .output()
+            .expect("run ipcountry")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn acceptance_scenario() {
+    let cli = Cli::new();
+    let o = cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::path::Path::new(&cli.db).exists(), "the database is created on first use");
+    assert!(cli.run(&["deny", "add", "203.0.113.66"]).status.success());
+    assert!(cli.run(&["allow-host", "add", "sipgate.com"]).status.success());
+
+    let o = cli.run(&["check", r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o).trim(), "permitted (permit #1 203.0.113.0/24 office)");
+
+    let o = cli.run(&["check", "203.0.113.66"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).trim(), "denied (deny #1 203.0.113.66/32)");
+
+    let o = cli.run(&["check", "198.51.100.9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).trim(), "stranger (no permit range for 198.51.100.9)");
+
+    let o = cli.run(&["check", "<sip:bob@sipgate.com>"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o).trim(), "permitted (allow-host sipgate.com)");
+
+    // Builtins: loopback is permitted unless turned off.
+    assert_eq!(cli.run(&["check", "127.0.0.1"]).status.code(), Some(0));
+    assert_eq!(cli.run(&["--no-builtins", "check", "127.0.0.1"]).status.code(), Some(1));
+}
+
+#[test]
+fn duplicates_are_reported_not_raw_errors() {
+    let cli = Cli::new();
+    assert!(cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]).status.success());
+    let o = cli.run(&["permit", "add", "203.0.113.0/24"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), r#"already in permit: #1 203.0.113.0/24 "office""#);
+    // The same range written differently is the same entry.
+    let o = cli.run(&["permit", "add", "203.0.113.0-203.0.113.255"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(cli.run(&["allow-host", "add", "*.example.com"]).status.success());
+    let o = cli.run(&["allow-host", "add", "*.EXAMPLE.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already in allow_host"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let cli = Cli::new();
+    for (args, needle) in [
+        (&["permit", "add", "203.0.113.7/24"][..], "host bits"),
+        (&["permit", "add", "300.1.1.1"][..], "not an IP address"),
+        (&["deny", "add", "10.0.0.9-10.0.0.1"][..], "after its end"),
+        (&["allow-host", "add", "bad host"][..], "not a valid host name"),
+        (&["ip", "banana"][..], "not an IP address or integer"),
+    ] {
+        let o = cli.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).to_lowercase().contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // Nothing was written by the failed commands.
+    assert_eq!(stdout(&cli.run(&["permit", "list"])).trim(), "");
+    // An unopenable database is an error, exit 2, naming the path.
+    let o = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+        .args(["--db", "/nonexistent-dir/x.db", "permit", "list"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent-dir/x.db"), "{}", stderr(&o));
+}
+
+#[test]
+fn list_remove_and_json() {
+    let cli = Cli::new();
+    assert!(cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]).status.success());
+    assert!(cli.run(&["permit", "add", "3405803776", "3405804031"]).status.code() == Some(1), "same range as integers is a duplicate");
+    assert!(cli.run(&["permit", "add", "2001:db8:1::/48"]).status.success());
+    let o = cli.run(&["--json", "permit", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = v.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["range"], "203.0.113.0/24");
+    assert_eq!(rows[0]["note"], "office");
+    assert_eq!(rows[0]["country"], "AA");
+    assert_eq!(rows[1]["range"], "2001:db8:1::/48");
+
+    let o = cli.run(&["permit", "rm", "#1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli.run(&["permit", "rm", "2001:db8:1::/48"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cli.run(&["permit", "rm", "1"]).status.code(), Some(1));
+
+    let o = cli.run(&["--json", "check", "203.0.113.7", "--source", "127.0.0.1:5060"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["verdict"], "stranger");
+    assert_eq!(v["checks"].as_array().map(|a| a.len()), Some(2));
+}
+
+#[test]
+fn ip_utility() {
+    let cli = Cli::new();
+    let o = cli.run(&["ip", "203.0.113.0", "203.0.113.255"]);
+    assert_eq!(stdout(&o), "3405803776\n3405804031\n");
+    let o = cli.run(&["ip", "3405803776"]);
+    assert_eq!(stdout(&o), "203.0.113.0\n");
+    let o = cli.run(&["ip", "::1"]);
+    assert_eq!(stdout(&o), "1\n");
+    let o = cli.run(&["ip", "::ffff:203.0.113.0"]);
+    assert_eq!(stdout(&o), "3405803776\n");
+}
+
+#[test]
+fn help_on_every_command() {
+    let cli = Cli::new();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["agi", "--help"],
+        &["check", "--help"],
+        &["ip", "--help"],
+        &["permit", "--help"],
+        &["permit", "add", "--help"],
+        &["deny", "rm", "--help"],
+        &["allow-host", "list", "--help"],
+        &["reload", "--help"],
+    ] {
+        let o = cli.run(args);
+        assert!(o.status.success(), "{args:?}");
+        assert!(stdout(&o).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn plain_agi_over_stdin_stdout() {
+    let cli = Cli::new();
+    assert!(cli.run(&["deny", "add", "203.0.113.66"]).status.success());
+    let header = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi/sessions/legacy-cut-ip.header.raw"),
+    )
+    .expect("fixture");
+    let header = String::from_utf8(header).expect("utf8").replace("203.0.113.7", "203.0.113.66");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+        .env("IPCOUNTRY_DB", &cli.db)
+        .args(["agi", "203.0.113.66"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Asterisk writes the block and answers each command; replies can be queued up front here
+    // since the AGI reads them one at a time.
+    stdin.write_all(header.as_bytes()).expect("write");
+    stdin.write_all(b"200 result=1\n200 result=1\n200 result=1\n").expect("write");
+    drop(stdin);
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "SET VARIABLE STRANGER \"true\"\nSET VARIABLE IPCOUNTRY_VERDICT \"denied\"\nSET VARIABLE IPCOUNTRY_REASON \"deny #1 203.0.113.66/32\"\n"
+    );
+}
