@@ -21,29 +21,29 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The recorded FastAGI sessions.
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi")
 }
 
 /// A running server over its own database.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub store: Store,
-    pub db_url: String,
-    pub policy: Arc<SharedPolicy>,
-    pub shutdown: CancellationToken,
-    pub handle: JoinHandle<()>,
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) store: Store,
+    pub(crate) db_url: String,
+    pub(crate) policy: Arc<SharedPolicy>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) handle: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
 /// Server settings for tests: short deadlines so stalls show quickly.
-pub struct Options {
-    pub max_sessions: usize,
-    pub env_timeout: Duration,
-    pub reply_timeout: Duration,
-    pub poll: Duration,
-    pub grace: Duration,
-    pub limits: Limits,
+pub(crate) struct Options {
+    pub(crate) max_sessions: usize,
+    pub(crate) env_timeout: Duration,
+    pub(crate) reply_timeout: Duration,
+    pub(crate) poll: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) limits: Limits,
 }
 
 impl Default for Options {
@@ -61,7 +61,7 @@ impl Default for Options {
 
 /// The toy policy the fixtures were recorded against: permit 203.0.113.0/24 ("office") and
 /// 2001:db8:1::/48, deny 203.0.113.66, allow-host sipgate.com.
-pub async fn seed(store: &Store) {
+pub(crate) async fn seed(store: &Store) {
     let add = |kind, r: &str, note: &'static str| {
         let range: IpRange = r.parse().expect("range");
         async move {
@@ -78,11 +78,11 @@ pub async fn seed(store: &Store) {
     store.add_allow_host(p.as_str(), "").await.expect("allow host");
 }
 
-pub async fn start() -> TestServer {
+pub(crate) async fn start() -> TestServer {
     start_with(Options::default()).await
 }
 
-pub async fn start_with(opts: Options) -> TestServer {
+pub(crate) async fn start_with(opts: Options) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let db_url = format!("sqlite://{}", dir.path().join("ipcountry.db").display());
     let store = Store::open(&db_url).await.expect("open store");
@@ -131,15 +131,15 @@ pub async fn start_with(opts: Options) -> TestServer {
 
 /// What the fake Asterisk saw.
 #[derive(Debug, Default)]
-pub struct Transcript {
+pub(crate) struct Transcript {
     /// Every command line the server sent, in order (with its `\n`).
-    pub commands: Vec<String>,
+    pub(crate) commands: Vec<String>,
     /// Whether the server closed the connection (EOF) within the deadline.
-    pub closed: bool,
+    pub(crate) closed: bool,
 }
 
 impl Transcript {
-    pub fn bytes(&self) -> String {
+    pub(crate) fn bytes(&self) -> String {
         self.commands.concat()
     }
 }
@@ -147,7 +147,7 @@ impl Transcript {
 /// Plays Asterisk: writes `segments` one write each (with a flush and a yield between, so they
 /// travel as separate TCP segments), then answers each command with `answer(n, command)` until
 /// the server closes or `deadline` passes.
-pub async fn play(
+pub(crate) async fn play(
     addr: SocketAddr,
     segments: &[Vec<u8>],
     answer: impl Fn(usize, &str) -> Vec<u8>,
@@ -193,13 +193,13 @@ pub async fn play(
 }
 
 /// Asterisk's normal answer to SET VARIABLE.
-pub fn ok(_: usize, _: &str) -> Vec<u8> {
+pub(crate) fn ok(_: usize, _: &str) -> Vec<u8> {
     b"200 result=1\n".to_vec()
 }
 
 /// The TCP reads Asterisk made, as recorded in `sessions/<case>.md` (`<<` lines, Python-escaped),
 /// up to and including the end of the environment block.
-pub fn recorded_segments(case: &str) -> Vec<Vec<u8>> {
+pub(crate) fn recorded_segments(case: &str) -> Vec<Vec<u8>> {
     let md = std::fs::read_to_string(fixtures().join(format!("sessions/{case}.md"))).expect("md");
     let mut segs = Vec::new();
     let mut total = Vec::new();
@@ -253,14 +253,14 @@ fn unescape_py(s: &str) -> Vec<u8> {
 }
 
 /// The three commands the server sends for a verdict.
-pub fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> String {
+pub(crate) fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> String {
     format!(
         "SET VARIABLE STRANGER \"{stranger}\"\nSET VARIABLE IPCOUNTRY_VERDICT \"{verdict}\"\nSET VARIABLE IPCOUNTRY_REASON \"{reason}\"\n"
     )
 }
 
 /// A minimal environment block with the given arguments.
-pub fn block(args: &[&str]) -> Vec<u8> {
+pub(crate) fn block(args: &[&str]) -> Vec<u8> {
     let mut b = String::from(
         "agi_network: yes\nagi_network_script: screen\nagi_request: agi://127.0.0.1:4573/screen\nagi_channel: PJSIP/test-00000001\nagi_uniqueid: 1.1\nagi_callerid: bob\n",
     );

@@ -173,7 +173,9 @@ async fn from_header_cannot_inject_agi_commands() {
 #[tokio::test]
 async fn cli_change_reaches_the_running_server() {
     let server = harness::start().await;
-    let call = || play(server.addr, &[block(&["198.51.100.9", "127.0.0.1"])], ok, Duration::from_secs(5));
+    let call = || async {
+        play(server.addr, &[block(&["198.51.100.9", "127.0.0.1"])], ok, Duration::from_secs(5)).await
+    };
     assert!(call().await.bytes().contains("STRANGER \"true\""));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcountry"))
         .args(["--db", &server.db_url, "permit", "add", "198.51.100.0/24", "--note", "branch"])
