@@ -1,1 +1,504 @@
-//! TODO
+//! Outgoing AGI commands, encoded to the exact bytes Asterisk reads. All quoting lives here.
+//!
+//! Data flow: the session decides (`decision`) and builds a [`Command`]; `agi::connection`
+//! encodes it into its write buffer with [`Command::encode`] and writes it to the socket.
+//! Nothing here does I/O.
+//!
+//! # How Asterisk reads a command (res_agi.c, Asterisk 20)
+//!
+//! * One command per line. Asterisk reads the line with `fgets` into a 2048-byte buffer, so a
+//!   line longer than [`MAX_COMMAND_LEN`] bytes (newline included) would be cut, and its rest
+//!   run as a **second command**. [`Command::encode`] refuses such commands
+//!   ([`CommandError::TooLong`]).
+//! * The line is split into words at spaces and tabs (`parse_args`). A `"` toggles quoting
+//!   (the quote itself is dropped); a `\` makes the next character literal (the backslash is
+//!   dropped), inside or outside quotes.
+//!
+//! # Quoting rules used here
+//!
+//! Values (variable values, VERBOSE messages, EXEC arguments) are always written by [`quote`]:
+//! wrapped in `"`, with `"` and `\` escaped by a backslash, and every ASCII control character
+//! (C0 `0x00..=0x1F`, which includes CR, LF, NUL and TAB, plus DEL `0x7F`) replaced by a
+//! space. CR/LF/NUL must never reach the socket: the values include the SIP From header, which
+//! the caller controls, and a newline would let the caller append their own AGI commands.
+//!
+//! Names (variable names, application names) are not quoted but validated
+//! ([`CommandError::BadName`]): `[A-Za-z0-9_]+`, and for variables also the function form
+//! `NAME(args)` with `args` made of `[A-Za-z0-9_,.:/@+=-]` (e.g. `PJSIP_HEADER(read,From)`,
+//! `CHANNEL(pjsip,remote_addr)`).
+//!
+//! Exact bytes (identical to what the fixture capture sent to Asterisk 20):
+//!
+//! ```text
+//! SET VARIABLE STRANGER "true"\n
+//! SET VARIABLE QTEST "a \"quoted\" value \\ backslash"\n
+//! GET VARIABLE PJSIP_HEADER(read,From)\n
+//! VERBOSE "ipcountry fixture capture" 1\n
+//! EXEC MSet "STRANGER=true,IPCOUNTRY_VERDICT=stranger"\n
+//! ```
+
+/// The longest command line Asterisk reads in one piece, newline included (its `fgets`
+/// buffer is `AGI_BUF_LEN` = 2048 bytes, one of which holds the terminating NUL).
+pub const MAX_COMMAND_LEN: usize = 2047;
+
+/// An AGI command the session may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `SET VARIABLE <name> "<value>"`; Asterisk answers `200 result=1`.
+    SetVariable {
+        /// Variable (or function) name, see the module docs for the allowed form.
+        name: &'a str,
+        /// The value; quoted, control characters replaced by spaces.
+        value: &'a str,
+    },
+    /// `GET VARIABLE <name>`; Asterisk answers `200 result=1 (value)` or `200 result=0`.
+    GetVariable {
+        /// Variable (or function) name, e.g. `PJSIP_HEADER(read,From)`.
+        name: &'a str,
+    },
+    /// `VERBOSE "<message>" <level>`; logs to the Asterisk console, answers `200 result=1`.
+    Verbose {
+        /// The message; quoted, control characters replaced by spaces.
+        message: &'a str,
+        /// The verbosity level (Asterisk uses 1..=4).
+        level: u8,
+    },
+    /// `EXEC <app> "<args>"`: runs a dialplan application, e.g. `MSet` to set several
+    /// variables in one round trip. Asterisk answers `200 result=<app's return value>`.
+    ///
+    /// `args` is quoted like any value, but the application then splits it at `,` (and treats
+    /// `"` and `\` specially) with its own parser: escaping for that parser is the caller's job.
+    Exec {
+        /// Application name, `[A-Za-z0-9_]+`.
+        app: &'a str,
+        /// The application's argument string.
+        args: &'a str,
+    },
+}
+
+/// Why a command could not be encoded. Nothing is written when encoding fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// A variable or application name is empty or has characters outside the allowed set.
+    #[error("invalid AGI {what} name")]
+    BadName {
+        /// Which name: `"variable"` or `"application"`.
+        what: &'static str,
+    },
+    /// The encoded line would exceed [`MAX_COMMAND_LEN`].
+    #[error("AGI command is {len} bytes, Asterisk reads at most {max}")]
+    TooLong {
+        /// Encoded length, newline included.
+        len: usize,
+        /// The limit, [`MAX_COMMAND_LEN`].
+        max: usize,
+    },
+}
+
+impl Command<'_> {
+    /// Appends the command line, ending in exactly one `\n`, to `out`. On error `out` is left
+    /// as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), CommandError> {
+        let start = out.len();
+        let result = self.encode_unchecked(out).and_then(|()| {
+            let len = out.len() - start;
+            if len > MAX_COMMAND_LEN {
+                Err(CommandError::TooLong {
+                    len,
+                    max: MAX_COMMAND_LEN,
+                })
+            } else {
+                Ok(())
+            }
+        });
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_unchecked(&self, out: &mut Vec<u8>) -> Result<(), CommandError> {
+        match *self {
+            Command::SetVariable { name, value } => {
+                check_variable_name(name)?;
+                out.extend_from_slice(b"SET VARIABLE ");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b' ');
+                quote(value, out);
+            }
+            Command::GetVariable { name } => {
+                check_variable_name(name)?;
+                out.extend_from_slice(b"GET VARIABLE ");
+                out.extend_from_slice(name.as_bytes());
+            }
+            Command::Verbose { message, level } => {
+                out.extend_from_slice(b"VERBOSE ");
+                quote(message, out);
+                out.push(b' ');
+                out.extend_from_slice(level.to_string().as_bytes());
+            }
+            Command::Exec { app, args } => {
+                if app.is_empty() || !app.bytes().all(is_ident_byte) {
+                    return Err(CommandError::BadName {
+                        what: "application",
+                    });
+                }
+                out.extend_from_slice(b"EXEC ");
+                out.extend_from_slice(app.as_bytes());
+                out.push(b' ');
+                quote(args, out);
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// Appends `value` to `out` as one Asterisk AGI word: wrapped in double quotes, `"` and `\`
+/// escaped with a backslash, every ASCII control character (C0 and DEL; CR, LF, NUL, TAB
+/// included) replaced by a space. The output never contains CR, LF or NUL.
+pub fn quote(value: &str, out: &mut Vec<u8>) {
+    out.reserve(value.len() + 2);
+    out.push(b'"');
+    for &b in value.as_bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            // UTF-8 continuation and lead bytes are >= 0x80, so this never splits a character.
+            0x00..=0x1f | 0x7f => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// `IDENT` or `IDENT(args)`, see the module docs.
+fn check_variable_name(name: &str) -> Result<(), CommandError> {
+    let bad = CommandError::BadName { what: "variable" };
+    let (ident, args) = match name.split_once('(') {
+        None => (name, None),
+        Some((ident, rest)) => (ident, Some(rest.strip_suffix(')').ok_or(bad)?)),
+    };
+    if ident.is_empty() || !ident.bytes().all(is_ident_byte) {
+        return Err(bad);
+    }
+    if let Some(args) = args {
+        let ok = args
+            .bytes()
+            .all(|b| is_ident_byte(b) || b",.:/@+=-".contains(&b));
+        if !ok {
+            return Err(bad);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agi::env::tests::{fixture, session_cases};
+    use proptest::prelude::*;
+
+    fn encoded(cmd: Command<'_>) -> Result<Vec<u8>, CommandError> {
+        let mut out = Vec::new();
+        cmd.encode(&mut out).map(|()| out)
+    }
+
+    /// Asterisk's `parse_args` (res_agi.c), ported word for word: splits a command line into
+    /// words. Used as the oracle for what Asterisk will see.
+    fn asterisk_parse_args(line: &[u8]) -> Vec<Vec<u8>> {
+        let mut argv: Vec<Vec<u8>> = Vec::new();
+        let (mut quoted, mut escaped, mut whitespace) = (false, false, true);
+        for &c in line {
+            if c == 0 {
+                break; // C string: NUL ends the line
+            }
+            let literal = match c {
+                b'"' if !escaped => {
+                    quoted = !quoted;
+                    if quoted && whitespace {
+                        argv.push(Vec::new());
+                        whitespace = false;
+                    }
+                    escaped = false;
+                    false
+                }
+                b' ' | b'\t' if !quoted && !escaped => {
+                    whitespace = true;
+                    false
+                }
+                b'\\' if !escaped => {
+                    escaped = true;
+                    false
+                }
+                _ => true,
+            };
+            if literal {
+                if whitespace {
+                    argv.push(Vec::new());
+                    whitespace = false;
+                }
+                if let Some(word) = argv.last_mut() {
+                    word.push(c);
+                }
+                escaped = false;
+            }
+        }
+        argv
+    }
+
+    fn sanitized(value: &str) -> Vec<u8> {
+        value
+            .bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b })
+            .collect()
+    }
+
+    #[test]
+    fn exact_bytes() {
+        let cases: &[(Command<'_>, &[u8])] = &[
+            (
+                Command::SetVariable { name: "STRANGER", value: "true" },
+                b"SET VARIABLE STRANGER \"true\"\n",
+            ),
+            (
+                Command::SetVariable { name: "QTEST", value: "a \"quoted\" value \\ backslash" },
+                b"SET VARIABLE QTEST \"a \\\"quoted\\\" value \\\\ backslash\"\n",
+            ),
+            (Command::SetVariable { name: "EMPTY", value: "" }, b"SET VARIABLE EMPTY \"\"\n"),
+            (
+                Command::SetVariable { name: "R", value: "x\r\nANSWER\0y\tz\x7f" },
+                b"SET VARIABLE R \"x  ANSWER y z \"\n",
+            ),
+            (Command::GetVariable { name: "STRANGER" }, b"GET VARIABLE STRANGER\n"),
+            (
+                Command::GetVariable { name: "PJSIP_HEADER(read,From)" },
+                b"GET VARIABLE PJSIP_HEADER(read,From)\n",
+            ),
+            (
+                Command::Verbose { message: "ipcountry fixture capture", level: 1 },
+                b"VERBOSE \"ipcountry fixture capture\" 1\n",
+            ),
+            (
+                Command::Exec {
+                    app: "MSet",
+                    args: "STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9",
+                },
+                b"EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9\"\n",
+            ),
+            (Command::Exec { app: "NoOp", args: "" }, b"EXEC NoOp \"\"\n"),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(
+                encoded(*cmd).as_deref(),
+                Ok(*want),
+                "{cmd:?} gave {:?}",
+                encoded(*cmd).map(|b| String::from_utf8_lossy(&b).into_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let good = [
+            "STRANGER",
+            "_x9",
+            "CHANNEL(channeltype)",
+            "CHANNEL(pjsip,remote_addr)",
+            "PJSIP_HEADER(read,From)",
+            "SIP_HEADER(From)",
+            "F()",
+        ];
+        for name in good {
+            assert!(encoded(Command::GetVariable { name }).is_ok(), "{name}");
+            assert!(
+                encoded(Command::SetVariable { name, value: "v" }).is_ok(),
+                "{name}"
+            );
+        }
+        let bad = [
+            "",
+            "TWO WORDS",
+            "A\"B",
+            "A\nANSWER",
+            "A\\B",
+            "A\0",
+            "${X}",
+            "F(a b)",
+            "F(a",
+            "F(a)b",
+            "F((a))",
+            "(a)",
+            "Ä",
+        ];
+        for name in bad {
+            let want = Err(CommandError::BadName { what: "variable" });
+            assert_eq!(encoded(Command::GetVariable { name }), want, "{name:?}");
+            assert_eq!(
+                encoded(Command::SetVariable { name, value: "v" }),
+                want,
+                "{name:?}"
+            );
+        }
+        for app in ["", "M Set", "MSet\n", "F(x)"] {
+            assert_eq!(
+                encoded(Command::Exec { app, args: "" }),
+                Err(CommandError::BadName {
+                    what: "application"
+                }),
+                "{app:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_long_is_refused_and_leaves_buffer_untouched() {
+        // "SET VARIABLE X " + quotes + newline = 18 bytes of framing.
+        let fits = "a".repeat(MAX_COMMAND_LEN - 18);
+        let line = encoded(Command::SetVariable {
+            name: "X",
+            value: &fits,
+        })
+        .expect("fits");
+        assert_eq!(line.len(), MAX_COMMAND_LEN);
+        let too_long = "a".repeat(MAX_COMMAND_LEN - 17);
+        let mut out = b"keep".to_vec();
+        assert_eq!(
+            Command::SetVariable {
+                name: "X",
+                value: &too_long
+            }
+            .encode(&mut out),
+            Err(CommandError::TooLong {
+                len: MAX_COMMAND_LEN + 1,
+                max: MAX_COMMAND_LEN
+            })
+        );
+        assert_eq!(out, b"keep");
+        // Escapes count: 1015 quotes become 2030 bytes.
+        let quotes = "\"".repeat(1015);
+        assert!(matches!(
+            encoded(Command::SetVariable {
+                name: "X",
+                value: &quotes
+            }),
+            Err(CommandError::TooLong { .. })
+        ));
+    }
+
+    /// Every canonical SET VARIABLE / GET VARIABLE / VERBOSE line the capture listener sent to
+    /// Asterisk is reproduced byte for byte. Deliberately odd lines in the captures
+    /// (`SET VARIABLE UNQUOTED two words`, lower-case `set variable`, a bare `SET VARIABLE`)
+    /// are not in the canonical form and are skipped.
+    #[test]
+    fn reproduces_fixture_commands() {
+        let mut checked = 0;
+        for case in session_cases() {
+            let sent = fixture(&case, "to-asterisk.raw");
+            for line in sent.split_inclusive(|&b| b == b'\n') {
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                let argv = asterisk_parse_args(body);
+                let words: Vec<&str> = argv
+                    .iter()
+                    .map(|w| std::str::from_utf8(w).expect("fixture is UTF-8"))
+                    .collect();
+                let cmd = match words.as_slice() {
+                    ["SET", "VARIABLE", name, value] if body.ends_with(b"\"") => {
+                        Command::SetVariable { name, value }
+                    }
+                    ["GET", "VARIABLE", name] => Command::GetVariable { name },
+                    ["VERBOSE", message, level] => Command::Verbose {
+                        message,
+                        level: level.parse().expect("numeric level"),
+                    },
+                    _ => continue,
+                };
+                assert_eq!(
+                    encoded(cmd).as_deref(),
+                    Ok(line),
+                    "{case}: {}",
+                    String::from_utf8_lossy(line)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 100, "only {checked} fixture commands checked");
+    }
+
+    #[test]
+    fn parse_args_oracle_matches_capture_semantics() {
+        // The capture shows Asterisk reading this line back as `a "quoted" value \ backslash`.
+        let argv = asterisk_parse_args(br#"SET VARIABLE QTEST "a \"quoted\" value \\ backslash""#);
+        assert_eq!(argv[3], br#"a "quoted" value \ backslash"#);
+        assert_eq!(
+            asterisk_parse_args(b"SET VARIABLE UNQUOTED two words").len(),
+            5
+        );
+        assert_eq!(asterisk_parse_args(b"X \"\"").len(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn set_variable_is_one_safe_line(value in prop_oneof![
+            any::<String>(),
+            "(?s).{0,80}",
+            "[\"\\\\\r\n\t\0\x01-\x1f\x7f a-z]{0,80}",
+            "[a-z\"]{0,2100}",
+        ]) {
+            let mut out = Vec::new();
+            match (Command::SetVariable { name: "IPCOUNTRY_REASON", value: &value }).encode(&mut out) {
+                Ok(()) => {
+                    prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+                    prop_assert_eq!(out.last(), Some(&b'\n'));
+                    prop_assert!(!out.contains(&b'\r'));
+                    prop_assert!(!out.contains(&0));
+                    prop_assert!(out.len() <= MAX_COMMAND_LEN);
+                    let argv = asterisk_parse_args(&out[..out.len() - 1]);
+                    prop_assert_eq!(argv.len(), 4);
+                    prop_assert_eq!(&argv[0], b"SET");
+                    prop_assert_eq!(&argv[1], b"VARIABLE");
+                    prop_assert_eq!(&argv[2], b"IPCOUNTRY_REASON");
+                    prop_assert_eq!(&argv[3], &sanitized(&value));
+                }
+                Err(e) => {
+                    let too_long = matches!(e, CommandError::TooLong { .. });
+                    prop_assert!(too_long, "unexpected error {:?}", e);
+                    prop_assert!(out.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn set_variable_with_hostile_ascii(value in "[\"\\\\\r\n\t\0 a-z]{0,64}") {
+            let out = encoded(Command::SetVariable { name: "V", value: &value }).expect("short");
+            prop_assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+            prop_assert!(!out.contains(&b'\r') && !out.contains(&0));
+            let argv = asterisk_parse_args(&out[..out.len() - 1]);
+            prop_assert_eq!(argv.len(), 4);
+            prop_assert_eq!(&argv[3], &sanitized(&value));
+        }
+
+        #[test]
+        fn verbose_and_exec_round_trip(text in any::<String>(), level in any::<u8>()) {
+            if let Ok(out) = encoded(Command::Verbose { message: &text, level }) {
+                let argv = asterisk_parse_args(&out[..out.len() - 1]);
+                prop_assert_eq!(argv.len(), 3);
+                prop_assert_eq!(&argv[1], &sanitized(&text));
+                let level_text = level.to_string();
+                prop_assert_eq!(&argv[2], level_text.as_bytes());
+            }
+            if let Ok(out) = encoded(Command::Exec { app: "MSet", args: &text }) {
+                let argv = asterisk_parse_args(&out[..out.len() - 1]);
+                prop_assert_eq!(argv.len(), 3);
+                prop_assert_eq!(&argv[2], &sanitized(&text));
+            }
+        }
+    }
+}

@@ -1,1 +1,643 @@
-//! TODO
+//! The `agi_*` environment block Asterisk sends first on every AGI session.
+//!
+//! Data flow: `agi::connection` frames the block (everything up to and including the first empty
+//! line, see [`find_block_end`]) and hands the complete bytes to [`AgiEnv::parse`]; the session
+//! then reads typed values ([`AgiEnv::script`], [`AgiEnv::args`], ...) and builds a screening
+//! request from them. Nothing here does I/O.
+//!
+//! # Wire format (Asterisk 20, see `shared/fixtures/asterisk-agi/README.md`)
+//!
+//! ```text
+//! agi_network: yes\n
+//! agi_network_script: screen\n
+//! ...
+//! agi_accountcode: \n            <- an empty value is `name: ` followed by the newline
+//! agi_arg_1: Bob <sip:bob@203.0.113.7>;tag=x\n
+//! \n                             <- the empty line ends the block
+//! ```
+//!
+//! # Strictness
+//!
+//! * Every line must be `agi_<name>: <value>`; `<name>` is `[A-Za-z0-9_]+`. The value is
+//!   everything after the first `": "`, kept byte for byte (leading/trailing spaces and tabs are
+//!   data: `agi_arg_8:   padded  `).
+//! * A `\r` right before a `\n` is tolerated and dropped (Asterisk never sends one).
+//! * Lines must be valid UTF-8. A non-UTF-8 line is **rejected** ([`EnvError::NotUtf8`]) rather
+//!   than decoded lossily: Asterisk passes the From header through as received, and silently
+//!   replacing bytes could change what the screening logic sees.
+//! * The same name twice is rejected ([`EnvError::DuplicateName`]), so two readers of the
+//!   environment can never see different values for one name.
+//! * The block must end with an empty line and nothing may follow it.
+
+use std::borrow::Cow;
+
+/// The parsed environment block: every `agi_<name>: <value>` line, in order.
+///
+/// Names are stored **without** the `agi_` prefix (`uniqueid`, `arg_1`, ...). Unknown names are
+/// kept, so a newer Asterisk adding variables does not break parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgiEnv {
+    vars: Vec<(String, String)>,
+}
+
+/// Why an environment block was rejected. Line numbers are 1-based within the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// A line is not valid UTF-8.
+    #[error("AGI environment line {line}: not valid UTF-8")]
+    NotUtf8 {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line does not start with `agi_`.
+    #[error("AGI environment line {line}: does not start with `agi_`")]
+    MissingPrefix {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line has no `": "` between the name and the value.
+    #[error("AGI environment line {line}: no `: ` after the variable name")]
+    MissingSeparator {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The name between `agi_` and `": "` is empty or has characters outside `[A-Za-z0-9_]`.
+    #[error("AGI environment line {line}: variable name is empty or not [A-Za-z0-9_]")]
+    BadName {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A name appears a second time.
+    #[error("AGI environment line {line}: variable name repeats an earlier line")]
+    DuplicateName {
+        /// 1-based line number of the repetition.
+        line: usize,
+    },
+    /// The block does not end with an empty line.
+    #[error("AGI environment block does not end with an empty line")]
+    Unterminated,
+    /// Bytes follow the empty line that ends the block.
+    #[error("AGI environment line {line}: data after the empty line that ends the block")]
+    TrailingData {
+        /// 1-based line number of the first line after the terminator.
+        line: usize,
+    },
+}
+
+impl AgiEnv {
+    /// Parses one complete, framed block: the bytes up to and including the terminating empty
+    /// line (as found by [`find_block_end`]). A block that is only `"\n"` gives an empty env.
+    pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
+        let mut vars: Vec<(String, String)> = Vec::with_capacity(32);
+        let mut rest = block;
+        let mut line_no = 0usize;
+        loop {
+            line_no += 1;
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                return Err(EnvError::Unterminated);
+            };
+            let line = &rest[..nl];
+            rest = &rest[nl + 1..];
+            if is_blank_line(line) {
+                if rest.is_empty() {
+                    return Ok(AgiEnv { vars });
+                }
+                return Err(EnvError::TrailingData { line: line_no + 1 });
+            }
+            let (name, value) = parse_line(line, line_no)?;
+            if vars.iter().any(|(n, _)| n == name) {
+                return Err(EnvError::DuplicateName { line: line_no });
+            }
+            vars.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// The value of `agi_<name>`, e.g. `get("uniqueid")`. `None` when the line is absent;
+    /// `Some("")` when it is present but empty (`agi_accountcode: `).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The FastAGI script name: `agi_network_script` without any `?query` or `|...` suffix
+    /// (`screen?from=1.2.3.4` and `screen|1.2.3.4` both give `screen`).
+    ///
+    /// `None` when the line is missing, which is what Asterisk does for a URL without a path
+    /// (`agi://127.0.0.1:4573`) and for non-network (stdin) AGI.
+    pub fn script(&self) -> Option<&str> {
+        let raw = self.get("network_script")?;
+        Some(split_script(raw).0)
+    }
+
+    /// The script's arguments, as strings.
+    ///
+    /// 1. `agi_arg_1..N` in numeric order (`arg_10` after `arg_9`), empty ones included. Only
+    ///    canonical numbers count (`arg_01` is not an argument; it stays in [`AgiEnv::vars`]).
+    /// 2. If there are none, the old styles carried in `agi_network_script`:
+    ///    * a URL query after the first `?`, split at `&`, each part percent-decoded (`%XX`;
+    ///      `+` is kept as `+`, invalid escapes are kept literally, bytes that do not form
+    ///      UTF-8 after decoding are replaced with U+FFFD):
+    ///      * if no part contains `=`, the parts are positional: `screen?203.0.113.7` gives
+    ///        `["203.0.113.7"]`;
+    ///      * otherwise parts are `key=value` and only the keys `from` (argument 1) and `src`
+    ///        (argument 2) are used, in that order whatever their order in the URL (keys are
+    ///        ASCII case-insensitive, unknown keys and key-less parts are ignored, the first
+    ///        occurrence wins). `from` alone gives `[from]`; `src` alone gives `["", src]`, so
+    ///        the source address can never be mistaken for a From header.
+    ///    * or `|`-separated after the first `|` (`screen|203.0.113.7|127.0.0.1`), kept as is.
+    ///
+    ///    Whichever of `?` and `|` comes first decides the style.
+    /// 3. Otherwise no arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut numbered: Vec<(u32, &str)> = self
+            .vars
+            .iter()
+            .filter_map(|(n, v)| Some((arg_index(n)?, v.as_str())))
+            .collect();
+        if !numbered.is_empty() {
+            numbered.sort_by_key(|&(i, _)| i);
+            return numbered.into_iter().map(|(_, v)| v.to_owned()).collect();
+        }
+        let Some(raw) = self.get("network_script") else {
+            return Vec::new();
+        };
+        match split_script(raw).1 {
+            Suffix::None => Vec::new(),
+            Suffix::Query(query) => query_args(query),
+            Suffix::Pipe(rest) => rest.split('|').map(str::to_owned).collect(),
+        }
+    }
+
+    /// `agi_uniqueid`, Asterisk's id of the channel (`1795611310.0`).
+    pub fn uniqueid(&self) -> Option<&str> {
+        self.get("uniqueid")
+    }
+
+    /// `agi_callerid`, the caller-ID number (`bob`).
+    pub fn callerid(&self) -> Option<&str> {
+        self.get("callerid")
+    }
+
+    /// `agi_channel`, the channel name (`PJSIP/sipp-00000000`).
+    pub fn channel(&self) -> Option<&str> {
+        self.get("channel")
+    }
+
+    /// All variables in the order received, names without the `agi_` prefix.
+    pub fn vars(&self) -> &[(String, String)] {
+        &self.vars
+    }
+}
+
+/// Finds the end of an environment block: the index just past the first empty line (`\n`, or
+/// `\r\n`), counting lines from the start of `buf`. A buffer that starts with an empty line is
+/// a complete (empty) block of length 1 (or 2 for `\r\n`). `None` while the block is incomplete.
+pub fn find_block_end(buf: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(off) = buf[start..].iter().position(|&b| b == b'\n') {
+        let nl = start + off;
+        if is_blank_line(&buf[start..nl]) {
+            return Some(nl + 1);
+        }
+        start = nl + 1;
+    }
+    None
+}
+
+/// True for the line (without its `\n`) that terminates a block: empty, or a lone `\r`.
+/// Shared with `connection.rs` so framing and parsing agree on what ends a block.
+pub(crate) fn is_blank_line(line: &[u8]) -> bool {
+    line.is_empty() || line == b"\r"
+}
+
+/// Splits one non-blank line (without `\n`) into name (without `agi_`) and value.
+fn parse_line(line: &[u8], line_no: usize) -> Result<(&str, &str), EnvError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line).map_err(|_| EnvError::NotUtf8 { line: line_no })?;
+    let rest = text
+        .strip_prefix("agi_")
+        .ok_or(EnvError::MissingPrefix { line: line_no })?;
+    let (name, value) = rest
+        .split_once(": ")
+        .ok_or(EnvError::MissingSeparator { line: line_no })?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(EnvError::BadName { line: line_no });
+    }
+    Ok((name, value))
+}
+
+/// `arg_<N>` with canonical decimal `N >= 1` gives `Some(N)`.
+fn arg_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("arg_")?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// What follows the script name in `agi_network_script`.
+enum Suffix<'a> {
+    None,
+    Query(&'a str),
+    Pipe(&'a str),
+}
+
+/// Splits `screen?q` / `screen|a|b` / `screen` at whichever of `?` and `|` comes first.
+fn split_script(raw: &str) -> (&str, Suffix<'_>) {
+    match raw.find(['?', '|']) {
+        None => (raw, Suffix::None),
+        Some(i) if raw.as_bytes()[i] == b'?' => (&raw[..i], Suffix::Query(&raw[i + 1..])),
+        Some(i) => (&raw[..i], Suffix::Pipe(&raw[i + 1..])),
+    }
+}
+
+/// Arguments from a URL query; see [`AgiEnv::args`] for the rules.
+fn query_args(query: &str) -> Vec<String> {
+    if query.is_empty() {
+        return Vec::new();
+    }
+    let parts: Vec<&str> = query.split('&').collect();
+    if !parts.iter().any(|p| p.contains('=')) {
+        return parts
+            .into_iter()
+            .map(|p| percent_decode(p).into_owned())
+            .collect();
+    }
+    let named = |key: &str| {
+        parts.iter().find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.eq_ignore_ascii_case(key)
+                .then(|| percent_decode(v).into_owned())
+        })
+    };
+    match (named("from"), named("src")) {
+        (from, Some(src)) => vec![from.unwrap_or_default(), src],
+        (Some(from), None) => vec![from],
+        (None, None) => Vec::new(),
+    }
+}
+
+/// Decodes `%XX` escapes; anything else (including `+` and broken escapes) is kept.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&b| hex_val(b)),
+                bytes.get(i + 2).and_then(|&b| hex_val(b)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Directory of the captured Asterisk 20 sessions.
+    pub(crate) const SESSIONS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/asterisk-agi/sessions"
+    );
+
+    /// Every `<case>` that has a `<case>.header.raw`, sorted.
+    pub(crate) fn session_cases() -> Vec<String> {
+        let mut cases: Vec<String> = std::fs::read_dir(SESSIONS)
+            .expect("fixture directory readable")
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".header.raw").map(str::to_owned)
+            })
+            .collect();
+        cases.sort();
+        cases
+    }
+
+    pub(crate) fn fixture(case: &str, suffix: &str) -> Vec<u8> {
+        let path = format!("{SESSIONS}/{case}.{suffix}");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    fn header(case: &str) -> AgiEnv {
+        let raw = fixture(case, "header.raw");
+        AgiEnv::parse(&raw).unwrap_or_else(|e| panic!("{case}: {e}"))
+    }
+
+    #[test]
+    fn every_captured_header_parses() {
+        let cases = session_cases();
+        assert!(
+            cases.len() >= 40,
+            "expected the whole capture set, got {}",
+            cases.len()
+        );
+        for case in &cases {
+            let raw = fixture(case, "header.raw");
+            assert_eq!(find_block_end(&raw), Some(raw.len()), "{case}: framing");
+            let env = header(case);
+            assert_eq!(env.get("network"), Some("yes"), "{case}");
+            assert_eq!(env.get("version"), Some("20.20.1"), "{case}");
+            assert_eq!(env.get("enhanced"), Some("0.0"), "{case}");
+            assert_eq!(env.get("accountcode"), Some(""), "{case}: empty value kept");
+            assert!(env.uniqueid().is_some_and(|u| u.contains('.')), "{case}");
+            assert!(env.channel().is_some(), "{case}");
+            // Names are stored without the prefix, in wire order.
+            assert_eq!(env.vars()[0].0, "network", "{case}");
+            let lines = raw.iter().filter(|&&b| b == b'\n').count() - 1;
+            assert_eq!(env.vars().len(), lines, "{case}: one var per line");
+        }
+    }
+
+    #[test]
+    fn pjsip_ipv4_values() {
+        let env = header("pjsip-ipv4");
+        assert_eq!(env.script(), Some("screen"));
+        assert_eq!(env.get("request"), Some("agi://127.0.0.1:4573/screen"));
+        assert_eq!(env.channel(), Some("PJSIP/sipp-00000000"));
+        assert_eq!(env.uniqueid(), Some("1795611310.0"));
+        assert_eq!(env.callerid(), Some("bob"));
+        assert_eq!(env.get("calleridname"), Some("Bob"));
+        assert_eq!(env.get("type"), Some("PJSIP"));
+        assert_eq!(env.get("threadid"), Some("140143344211648"));
+        assert_eq!(env.get("agi_uniqueid"), None, "prefix is stripped");
+        assert_eq!(env.get("nonexistent"), None);
+        assert_eq!(
+            env.args(),
+            [
+                "Bob <sip:bob@203.0.113.7>;tag=27303SIPpTag001",
+                "127.0.0.1:15201"
+            ]
+        );
+    }
+
+    #[test]
+    fn args_literal_keeps_empty_and_padding() {
+        let env = header("args-literal");
+        assert_eq!(env.get("arg_7"), Some(""));
+        assert_eq!(
+            env.args(),
+            [
+                "plain",
+                "with space",
+                "quoted, comma",
+                "escaped,comma",
+                "'single'",
+                "a \"q\" b",
+                "",
+                "  padded  ",
+                "semi"
+            ]
+        );
+    }
+
+    #[test]
+    fn args_with_tab_and_punctuation() {
+        let env = header("args-literal-escaped-semicolon");
+        assert_eq!(
+            env.args(),
+            [
+                "semi;colon",
+                "pipe|bar",
+                "tab\there",
+                "dollar$",
+                "brace{x}",
+                "last"
+            ]
+        );
+    }
+
+    #[test]
+    fn display_name_escapes_survive() {
+        let env = header("pjsip-display-escaped");
+        let args = env.args();
+        assert!(
+            args[0].starts_with("Bob \"the\" <Builder> <sip:bob@203.0.113.7>"),
+            "{args:?}"
+        );
+        assert_eq!(env.get("calleridname"), Some("Bob \\\"the\\\" <Builder>"));
+    }
+
+    #[test]
+    fn ipv6_agi_url_is_kept_verbatim() {
+        let env = header("agi-url-ipv6");
+        assert_eq!(env.get("request"), Some("agi://[::1]:4573/screen"));
+        assert_eq!(env.script(), Some("screen"));
+    }
+
+    #[test]
+    fn no_script_line_means_none() {
+        let env = header("no-script");
+        assert_eq!(env.script(), None);
+        assert_eq!(env.get("request"), Some("agi://127.0.0.1:4573"));
+        assert!(env.args().is_empty());
+    }
+
+    #[test]
+    fn url_query_args_from_capture() {
+        let env = header("url-query-args");
+        assert_eq!(env.script(), Some("screen"));
+        assert_eq!(env.args(), ["203.0.113.7", "127.0.0.1"]);
+    }
+
+    #[test]
+    fn legacy_pipe_args_from_capture() {
+        let env = header("legacy-pipe");
+        assert_eq!(env.script(), Some("screen"));
+        assert_eq!(env.args(), ["203.0.113.7"]);
+    }
+
+    fn env_with_script(script: &str) -> AgiEnv {
+        let block = format!("agi_network: yes\nagi_network_script: {script}\n\n");
+        AgiEnv::parse(block.as_bytes()).expect("valid block")
+    }
+
+    #[test]
+    fn query_and_pipe_styles() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "screen?from=203.0.113.7&src=127.0.0.1",
+                &["203.0.113.7", "127.0.0.1"],
+            ),
+            (
+                "screen?src=127.0.0.1&from=203.0.113.7",
+                &["203.0.113.7", "127.0.0.1"],
+            ),
+            (
+                "screen?SRC=127.0.0.1&From=203.0.113.7",
+                &["203.0.113.7", "127.0.0.1"],
+            ),
+            ("screen?from=a&x=y&from=b", &["a"]),
+            ("screen?src=127.0.0.1", &["", "127.0.0.1"]),
+            ("screen?x=1", &[]),
+            ("screen?203.0.113.7", &["203.0.113.7"]),
+            (
+                "screen?203.0.113.7&127.0.0.1",
+                &["203.0.113.7", "127.0.0.1"],
+            ),
+            (
+                "screen?from=%22Bob%22%20%3Csip%3Abob%401.2.3.4%3E",
+                &["\"Bob\" <sip:bob@1.2.3.4>"],
+            ),
+            ("screen?from=tel:+1555&src=%zz%4", &["tel:+1555", "%zz%4"]),
+            ("screen?from=%ff", &["\u{fffd}"]),
+            ("screen?", &[]),
+            (
+                "screen|203.0.113.7|127.0.0.1",
+                &["203.0.113.7", "127.0.0.1"],
+            ),
+            ("screen||x", &["", "x"]),
+            ("screen|a?b=c", &["a?b=c"]),
+            ("screen?from=a|b", &["a|b"]),
+            ("screen", &[]),
+        ];
+        for (script, want) in cases {
+            let env = env_with_script(script);
+            assert_eq!(env.script(), Some("screen"), "{script}");
+            assert_eq!(env.args(), *want, "{script}");
+        }
+    }
+
+    #[test]
+    fn numbered_args_win_and_sort_numerically() {
+        let mut block = String::from("agi_network_script: screen?from=ignored\n");
+        for i in (1..=11).rev() {
+            block.push_str(&format!("agi_arg_{i}: v{i}\n"));
+        }
+        block.push_str("agi_arg_01: not-an-arg\nagi_arg_x: nope\n\n");
+        let env = AgiEnv::parse(block.as_bytes()).expect("valid");
+        let want: Vec<String> = (1..=11).map(|i| format!("v{i}")).collect();
+        assert_eq!(env.args(), want);
+        assert_eq!(env.get("arg_01"), Some("not-an-arg"));
+    }
+
+    #[test]
+    fn crlf_and_unknown_names_are_tolerated() {
+        let env =
+            AgiEnv::parse(b"agi_network: yes\r\nagi_future_thing: x: y\r\nagi_arg_1: a\r\n\r\n")
+                .expect("valid");
+        assert_eq!(env.get("network"), Some("yes"));
+        assert_eq!(
+            env.get("future_thing"),
+            Some("x: y"),
+            "split at the first `: `"
+        );
+        assert_eq!(env.args(), ["a"]);
+        assert_eq!(find_block_end(b"a\r\n\r\nrest"), Some(5));
+    }
+
+    #[test]
+    fn empty_block_is_valid() {
+        assert_eq!(AgiEnv::parse(b"\n"), Ok(AgiEnv::default()));
+        assert_eq!(find_block_end(b"\n"), Some(1));
+        assert_eq!(find_block_end(b"\nHANGUP\n"), Some(1));
+    }
+
+    #[test]
+    fn find_block_end_cases() {
+        assert_eq!(find_block_end(b""), None);
+        assert_eq!(find_block_end(b"agi_a: b\n"), None);
+        assert_eq!(find_block_end(b"agi_a: b\n\n"), Some(10));
+        assert_eq!(find_block_end(b"agi_a: b\n\nHANGUP\n"), Some(10));
+        assert_eq!(find_block_end(b"agi_a: b\nagi_c: \n\n"), Some(18));
+    }
+
+    #[test]
+    fn typed_errors_with_line_numbers() {
+        let cases: &[(&[u8], EnvError)] = &[
+            (b"not agi\n\n", EnvError::MissingPrefix { line: 1 }),
+            (
+                b"agi_a: 1\nagi_b 2\n\n",
+                EnvError::MissingSeparator { line: 2 },
+            ),
+            (
+                b"agi_a: 1\nagi_b:\n\n",
+                EnvError::MissingSeparator { line: 2 },
+            ),
+            (b"agi_: 1\n\n", EnvError::BadName { line: 1 }),
+            (b"agi_a b: 1\n\n", EnvError::BadName { line: 1 }),
+            (b"agi_a: 1\nagi_b: \xff\n\n", EnvError::NotUtf8 { line: 2 }),
+            (
+                b"agi_a: 1\nagi_a: 2\n\n",
+                EnvError::DuplicateName { line: 2 },
+            ),
+            (b"agi_a: 1\n", EnvError::Unterminated),
+            (b"agi_a: 1", EnvError::Unterminated),
+            (b"", EnvError::Unterminated),
+            (b"agi_a: 1\n\nHANGUP\n", EnvError::TrailingData { line: 3 }),
+            (b"HANGUP\n\n", EnvError::MissingPrefix { line: 1 }),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                AgiEnv::parse(input),
+                Err(*want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert_eq!(
+            EnvError::MissingPrefix { line: 3 }.to_string(),
+            "AGI environment line 3: does not start with `agi_`"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = AgiEnv::parse(&bytes);
+            if let Some(end) = find_block_end(&bytes) {
+                prop_assert!(end <= bytes.len());
+                prop_assert_eq!(bytes[end - 1], b'\n');
+            }
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_valid(lines in proptest::collection::vec(
+            "(agi_)?[a-z_0-9 ]{0,6}(: ?)?[ -~\\t\\r%?|&=]{0,12}", 0..12)) {
+            let mut block = lines.join("\n");
+            block.push_str("\n\n");
+            if let Ok(env) = AgiEnv::parse(block.as_bytes()) {
+                let _ = (env.script(), env.args());
+                for (name, value) in env.vars() {
+                    prop_assert_eq!(env.get(name), Some(value.as_str()));
+                }
+            }
+        }
+
+        #[test]
+        fn valid_blocks_round_trip(values in proptest::collection::vec("[^\n\r]{0,20}", 0..20)) {
+            let mut block = String::from("agi_network_script: s\n");
+            for (i, v) in values.iter().enumerate() {
+                block.push_str(&format!("agi_arg_{}: {v}\n", i + 1));
+            }
+            block.push('\n');
+            prop_assert_eq!(find_block_end(block.as_bytes()), Some(block.len()));
+            let env = AgiEnv::parse(block.as_bytes()).expect("valid block");
+            prop_assert_eq!(env.args(), values);
+        }
+    }
+}
