@@ -14,7 +14,12 @@ use ipcountry::decision::Trust;
 #[command(name = "ipcountry", version, about, long_about = None)]
 pub(crate) struct Cli {
     /// Database URL or SQLite file path (`sqlite://ipcountry.db`, `./ipcountry.db`).
-    #[arg(long, global = true, env = "IPCOUNTRY_DB", default_value = "sqlite://ipcountry.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "IPCOUNTRY_DB",
+        default_value = "sqlite://ipcountry.db"
+    )]
     pub(crate) db: String,
     /// Machine-readable JSON output instead of human text.
     #[arg(long, global = true)]
@@ -171,7 +176,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (use 500ms, 5s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (use 500ms, 5s, 2m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,

@@ -176,12 +176,9 @@ fn check_from(
     dns: Option<&HostLookup>,
     checks: &mut Vec<Check>,
 ) {
-    let from = match &request.from {
-        Ok(f) => f,
-        Err(_) => {
-            checks.push(unchecked(Role::From, &request.from_raw, "unparseable From"));
-            return;
-        }
+    let Ok(from) = &request.from else {
+        checks.push(unchecked(Role::From, &request.from_raw, "unparseable From"));
+        return;
     };
     match from.host() {
         None => checks.push(unchecked(Role::From, &request.from_raw, "From has no host")),
@@ -201,19 +198,17 @@ fn check_from(
                 Some(HostLookup::Addrs(addrs)) if !addrs.is_empty() => {
                     checks.extend(addrs.iter().map(|ip| check_ip(policy, *ip, Role::From)))
                 }
-                Some(HostLookup::Addrs(_)) => {
-                    checks.push(unchecked(Role::From, name, &format!("{name} has no address")))
-                }
+                Some(HostLookup::Addrs(_)) => checks.push(unchecked(
+                    Role::From,
+                    name,
+                    &format!("{name} has no address"),
+                )),
                 Some(HostLookup::Failed(why)) => checks.push(unchecked(
                     Role::From,
                     name,
                     &format!("cannot resolve {name}: {why}"),
                 )),
-                None => checks.push(unchecked(
-                    Role::From,
-                    name,
-                    &format!("{name} not resolved"),
-                )),
+                None => checks.push(unchecked(Role::From, name, &format!("{name} not resolved"))),
             }
         }
     }
@@ -307,7 +302,11 @@ mod tests {
 
     #[test]
     fn acceptance_scenario() {
-        let d = decide_str(r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#, None, Trust::Both);
+        let d = decide_str(
+            r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#,
+            None,
+            Trust::Both,
+        );
         assert_eq!(d.verdict, Verdict::Permit);
         assert_eq!(d.reason, "permit #1 203.0.113.0/24 office");
         let d = decide_str("203.0.113.66", None, Trust::Both);
@@ -322,9 +321,18 @@ mod tests {
     fn trust_modes() {
         let from = "Bob <sip:bob@203.0.113.7>;tag=x";
         // Source is a stranger: both → stranger; from → permitted; source → stranger.
-        assert_eq!(decide_str(from, Some("198.51.100.9:5060"), Trust::Both).verdict, Verdict::Stranger);
-        assert_eq!(decide_str(from, Some("198.51.100.9:5060"), Trust::From).verdict, Verdict::Permit);
-        assert_eq!(decide_str(from, Some("198.51.100.9:5060"), Trust::Source).verdict, Verdict::Stranger);
+        assert_eq!(
+            decide_str(from, Some("198.51.100.9:5060"), Trust::Both).verdict,
+            Verdict::Stranger
+        );
+        assert_eq!(
+            decide_str(from, Some("198.51.100.9:5060"), Trust::From).verdict,
+            Verdict::Permit
+        );
+        assert_eq!(
+            decide_str(from, Some("198.51.100.9:5060"), Trust::Source).verdict,
+            Verdict::Stranger
+        );
         // Loopback source is builtin-permitted.
         let d = decide_str(from, Some("127.0.0.1:15201"), Trust::Both);
         assert_eq!(d.verdict, Verdict::Permit);
@@ -333,16 +341,28 @@ mod tests {
         let d = decide_str(from, Some("203.0.113.66"), Trust::Both);
         assert_eq!(d.verdict, Verdict::Deny);
         // No source at all with --trust source.
-        assert_eq!(decide_str(from, None, Trust::Source).reason, "no source address");
-        assert_eq!(decide_str(from, Some("junk"), Trust::Both).reason, "bad source address");
+        assert_eq!(
+            decide_str(from, None, Trust::Source).reason,
+            "no source address"
+        );
+        assert_eq!(
+            decide_str(from, Some("junk"), Trust::Both).reason,
+            "bad source address"
+        );
     }
 
     #[test]
     fn from_without_host_or_unparseable() {
         let d = decide_str("<tel:+15551234>", Some("127.0.0.1"), Trust::Both);
-        assert_eq!((d.verdict, d.reason.as_str()), (Verdict::Stranger, "From has no host"));
+        assert_eq!(
+            (d.verdict, d.reason.as_str()),
+            (Verdict::Stranger, "From has no host")
+        );
         let d = decide_str("<sip:bob@203.0.113.300>", Some("127.0.0.1"), Trust::Both);
-        assert_eq!((d.verdict, d.reason.as_str()), (Verdict::Stranger, "unparseable From"));
+        assert_eq!(
+            (d.verdict, d.reason.as_str()),
+            (Verdict::Stranger, "unparseable From")
+        );
         // ... but with --trust source the From does not matter.
         let d = decide_str("<tel:+15551234>", Some("127.0.0.1"), Trust::Source);
         assert_eq!(d.verdict, Verdict::Permit);
@@ -354,18 +374,30 @@ mod tests {
         let req = ScreenRequest::new("<sip:bob@SipGate.com>", Some("127.0.0.1"));
         assert_eq!(host_to_resolve(&p, &req, Trust::Both), None);
         let d = decide(&p, &req, Trust::Both, None);
-        assert_eq!((d.verdict, d.reason.as_str()), (Verdict::Permit, "allow-host sipgate.com"));
+        assert_eq!(
+            (d.verdict, d.reason.as_str()),
+            (Verdict::Permit, "allow-host sipgate.com")
+        );
 
         let req = ScreenRequest::new("<sip:bob@gw.example.com>", Some("127.0.0.1"));
-        assert_eq!(host_to_resolve(&p, &req, Trust::Both), Some("gw.example.com"));
+        assert_eq!(
+            host_to_resolve(&p, &req, Trust::Both),
+            Some("gw.example.com")
+        );
         assert_eq!(host_to_resolve(&p, &req, Trust::Source), None);
         let ok = HostLookup::Addrs(vec!["203.0.113.9".parse().expect("ip")]);
-        assert_eq!(decide(&p, &req, Trust::Both, Some(&ok)).verdict, Verdict::Permit);
+        assert_eq!(
+            decide(&p, &req, Trust::Both, Some(&ok)).verdict,
+            Verdict::Permit
+        );
         let mixed = HostLookup::Addrs(vec![
             "203.0.113.9".parse().expect("ip"),
             "198.51.100.1".parse().expect("ip"),
         ]);
-        assert_eq!(decide(&p, &req, Trust::Both, Some(&mixed)).verdict, Verdict::Stranger);
+        assert_eq!(
+            decide(&p, &req, Trust::Both, Some(&mixed)).verdict,
+            Verdict::Stranger
+        );
         let failed = HostLookup::Failed("timed out".into());
         let d = decide(&p, &req, Trust::Both, Some(&failed));
         assert_eq!(d.reason, "cannot resolve gw.example.com: timed out");
@@ -373,7 +405,11 @@ mod tests {
 
     #[test]
     fn ipv6_and_mapped() {
-        let d = decide_str("<sip:bob@[2001:db8:1::5]:5060>", Some("[::1]:5060"), Trust::Both);
+        let d = decide_str(
+            "<sip:bob@[2001:db8:1::5]:5060>",
+            Some("[::1]:5060"),
+            Trust::Both,
+        );
         assert_eq!(d.verdict, Verdict::Permit);
         let d = decide_str("<sip:bob@[2001:db8::1]>", Some("[::1]:5060"), Trust::Both);
         assert_eq!(d.verdict, Verdict::Stranger);

@@ -49,7 +49,8 @@ impl HostPattern {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !name.split('.').all(valid_label) {
             return Err(HostPatternError::BadSyntax);
@@ -120,15 +121,24 @@ mod tests {
     use super::*;
 
     fn list(p: &[&str]) -> HostAllowList {
-        HostAllowList::new(p.iter().map(|s| HostPattern::parse(s).expect("valid pattern")))
+        HostAllowList::new(
+            p.iter()
+                .map(|s| HostPattern::parse(s).expect("valid pattern")),
+        )
     }
 
     #[test]
     fn exact_and_wildcard() {
         let l = list(&["SipGate.com.", "*.example.com"]);
         assert_eq!(l.matching("sipgate.com").as_deref(), Some("sipgate.com"));
-        assert_eq!(l.matching("gw.example.com").as_deref(), Some("*.example.com"));
-        assert_eq!(l.matching("a.b.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(
+            l.matching("gw.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(
+            l.matching("a.b.example.com").as_deref(),
+            Some("*.example.com")
+        );
         assert_eq!(l.matching("example.com"), None);
         assert_eq!(l.matching("badexample.com"), None);
         assert_eq!(l.matching("sipgate.com.evil.net"), None);
@@ -138,11 +148,29 @@ mod tests {
     #[test]
     fn rejects_bad_patterns() {
         assert_eq!(HostPattern::parse(""), Err(HostPatternError::Empty));
-        assert_eq!(HostPattern::parse("203.0.113.7"), Err(HostPatternError::IpAddress));
-        assert_eq!(HostPattern::parse("a b.com"), Err(HostPatternError::BadSyntax));
-        assert_eq!(HostPattern::parse("*.*.com"), Err(HostPatternError::BadSyntax));
-        assert_eq!(HostPattern::parse("foo..com"), Err(HostPatternError::BadSyntax));
-        assert_eq!(HostPattern::parse("x\n.com"), Err(HostPatternError::BadSyntax));
-        assert_eq!(HostPattern::parse(&"a".repeat(300)), Err(HostPatternError::TooLong));
+        assert_eq!(
+            HostPattern::parse("203.0.113.7"),
+            Err(HostPatternError::IpAddress)
+        );
+        assert_eq!(
+            HostPattern::parse("a b.com"),
+            Err(HostPatternError::BadSyntax)
+        );
+        assert_eq!(
+            HostPattern::parse("*.*.com"),
+            Err(HostPatternError::BadSyntax)
+        );
+        assert_eq!(
+            HostPattern::parse("foo..com"),
+            Err(HostPatternError::BadSyntax)
+        );
+        assert_eq!(
+            HostPattern::parse("x\n.com"),
+            Err(HostPatternError::BadSyntax)
+        );
+        assert_eq!(
+            HostPattern::parse(&"a".repeat(300)),
+            Err(HostPatternError::TooLong)
+        );
     }
 }

@@ -30,7 +30,10 @@ use ipcountry::{reload, server, session, shutdown};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipcountry: cannot start the async runtime: {e}");
@@ -61,7 +64,11 @@ fn init_tracing(command: &Command) {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let builtins = if cli.no_builtins { Builtins::Off } else { Builtins::On };
+    let builtins = if cli.no_builtins {
+        Builtins::Off
+    } else {
+        Builtins::On
+    };
     match cli.command {
         Command::Serve(args) => serve(&cli.db, builtins, args).await,
         Command::Agi(args) => agi(&cli.db, builtins, args).await,
@@ -75,7 +82,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn open_store(db: &str) -> Result<Store> {
-    Store::open(db).await.with_context(|| format!("cannot open database {}", cli::db_display(db).display()))
+    Store::open(db)
+        .await
+        .with_context(|| format!("cannot open database {}", cli::db_display(db).display()))
 }
 
 fn resolver(args_timeout: std::time::Duration, server: Option<SocketAddr>) -> HostResolver {
@@ -87,13 +96,19 @@ fn resolver(args_timeout: std::time::Duration, server: Option<SocketAddr>) -> Ho
 
 async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode> {
     let store = open_store(db).await?;
-    let policy = reload::build(&store, builtins).await.context("cannot load the tables")?;
+    let policy = reload::build(&store, builtins)
+        .await
+        .context("cannot load the tables")?;
     let (v4, v6) = policy.table().segment_counts();
     tracing::info!(db = %cli::db_display(db).display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
     let shared = Arc::new(SharedPolicy::new(policy));
     let mut listeners = Vec::new();
     for addr in &args.listen {
-        listeners.push(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?);
+        listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        );
     }
     let shutdown = shutdown::on_signals().context("cannot install signal handlers")?;
     let notify = Arc::new(Notify::new());
@@ -108,8 +123,18 @@ async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode
         },
         reload: notify.clone(),
     });
-    let watcher = tokio::spawn(reload::watch(store.clone(), shared, builtins, args.poll, notify, shutdown.clone()));
-    let options = server::ServerOptions { max_sessions: args.max_sessions, grace: args.grace };
+    let watcher = tokio::spawn(reload::watch(
+        store.clone(),
+        shared,
+        builtins,
+        args.poll,
+        notify,
+        shutdown.clone(),
+    ));
+    let options = server::ServerOptions {
+        max_sessions: args.max_sessions,
+        grace: args.grace,
+    };
     server::run(listeners, ctx, options, shutdown).await;
     let _ = watcher.await;
     store.close().await;
@@ -118,12 +143,17 @@ async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode
 
 async fn agi(db: &str, builtins: Builtins, args: ScreenArgs) -> Result<ExitCode> {
     let store = open_store(db).await?;
-    let policy = reload::build(&store, builtins).await.context("cannot load the tables")?;
+    let policy = reload::build(&store, builtins)
+        .await
+        .context("cannot load the tables")?;
     store.close().await;
     let ctx = Context {
         policy: Arc::new(SharedPolicy::new(policy)),
         resolver: resolver(args.dns_timeout, args.dns_server),
-        settings: SessionSettings { trust: args.trust, ..SessionSettings::default() },
+        settings: SessionSettings {
+            trust: args.trust,
+            ..SessionSettings::default()
+        },
         reload: Arc::new(Notify::new()),
     };
     let conn = AgiConnection::new(tokio::io::stdin(), tokio::io::stdout(), Limits::default());
@@ -133,11 +163,17 @@ async fn agi(db: &str, builtins: Builtins, args: ScreenArgs) -> Result<ExitCode>
 
 async fn check(db: &str, builtins: Builtins, json: bool, args: CheckArgs) -> Result<ExitCode> {
     let store = open_store(db).await?;
-    let policy = reload::build(&store, builtins).await.context("cannot load the tables")?;
+    let policy = reload::build(&store, builtins)
+        .await
+        .context("cannot load the tables")?;
     store.close().await;
     let request = ScreenRequest::new(&args.subject, args.source.as_deref());
     let dns = match decision::host_to_resolve(&policy, &request, args.trust) {
-        Some(name) => Some(resolver(args.dns_timeout, args.dns_server).lookup(name).await),
+        Some(name) => Some(
+            resolver(args.dns_timeout, args.dns_server)
+                .lookup(name)
+                .await,
+        ),
         None => None,
     };
     let d = decision::decide(&policy, &request, args.trust, dns.as_ref());
@@ -151,7 +187,11 @@ async fn check(db: &str, builtins: Builtins, json: bool, args: CheckArgs) -> Res
             }
         }
     }
-    Ok(if d.verdict == Verdict::Permit { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if d.verdict == Verdict::Permit {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn ip(values: &[String], json: bool) -> Result<ExitCode> {
@@ -178,7 +218,12 @@ fn ip(values: &[String], json: bool) -> Result<ExitCode> {
         } else {
             bail!("not an IP address or integer: {v:?}");
         };
-        out.push(Out { input: v.to_owned(), address: addr, integer: int, family });
+        out.push(Out {
+            input: v.to_owned(),
+            address: addr,
+            integer: int,
+            family,
+        });
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -198,7 +243,10 @@ fn parse_range(words: &[String]) -> Result<IpRange> {
     match words {
         [one] => one.parse::<IpRange>().map_err(Into::into),
         [a, b] => IpRange::from_integers(a, b)
-            .or_else(|_| IpRange::from_addrs(a.trim().parse()?, b.trim().parse()?).map_err(anyhow::Error::from))
+            .or_else(|_| {
+                IpRange::from_addrs(a.trim().parse()?, b.trim().parse()?)
+                    .map_err(anyhow::Error::from)
+            })
             .with_context(|| format!("not a range: {a} {b}")),
         _ => bail!("give one range, or two integers"),
     }
@@ -209,7 +257,10 @@ async fn rules(db: &str, kind: RuleKind, action: RuleAction, json: bool) -> Resu
     let code = match action {
         RuleAction::Add { range, note } => {
             let range = parse_range(&range)?;
-            match store.add_rule(kind, range, CUSTOM_COUNTRY, RuleSource::Custom, note.trim()).await {
+            match store
+                .add_rule(kind, range, CUSTOM_COUNTRY, RuleSource::Custom, note.trim())
+                .await
+            {
                 Ok(rule) => {
                     print_rules(std::slice::from_ref(&rule), json, Some("added"))?;
                     ExitCode::SUCCESS
@@ -224,8 +275,14 @@ async fn rules(db: &str, kind: RuleKind, action: RuleAction, json: bool) -> Resu
         RuleAction::Rm { what } => {
             let w = what.trim().trim_start_matches('#');
             let removed = match w.parse::<i64>() {
-                Ok(id) if !w.contains('.') && !w.contains(':') && id < (1 << 31) => store.remove_rule(kind, id).await,
-                _ => store.remove_rule_by_range(kind, w.parse::<IpRange>()?).await,
+                Ok(id) if !w.contains('.') && !w.contains(':') && id < (1 << 31) => {
+                    store.remove_rule(kind, id).await
+                }
+                _ => {
+                    store
+                        .remove_rule_by_range(kind, w.parse::<IpRange>()?)
+                        .await
+                }
             };
             match removed {
                 Ok(rule) => {
@@ -254,8 +311,19 @@ fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
         return Ok(());
     }
     for r in rules {
-        let note = if r.note.is_empty() { String::new() } else { format!(" {:?}", r.note) };
-        let line = format!("#{:<6} {:<43} {:<2} {:<7}{}", r.id, r.range.to_string(), r.country, r.source, note);
+        let note = if r.note.is_empty() {
+            String::new()
+        } else {
+            format!(" {:?}", r.note)
+        };
+        let line = format!(
+            "#{:<6} {:<43} {:<2} {:<7}{}",
+            r.id,
+            r.range.to_string(),
+            r.country,
+            r.source,
+            note
+        );
         match verb {
             Some(v) => println!("{v} {}: {}", r.kind, line.trim_end()),
             None => println!("{}", line.trim_end()),
@@ -302,7 +370,11 @@ async fn hosts(db: &str, action: HostAction, json: bool) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for h in &list {
-                    let note = if h.note.is_empty() { String::new() } else { format!(" {:?}", h.note) };
+                    let note = if h.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {:?}", h.note)
+                    };
                     println!("#{:<6} {}{}", h.id, h.pattern, note);
                 }
             }
@@ -330,11 +402,17 @@ async fn reload_cmd(db: &str, server: SocketAddr) -> Result<ExitCode> {
 async fn poke(server: SocketAddr) -> Result<()> {
     let connect = tokio::net::TcpStream::connect(server);
     let mut stream = tokio::time::timeout(std::time::Duration::from_secs(2), connect).await??;
-    let block = format!("agi_network: yes\nagi_network_script: reload\nagi_request: agi://{server}/reload\n\n");
+    let block = format!(
+        "agi_network: yes\nagi_network_script: reload\nagi_request: agi://{server}/reload\n\n"
+    );
     stream.write_all(block.as_bytes()).await?;
     // The server closes once the request is taken.
     let mut line = String::new();
     let mut reader = BufReader::new(stream);
-    tokio::time::timeout(std::time::Duration::from_secs(2), reader.read_line(&mut line)).await??;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        reader.read_line(&mut line),
+    )
+    .await??;
     Ok(())
 }

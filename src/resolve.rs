@@ -111,7 +111,9 @@ impl HostResolver {
             return HostLookup::Failed("DNS disabled".into());
         };
         match tokio::time::timeout(self.timeout, resolver.lookup_ip(name)).await {
-            Err(_) => HostLookup::Failed(format!("timed out after {} ms", self.timeout.as_millis())),
+            Err(_) => {
+                HostLookup::Failed(format!("timed out after {} ms", self.timeout.as_millis()))
+            }
             Ok(Err(error)) => HostLookup::Failed(short_error(&error.to_string())),
             Ok(Ok(found)) => {
                 let addrs: Vec<IpAddr> = found
@@ -127,7 +129,12 @@ impl HostResolver {
 
 /// hickory's messages can be long; keep the first line, bounded.
 fn short_error(s: &str) -> String {
-    s.lines().next().unwrap_or("lookup failed").chars().take(120).collect()
+    s.lines()
+        .next()
+        .unwrap_or("lookup failed")
+        .chars()
+        .take(120)
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,12 +168,19 @@ mod tests {
         let t = std::time::Instant::now();
         let out = r.lookup("gw.example.com").await;
         assert!(matches!(out, HostLookup::Failed(_)), "{out:?}");
-        assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test]
     async fn disabled_resolver_fails() {
         let r = HostResolver::disabled();
-        assert!(matches!(r.lookup("example.com").await, HostLookup::Failed(_)));
+        assert!(matches!(
+            r.lookup("example.com").await,
+            HostLookup::Failed(_)
+        ));
     }
 }

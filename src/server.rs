@@ -67,8 +67,14 @@ pub async fn run(
         let _ = l.await;
     }
     tracker.close();
-    if tokio::time::timeout(options.grace, tracker.wait()).await.is_err() {
-        warn!(remaining = tracker.len(), "grace period over; dropping calls still in flight");
+    if tokio::time::timeout(options.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            "grace period over; dropping calls still in flight"
+        );
         hard_stop.cancel();
         tracker.wait().await;
     }
@@ -123,7 +129,7 @@ async fn accept_loop(
 async fn serve_one(stream: TcpStream, peer: SocketAddr, ctx: &Context) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let conn = AgiConnection::new(r, w, ctx.settings.limits.clone());
+    let conn = AgiConnection::new(r, w, ctx.settings.limits);
     match session::run(conn, ctx, Some(peer)).await {
         Ok(outcome) => debug!(%peer, ?outcome, "session done"),
         Err(error) => warn!(%peer, %error, "dropped AGI peer"),

@@ -90,7 +90,10 @@ pub enum SessionError {
 
 /// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,...)`): always screens, since
 /// a plain AGI has no script name in the FastAGI sense.
-pub async fn run_stdio<R, W>(mut conn: AgiConnection<R, W>, ctx: &Context) -> Result<Outcome, SessionError>
+pub async fn run_stdio<R, W>(
+    mut conn: AgiConnection<R, W>,
+    ctx: &Context,
+) -> Result<Outcome, SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -126,7 +129,10 @@ where
             // Tell the admin on the Asterisk console; set nothing, so the dialplan goes on as
             // if the server had not answered.
             let message = format!("ipcountry: unknown AGI script {:?}", other.unwrap_or(""));
-            let verbose = Command::Verbose { message: &message, level: 1 };
+            let verbose = Command::Verbose {
+                message: &message,
+                level: 1,
+            };
             let _ = exchange(&mut conn, ctx.settings.reply_timeout, &verbose).await;
             Outcome::Unknown
         }
@@ -136,7 +142,10 @@ where
     Ok(outcome)
 }
 
-async fn read_env<R, W>(conn: &mut AgiConnection<R, W>, ctx: &Context) -> Result<AgiEnv, SessionError>
+async fn read_env<R, W>(
+    conn: &mut AgiConnection<R, W>,
+    ctx: &Context,
+) -> Result<AgiEnv, SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -181,11 +190,24 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let stranger = if decision.verdict.is_stranger() { "true" } else { "false" };
+    let stranger = if decision.verdict.is_stranger() {
+        "true"
+    } else {
+        "false"
+    };
     let commands = [
-        Command::SetVariable { name: "STRANGER", value: stranger },
-        Command::SetVariable { name: "IPCOUNTRY_VERDICT", value: decision.verdict.as_str() },
-        Command::SetVariable { name: "IPCOUNTRY_REASON", value: &decision.reason },
+        Command::SetVariable {
+            name: "STRANGER",
+            value: stranger,
+        },
+        Command::SetVariable {
+            name: "IPCOUNTRY_VERDICT",
+            value: decision.verdict.as_str(),
+        },
+        Command::SetVariable {
+            name: "IPCOUNTRY_REASON",
+            value: &decision.reason,
+        },
     ];
     for command in &commands {
         if conn.hangup_pending() {
@@ -220,7 +242,10 @@ where
     }
     match timeout(reply_timeout, conn.read_reply()).await {
         Err(_) => {
-            warn!(?reply_timeout, "Asterisk did not answer an AGI command in time");
+            warn!(
+                ?reply_timeout,
+                "Asterisk did not answer an AGI command in time"
+            );
             Step::Stop(Outcome::Abandoned)
         }
         Ok(Err(error)) => {

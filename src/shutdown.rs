@@ -17,7 +17,10 @@ pub fn on_signals() -> std::io::Result<CancellationToken> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = which, "shutting down: no new calls, finishing calls in flight");
+        tracing::info!(
+            signal = which,
+            "shutting down: no new calls, finishing calls in flight"
+        );
         t.cancel();
     });
     Ok(token)

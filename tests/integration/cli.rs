@@ -39,13 +39,22 @@ fn acceptance_scenario() {
     let cli = Cli::new();
     let o = cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::path::Path::new(&cli.db).exists(), "the database is created on first use");
+    assert!(
+        std::path::Path::new(&cli.db).exists(),
+        "the database is created on first use"
+    );
     assert!(cli.run(&["deny", "add", "203.0.113.66"]).status.success());
-    assert!(cli.run(&["allow-host", "add", "sipgate.com"]).status.success());
+    assert!(cli
+        .run(&["allow-host", "add", "sipgate.com"])
+        .status
+        .success());
 
     let o = cli.run(&["check", r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(stdout(&o).trim(), "permitted (permit #1 203.0.113.0/24 office)");
+    assert_eq!(
+        stdout(&o).trim(),
+        "permitted (permit #1 203.0.113.0/24 office)"
+    );
 
     let o = cli.run(&["check", "203.0.113.66"]);
     assert_eq!(o.status.code(), Some(1));
@@ -53,7 +62,10 @@ fn acceptance_scenario() {
 
     let o = cli.run(&["check", "198.51.100.9"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stdout(&o).trim(), "stranger (no permit range for 198.51.100.9)");
+    assert_eq!(
+        stdout(&o).trim(),
+        "stranger (no permit range for 198.51.100.9)"
+    );
 
     let o = cli.run(&["check", "<sip:bob@sipgate.com>"]);
     assert_eq!(o.status.code(), Some(0));
@@ -61,23 +73,41 @@ fn acceptance_scenario() {
 
     // Builtins: loopback is permitted unless turned off.
     assert_eq!(cli.run(&["check", "127.0.0.1"]).status.code(), Some(0));
-    assert_eq!(cli.run(&["--no-builtins", "check", "127.0.0.1"]).status.code(), Some(1));
+    assert_eq!(
+        cli.run(&["--no-builtins", "check", "127.0.0.1"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
 fn duplicates_are_reported_not_raw_errors() {
     let cli = Cli::new();
-    assert!(cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]).status.success());
+    assert!(cli
+        .run(&["permit", "add", "203.0.113.0/24", "--note", "office"])
+        .status
+        .success());
     let o = cli.run(&["permit", "add", "203.0.113.0/24"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o).trim(), r#"already in permit: #1 203.0.113.0/24 "office""#);
+    assert_eq!(
+        stderr(&o).trim(),
+        r#"already in permit: #1 203.0.113.0/24 "office""#
+    );
     // The same range written differently is the same entry.
     let o = cli.run(&["permit", "add", "203.0.113.0-203.0.113.255"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(cli.run(&["allow-host", "add", "*.example.com"]).status.success());
+    assert!(cli
+        .run(&["allow-host", "add", "*.example.com"])
+        .status
+        .success());
     let o = cli.run(&["allow-host", "add", "*.EXAMPLE.com"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("already in allow_host"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already in allow_host"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -85,14 +115,21 @@ fn bad_input_is_a_clear_error() {
     let cli = Cli::new();
     for (args, needle) in [
         (&["permit", "add", "203.0.113.7/24"][..], "host bits"),
-        (&["permit", "add", "300.1.1.1"][..], "not an IP address"),
+        (&["permit", "add", "300.1.1.1"][..], "not an ip address"),
         (&["deny", "add", "10.0.0.9-10.0.0.1"][..], "after its end"),
-        (&["allow-host", "add", "bad host"][..], "not a valid host name"),
-        (&["ip", "banana"][..], "not an IP address or integer"),
+        (
+            &["allow-host", "add", "bad host"][..],
+            "not a valid host name",
+        ),
+        (&["ip", "banana"][..], "not an ip address or integer"),
     ] {
         let o = cli.run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).to_lowercase().contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).to_lowercase().contains(needle),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
     // Nothing was written by the failed commands.
     assert_eq!(stdout(&cli.run(&["permit", "list"])).trim(), "");
@@ -102,15 +139,31 @@ fn bad_input_is_a_clear_error() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent-dir/x.db"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent-dir/x.db"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn list_remove_and_json() {
     let cli = Cli::new();
-    assert!(cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]).status.success());
-    assert!(cli.run(&["permit", "add", "3405803776", "3405804031"]).status.code() == Some(1), "same range as integers is a duplicate");
-    assert!(cli.run(&["permit", "add", "2001:db8:1::/48"]).status.success());
+    assert!(cli
+        .run(&["permit", "add", "203.0.113.0/24", "--note", "office"])
+        .status
+        .success());
+    assert!(
+        cli.run(&["permit", "add", "3405803776", "3405804031"])
+            .status
+            .code()
+            == Some(1),
+        "same range as integers is a duplicate"
+    );
+    assert!(cli
+        .run(&["permit", "add", "2001:db8:1::/48"])
+        .status
+        .success());
     let o = cli.run(&["--json", "permit", "list"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let rows = v.as_array().expect("array");
@@ -126,7 +179,13 @@ fn list_remove_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cli.run(&["permit", "rm", "1"]).status.code(), Some(1));
 
-    let o = cli.run(&["--json", "check", "203.0.113.7", "--source", "127.0.0.1:5060"]);
+    let o = cli.run(&[
+        "--json",
+        "check",
+        "203.0.113.7",
+        "--source",
+        "127.0.0.1:5060",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["verdict"], "stranger");
@@ -172,10 +231,13 @@ fn plain_agi_over_stdin_stdout() {
     let cli = Cli::new();
     assert!(cli.run(&["deny", "add", "203.0.113.66"]).status.success());
     let header = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi/sessions/legacy-cut-ip.header.raw"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/asterisk-agi/sessions/legacy-cut-ip.header.raw"),
     )
     .expect("fixture");
-    let header = String::from_utf8(header).expect("utf8").replace("203.0.113.7", "203.0.113.66");
+    let header = String::from_utf8(header)
+        .expect("utf8")
+        .replace("203.0.113.7", "203.0.113.66");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
         .env("IPCOUNTRY_DB", &cli.db)
         .args(["agi", "203.0.113.66"])
@@ -188,7 +250,9 @@ fn plain_agi_over_stdin_stdout() {
     // Asterisk writes the block and answers each command; replies can be queued up front here
     // since the AGI reads them one at a time.
     stdin.write_all(header.as_bytes()).expect("write");
-    stdin.write_all(b"200 result=1\n200 result=1\n200 result=1\n").expect("write");
+    stdin
+        .write_all(b"200 result=1\n200 result=1\n200 result=1\n")
+        .expect("write");
     drop(stdin);
     let o = child.wait_with_output().expect("wait");
     assert!(o.status.success(), "{}", stderr(&o));

@@ -75,7 +75,10 @@ pub(crate) async fn seed(store: &Store) {
     add(RuleKind::Deny, "203.0.113.66", "").await;
     add(RuleKind::Permit, "2001:db8:1::/48", "").await;
     let p = HostPattern::parse("sipgate.com").expect("pattern");
-    store.add_allow_host(p.as_str(), "").await.expect("allow host");
+    store
+        .add_allow_host(p.as_str(), "")
+        .await
+        .expect("allow host");
 }
 
 pub(crate) async fn start() -> TestServer {
@@ -87,7 +90,9 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
     let db_url = format!("sqlite://{}", dir.path().join("ipcountry.db").display());
     let store = Store::open(&db_url).await.expect("open store");
     seed(&store).await;
-    let policy = reload::build(&store, Builtins::On).await.expect("build policy");
+    let policy = reload::build(&store, Builtins::On)
+        .await
+        .expect("build policy");
     let shared = Arc::new(SharedPolicy::new(policy));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -205,8 +210,12 @@ pub(crate) fn recorded_segments(case: &str) -> Vec<Vec<u8>> {
     let mut total = Vec::new();
     for line in md.lines() {
         let l = line.trim_start();
-        let Some(rest) = l.split_once(" << '").map(|(_, r)| r) else { continue };
-        let Some(body) = rest.strip_suffix('\'') else { continue };
+        let Some(rest) = l.split_once(" << '").map(|(_, r)| r) else {
+            continue;
+        };
+        let Some(body) = rest.strip_suffix('\'') else {
+            continue;
+        };
         let seg = unescape_py(body);
         total.extend_from_slice(&seg);
         segs.push(seg);
@@ -214,8 +223,12 @@ pub(crate) fn recorded_segments(case: &str) -> Vec<Vec<u8>> {
             break;
         }
     }
-    let header = std::fs::read(fixtures().join(format!("sessions/{case}.header.raw"))).expect("raw");
-    assert!(total.starts_with(&header), "{case}: recorded segments do not rebuild the header");
+    let header =
+        std::fs::read(fixtures().join(format!("sessions/{case}.header.raw"))).expect("raw");
+    assert!(
+        total.starts_with(&header),
+        "{case}: recorded segments do not rebuild the header"
+    );
     segs
 }
 

@@ -11,13 +11,33 @@ const OFFICE: &str = "permit #1 203.0.113.0/24 office";
 /// policy with DNS disabled.
 const CASES: &[(&str, bool, &str, &str)] = &[
     ("pjsip-ipv4", false, "permitted", OFFICE),
-    ("pjsip-ipv6", true, "stranger", "no permit range for 2001:db8::1"),
-    ("pjsip-hostname", false, "permitted", "allow-host sipgate.com"),
-    ("pjsip-anonymous", true, "stranger", "cannot resolve anonymous.invalid: reserved .invalid name"),
+    (
+        "pjsip-ipv6",
+        true,
+        "stranger",
+        "no permit range for 2001:db8::1",
+    ),
+    (
+        "pjsip-hostname",
+        false,
+        "permitted",
+        "allow-host sipgate.com",
+    ),
+    (
+        "pjsip-anonymous",
+        true,
+        "stranger",
+        "cannot resolve anonymous.invalid: reserved .invalid name",
+    ),
     ("pjsip-sips", false, "permitted", OFFICE),
     ("pjsip-addr-spec", false, "permitted", OFFICE),
     ("pjsip-tel-uri", true, "stranger", "From has no host"),
-    ("pjsip-display-comma-userphone", true, "stranger", "cannot resolve gw.example.com: DNS disabled"),
+    (
+        "pjsip-display-comma-userphone",
+        true,
+        "stranger",
+        "cannot resolve gw.example.com: DNS disabled",
+    ),
     ("pjsip-display-escaped", false, "permitted", OFFICE),
     ("pjsip-uppercase-scheme", false, "permitted", OFFICE),
     ("pjsip-no-user", false, "permitted", OFFICE),
@@ -25,20 +45,45 @@ const CASES: &[(&str, bool, &str, &str)] = &[
     ("pjsip-over-ipv6-transport", false, "permitted", OFFICE),
     ("pjsip-bad-ipv4", true, "stranger", "unparseable From"),
     ("chansip-ipv4", false, "permitted", OFFICE),
-    ("chansip-ipv6", true, "stranger", "no permit range for 2001:db8::1"),
-    ("chansip-hostname", false, "permitted", "allow-host sipgate.com"),
-    ("chansip-anonymous", true, "stranger", "cannot resolve anonymous.invalid: reserved .invalid name"),
+    (
+        "chansip-ipv6",
+        true,
+        "stranger",
+        "no permit range for 2001:db8::1",
+    ),
+    (
+        "chansip-hostname",
+        false,
+        "permitted",
+        "allow-host sipgate.com",
+    ),
+    (
+        "chansip-anonymous",
+        true,
+        "stranger",
+        "cannot resolve anonymous.invalid: reserved .invalid name",
+    ),
     ("chansip-display-escaped", false, "permitted", OFFICE),
     ("chansip-sips", false, "permitted", OFFICE),
     ("chansip-tel-uri", true, "stranger", "From has no host"),
     ("chansip-bad-ipv4", true, "stranger", "unparseable From"),
     ("chansip-bad-ipv6", true, "stranger", "unparseable From"),
-    ("chansip-over-ipv6-uri-with-port", true, "stranger", "no permit range for 2001:db8::1"),
+    (
+        "chansip-over-ipv6-uri-with-port",
+        true,
+        "stranger",
+        "no permit range for 2001:db8::1",
+    ),
     ("agi-url-ipv6", false, "permitted", OFFICE),
     ("args-from-variable", false, "permitted", OFFICE),
     ("args-quoted-from", true, "stranger", "bad source address"),
     ("args-literal", true, "stranger", "bad source address"),
-    ("args-literal-escaped-semicolon", true, "stranger", "bad source address"),
+    (
+        "args-literal-escaped-semicolon",
+        true,
+        "stranger",
+        "bad source address",
+    ),
     ("legacy-cut-ip", false, "permitted", OFFICE),
     ("legacy-pipe", false, "permitted", OFFICE),
     ("url-query-args", false, "permitted", OFFICE),
@@ -50,8 +95,15 @@ async fn recorded_calls_get_exact_commands() {
     for &(case, stranger, verdict, reason) in CASES {
         let segments = recorded_segments(case);
         let t = play(server.addr, &segments, ok, Duration::from_secs(5)).await;
-        assert_eq!(t.bytes(), verdict_commands(stranger, verdict, reason), "case {case}");
-        assert!(t.closed, "case {case}: the server must close the connection");
+        assert_eq!(
+            t.bytes(),
+            verdict_commands(stranger, verdict, reason),
+            "case {case}"
+        );
+        assert!(
+            t.closed,
+            "case {case}: the server must close the connection"
+        );
     }
     server.shutdown.cancel();
 }
@@ -60,7 +112,8 @@ async fn recorded_calls_get_exact_commands() {
 async fn recorded_calls_byte_by_byte() {
     // The worst framing Asterisk could produce: one byte per segment.
     let server = harness::start().await;
-    let header = std::fs::read(harness::fixtures().join("sessions/pjsip-ipv4.header.raw")).expect("raw");
+    let header =
+        std::fs::read(harness::fixtures().join("sessions/pjsip-ipv4.header.raw")).expect("raw");
     let segments: Vec<Vec<u8>> = header.iter().map(|b| vec![*b]).collect();
     let t = play(server.addr, &segments, ok, Duration::from_secs(5)).await;
     assert_eq!(t.bytes(), verdict_commands(false, "permitted", OFFICE));
@@ -71,10 +124,20 @@ async fn recorded_calls_byte_by_byte() {
 async fn unknown_or_missing_script_sets_nothing() {
     let server = harness::start().await;
     for case in ["no-script", "getfrom-pjsip", "slow-server"] {
-        let t = play(server.addr, &recorded_segments(case), ok, Duration::from_secs(5)).await;
+        let t = play(
+            server.addr,
+            &recorded_segments(case),
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(t.closed, "{case}");
         assert_eq!(t.commands.len(), 1, "{case}: {:?}", t.commands);
-        assert!(t.commands[0].starts_with("VERBOSE \"ipcountry: unknown AGI script"), "{case}: {:?}", t.commands);
+        assert!(
+            t.commands[0].starts_with("VERBOSE \"ipcountry: unknown AGI script"),
+            "{case}: {:?}",
+            t.commands
+        );
         assert!(!t.bytes().contains("SET VARIABLE"), "{case}");
     }
     server.shutdown.cancel();
@@ -88,11 +151,20 @@ async fn hangup_mid_call_stops_and_closes() {
     let t = play(
         server.addr,
         &[block(&["<sip:bob@203.0.113.7>", "127.0.0.1"])],
-        |n, _| if n == 0 { b"HANGUP\n200 result=1\n".to_vec() } else { b"200 result=1\n".to_vec() },
+        |n, _| {
+            if n == 0 {
+                b"HANGUP\n200 result=1\n".to_vec()
+            } else {
+                b"200 result=1\n".to_vec()
+            }
+        },
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(t.commands, vec!["SET VARIABLE STRANGER \"false\"\n".to_owned()]);
+    assert_eq!(
+        t.commands,
+        vec!["SET VARIABLE STRANGER \"false\"\n".to_owned()]
+    );
     assert!(t.closed);
 
     // HANGUP already buffered right behind the block: nothing is sent at all.
@@ -130,7 +202,10 @@ async fn refused_commands_do_not_stop_the_verdict() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(t.bytes(), verdict_commands(true, "denied", "deny #1 203.0.113.66/32"));
+    assert_eq!(
+        t.bytes(),
+        verdict_commands(true, "denied", "deny #1 203.0.113.66/32")
+    );
     assert!(t.closed);
     server.shutdown.cancel();
 }
@@ -146,7 +221,10 @@ async fn silent_asterisk_is_abandoned_after_the_reply_deadline() {
     )
     .await;
     assert_eq!(t.commands.len(), 1);
-    assert!(t.closed, "the server must give up on a peer that never answers");
+    assert!(
+        t.closed,
+        "the server must give up on a peer that never answers"
+    );
     server.shutdown.cancel();
 }
 
@@ -170,25 +248,48 @@ async fn from_header_cannot_inject_agi_commands() {
     server.shutdown.cancel();
 }
 
-#[tokio::test]
+// The CLI runs as a blocking child process: keep a worker free for the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_change_reaches_the_running_server() {
     let server = harness::start().await;
     let call = || async {
-        play(server.addr, &[block(&["198.51.100.9", "127.0.0.1"])], ok, Duration::from_secs(5)).await
+        play(
+            server.addr,
+            &[block(&["198.51.100.9", "127.0.0.1"])],
+            ok,
+            Duration::from_secs(5),
+        )
+        .await
     };
     assert!(call().await.bytes().contains("STRANGER \"true\""));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcountry"))
-        .args(["--db", &server.db_url, "permit", "add", "198.51.100.0/24", "--note", "branch"])
+        .args([
+            "--db",
+            &server.db_url,
+            "permit",
+            "add",
+            "198.51.100.0/24",
+            "--note",
+            "branch",
+        ])
         .output()
         .expect("run ipcountry");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The server polls the generation every 100 ms here.
     let mut permitted = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = call().await;
         if t.bytes().contains("STRANGER \"false\"") {
-            assert!(t.bytes().contains("permit #3 198.51.100.0/24 branch"), "{}", t.bytes());
+            assert!(
+                t.bytes().contains("permit #3 198.51.100.0/24 branch"),
+                "{}",
+                t.bytes()
+            );
             permitted = true;
             break;
         }
@@ -197,7 +298,8 @@ async fn cli_change_reaches_the_running_server() {
     server.shutdown.cancel();
 }
 
-#[tokio::test]
+// The CLI runs as a blocking child process: keep a worker free for the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_request_over_agi_rebuilds_now() {
     // A long poll interval: only the explicit reload can pick the change up in time.
     let server = harness::start_with(harness::Options {
@@ -218,14 +320,30 @@ async fn reload_request_over_agi_rebuilds_now() {
         .await
         .expect("add");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcountry"))
-        .args(["--db", &server.db_url, "reload", "--server", &server.addr.to_string()])
+        .args([
+            "--db",
+            &server.db_url,
+            "reload",
+            "--server",
+            &server.addr.to_string(),
+        ])
         .output()
         .expect("run ipcountry");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reloads now"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reloads now"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let mut denied = false;
     for _ in 0..50 {
-        let t = play(server.addr, &[block(&["203.0.113.7", "127.0.0.1"])], ok, Duration::from_secs(5)).await;
+        let t = play(
+            server.addr,
+            &[block(&["203.0.113.7", "127.0.0.1"])],
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
         if t.bytes().contains("\"denied\"") {
             denied = true;
             break;
@@ -242,12 +360,29 @@ async fn database_down_keeps_the_last_good_snapshot() {
     let before = server.policy.load();
     // The database disappears: the store's pool is closed under the running server.
     server.store.close().await;
-    let err = ipcountry::reload::reload_now(&server.store, &server.policy, ipcountry::policy::Builtins::On).await;
+    let err = ipcountry::reload::reload_now(
+        &server.store,
+        &server.policy,
+        ipcountry::policy::Builtins::On,
+    )
+    .await;
     assert!(err.is_err(), "a reload from a closed store must fail");
-    assert!(std::sync::Arc::ptr_eq(&before, &server.policy.load()), "the old snapshot must stay");
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &server.policy.load()),
+        "the old snapshot must stay"
+    );
     // ... and calls are still screened with it, through several poll rounds.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let t = play(server.addr, &[block(&["203.0.113.66", "127.0.0.1"])], ok, Duration::from_secs(5)).await;
-    assert_eq!(t.bytes(), verdict_commands(true, "denied", "deny #1 203.0.113.66/32"));
+    let t = play(
+        server.addr,
+        &[block(&["203.0.113.66", "127.0.0.1"])],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        t.bytes(),
+        verdict_commands(true, "denied", "deny #1 203.0.113.66/32")
+    );
     server.shutdown.cancel();
 }

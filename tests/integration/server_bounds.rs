@@ -35,11 +35,23 @@ async fn malformed_block_is_dropped_silently() {
         s.write_all(bad).await.expect("write");
         let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
         assert!(closed, "{bad:?}");
-        assert!(sent.is_empty(), "nothing may be sent to a malformed peer: {sent:?}");
+        assert!(
+            sent.is_empty(),
+            "nothing may be sent to a malformed peer: {sent:?}"
+        );
     }
     // ... and the server is fine afterwards.
-    let t = play(server.addr, &[block(&["203.0.113.7", "127.0.0.1"])], ok, Duration::from_secs(5)).await;
-    assert_eq!(t.bytes(), verdict_commands(false, "permitted", "permit #1 203.0.113.0/24 office"));
+    let t = play(
+        server.addr,
+        &[block(&["203.0.113.7", "127.0.0.1"])],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        t.bytes(),
+        verdict_commands(false, "permitted", "permit #1 203.0.113.0/24 office")
+    );
     server.shutdown.cancel();
 }
 
@@ -73,7 +85,9 @@ async fn stalled_and_vanished_peers_do_not_block_other_calls() {
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut s = TcpStream::connect(server.addr).await.expect("connect");
-        s.write_all(b"agi_network: yes\nagi_network_script: screen\n").await.expect("write");
+        s.write_all(b"agi_network: yes\nagi_network_script: screen\n")
+            .await
+            .expect("write");
         stalled.push(s);
         stalled.push(TcpStream::connect(server.addr).await.expect("connect"));
     }
@@ -82,8 +96,17 @@ async fn stalled_and_vanished_peers_do_not_block_other_calls() {
         gone.write_all(b"agi_network: yes\n").await.expect("write");
     }
     // A real call is answered at once, while they stall.
-    let t = play(server.addr, &[block(&["203.0.113.66", "127.0.0.1"])], ok, Duration::from_secs(2)).await;
-    assert_eq!(t.bytes(), verdict_commands(true, "denied", "deny #1 203.0.113.66/32"));
+    let t = play(
+        server.addr,
+        &[block(&["203.0.113.66", "127.0.0.1"])],
+        ok,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(
+        t.bytes(),
+        verdict_commands(true, "denied", "deny #1 203.0.113.66/32")
+    );
     // The stalled peers are dropped after the block deadline (500 ms in tests).
     for mut s in stalled {
         let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
@@ -112,8 +135,17 @@ async fn a_thousand_concurrent_calls_are_all_answered() {
                 1 => ("203.0.113.66", "\"denied\""),
                 _ => ("198.51.100.9", "\"stranger\""),
             };
-            let t = play(addr, &[block(&[from, "127.0.0.1"])], ok, Duration::from_secs(60)).await;
-            (t.closed && t.commands.len() == 3 && t.bytes().contains(want), i)
+            let t = play(
+                addr,
+                &[block(&[from, "127.0.0.1"])],
+                ok,
+                Duration::from_secs(60),
+            )
+            .await;
+            (
+                t.closed && t.commands.len() == 3 && t.bytes().contains(want),
+                i,
+            )
         });
     }
     let mut answered = 0;
@@ -146,10 +178,18 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.shutdown.cancel();
     let t = slow.await.expect("slow call");
-    assert_eq!(t.commands.len(), 3, "the call in flight must be completed: {:?}", t.commands);
+    assert_eq!(
+        t.commands.len(),
+        3,
+        "the call in flight must be completed: {:?}",
+        t.commands
+    );
     tokio::time::timeout(Duration::from_secs(5), server.handle)
         .await
         .expect("server stops within the grace period")
         .expect("server task");
-    assert!(TcpStream::connect(addr).await.is_err(), "no new calls after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new calls after shutdown"
+    );
 }
