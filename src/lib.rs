@@ -27,6 +27,7 @@
 pub mod agi;
 pub mod decision;
 pub mod hosts;
+pub mod import;
 pub mod policy;
 pub mod ranges;
 pub mod reload;
