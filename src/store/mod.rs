@@ -34,8 +34,14 @@
 //! SQLite is one snapshot. (A PostgreSQL port must use `REPEATABLE READ` for the same
 //! guarantee.)
 
+mod catalog;
 #[cfg(test)]
 mod tests;
+
+pub use catalog::{
+    CatalogMeta, CatalogStatus, CountryDiff, CountryRow, CountryRules, ImportSummary, PermitReport,
+    RefreshReport, UnpermitReport, BATCH_ROWS,
+};
 
 use std::fmt;
 use std::str::FromStr;
@@ -151,6 +157,52 @@ pub enum StoreError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// Country codes that are not in the catalog (`country add XX`); nothing was written.
+    #[error("unknown country code{}: {} (not in the catalog; see `ipcountry countries`)", plural(.codes), .codes.join(", "))]
+    UnknownCountries {
+        /// The unknown codes, upper-cased, in the order given.
+        codes: Vec<String>,
+    },
+    /// No country catalog has been imported yet.
+    #[error("no country catalog has been imported yet (ipcountry import FILE)")]
+    NoCatalog,
+    /// The catalog to import has no ranges at all.
+    #[error("the catalog has no country ranges; nothing was imported")]
+    EmptyCatalog,
+    /// The catalog to import is malformed (e.g. a country code that is not two letters).
+    #[error("invalid catalog: {why}")]
+    InvalidCatalog {
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Permitted countries are missing from the new catalog; importing it would drop their
+    /// rules and turn their callers into strangers. Nothing was written.
+    #[error(
+        "the new catalog lacks the permitted countr{} {}: nothing changed \
+         (run `ipcountry country rm {}` first if that is intended)",
+        if .codes.len() == 1 { "y" } else { "ies" }, .codes.join(", "), .codes.join(" ")
+    )]
+    MissingCountries {
+        /// The permitted codes the new catalog lacks.
+        codes: Vec<String>,
+    },
+    /// A stored catalog row cannot be decoded.
+    #[error("corrupt catalog row for country {country}: {why}")]
+    CorruptCatalog {
+        /// The row's country code.
+        country: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// `"s"` when there are several codes.
+fn plural(codes: &[String]) -> &'static str {
+    if codes.len() == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 impl Store {
