@@ -61,6 +61,28 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: HostAction,
     },
+    /// Load a country catalog (.mmdb, GeoLite2 CSV, or start,end,country CSV). Changes no
+    /// verdict, except that permitted countries' rules follow the new catalog (as `refresh`).
+    Import(ImportArgs),
+    /// List the catalog's countries: code, name, IPv4/IPv6 range counts, permitted or not.
+    Countries,
+    /// Permit countries of the catalog (their ranges become `geolite` permit rules), or stop.
+    Country {
+        #[command(subcommand)]
+        action: CountryAction,
+    },
+    /// Replace the catalog and regenerate the permitted countries' rules in one transaction;
+    /// custom permit entries and the deny table are untouched.
+    Refresh {
+        /// The files to read.
+        #[command(flatten)]
+        import: ImportArgs,
+        /// Show the per-country changes without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Catalog source and build date, table counts, generation, compiled snapshot memory.
+    Status,
     /// Make running servers reload the tables now.
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -87,6 +109,45 @@ pub(crate) enum RuleAction {
     },
     /// List the rules.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CountryAction {
+    /// Permit countries: `country add US CA` (codes as listed by `ipcountry countries`).
+    Add {
+        /// Two-letter country codes (case-insensitive).
+        #[arg(required = true)]
+        codes: Vec<String>,
+    },
+    /// Stop permitting countries; their `geolite` rules go, custom entries stay.
+    Rm {
+        /// Two-letter country codes (case-insensitive).
+        #[arg(required = true)]
+        codes: Vec<String>,
+    },
+}
+
+/// The files of a catalog and how to read them (`import`, `refresh`).
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// A `.mmdb`, the GeoLite2 CSV files (Blocks-IPv4, Blocks-IPv6, Locations-en), or range
+    /// CSVs (`start,end,country_code`, optionally `.gz`). The format is detected.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Which GeoIP2 field gives a network's country.
+    #[arg(long, value_enum, default_value_t = CountryFieldArg::CountryThenRegistered)]
+    pub(crate) country_field: CountryFieldArg,
+}
+
+/// `--country-field`: which GeoIP2 field gives a network's country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CountryFieldArg {
+    /// `country.iso_code` only (networks without it are skipped).
+    Country,
+    /// `registered_country.iso_code` only.
+    Registered,
+    /// `country.iso_code`, else `registered_country.iso_code`.
+    CountryThenRegistered,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,9 +4,12 @@
 
 mod cli;
 
+use std::io::IsTerminal as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
@@ -15,16 +18,20 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use cli::{CheckArgs, Cli, Command, HostAction, RuleAction, ScreenArgs, ServeArgs};
+use cli::{
+    CheckArgs, Cli, Command, CountryAction, CountryFieldArg, HostAction, ImportArgs, RuleAction,
+    ScreenArgs, ServeArgs,
+};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::decision::{self, Verdict};
 use ipcountry::hosts::HostPattern;
+use ipcountry::import::{Catalog, CountryField, Format, ImportOptions};
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
 use ipcountry::request::ScreenRequest;
 use ipcountry::resolve::HostResolver;
 use ipcountry::session::{Context, SessionSettings};
-use ipcountry::store::{Store, StoreError};
+use ipcountry::store::{CountryDiff, ImportSummary, Store, StoreError};
 use ipcountry::{reload, server, session, shutdown};
 
 fn main() -> ExitCode {
@@ -77,6 +84,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Permit { action } => rules(&cli.db, RuleKind::Permit, action, cli.json).await,
         Command::Deny { action } => rules(&cli.db, RuleKind::Deny, action, cli.json).await,
         Command::AllowHost { action } => hosts(&cli.db, action, cli.json).await,
+        Command::Import(args) => import(&cli.db, args, cli.json).await,
+        Command::Countries => countries(&cli.db, cli.json).await,
+        Command::Country { action } => country(&cli.db, action, cli.json).await,
+        Command::Refresh { import, dry_run } => refresh(&cli.db, import, dry_run, cli.json).await,
+        Command::Status => status(&cli.db, builtins, cli.json).await,
         Command::Reload { server } => reload_cmd(&cli.db, server).await,
     }
 }
@@ -415,4 +427,512 @@ async fn poke(server: SocketAddr) -> Result<()> {
     )
     .await??;
     Ok(())
+}
+
+/// The import readers, called on a blocking thread by [`read_files`].
+///
+/// TEMPORARY until the readers' branch merges: replace the body with
+/// `ipcountry::import::read(paths, opts).map_err(anyhow::Error::from)`.
+fn read_catalog(paths: &[PathBuf], opts: &ImportOptions) -> Result<Catalog> {
+    let _ = (paths, opts);
+    bail!("this build has no catalog readers yet (ipcountry::import::read is not merged)")
+}
+
+/// Reads the catalog files off the async runtime; returns the catalog and the time it took.
+async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
+    let opts = ImportOptions {
+        country_field: match args.country_field {
+            CountryFieldArg::Country => CountryField::Country,
+            CountryFieldArg::Registered => CountryField::Registered,
+            CountryFieldArg::CountryThenRegistered => CountryField::CountryThenRegistered,
+        },
+        progress: std::io::stderr().is_terminal(),
+    };
+    let paths = args.files.clone();
+    let started = Instant::now();
+    let catalog = tokio::task::spawn_blocking(move || read_catalog(&paths, &opts))
+        .await
+        .context("the catalog reader task failed")??;
+    Ok((catalog, started.elapsed()))
+}
+
+/// A human description of a catalog format.
+fn describe_format(format: Format) -> &'static str {
+    match format {
+        Format::MmdbGeoIp2 => "MaxMind DB, GeoIP2/GeoLite2 Country schema",
+        Format::MmdbCountryCode => "MaxMind DB, ip-location-db schema (country_code)",
+        Format::GeoLite2Csv => "GeoLite2 CSV (Blocks + Locations)",
+        Format::RangeCsv => "range CSV (start,end,country_code)",
+        _ => "other",
+    }
+}
+
+/// Store refusals (exit 1) versus errors (exit 2).
+fn refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::UnknownCountries { .. }
+            | StoreError::MissingCountries { .. }
+            | StoreError::NoCatalog
+    )
+}
+
+/// What `import` and `refresh` print in `--json` mode besides the store's report.
+#[derive(Serialize)]
+struct ReadInfo<'a> {
+    files: &'a [PathBuf],
+    format: Format,
+    database_type: Option<&'a str>,
+    built_at: Option<i64>,
+    networks: u64,
+    read_seconds: f64,
+    store_seconds: f64,
+}
+
+impl<'a> ReadInfo<'a> {
+    fn new(catalog: &'a Catalog, read: Duration, store: Duration) -> Self {
+        ReadInfo {
+            files: &catalog.source,
+            format: catalog.format,
+            database_type: catalog.database_type.as_deref(),
+            built_at: catalog.built_at,
+            networks: catalog.networks,
+            read_seconds: read.as_secs_f64(),
+            store_seconds: store.as_secs_f64(),
+        }
+    }
+
+    fn print(&self) {
+        let files: Vec<String> = self.files.iter().map(|p| p.display().to_string()).collect();
+        println!("format: {}", describe_format(self.format));
+        if let Some(t) = self.database_type {
+            println!("database type: {t}");
+        }
+        if let Some(b) = self.built_at {
+            println!("built: {}", utc(b));
+        }
+        println!(
+            "read {} networks from {} in {:.2} s",
+            thousands(self.networks),
+            files.join(", "),
+            self.read_seconds
+        );
+    }
+}
+
+async fn import(db: &str, args: ImportArgs, json: bool) -> Result<ExitCode> {
+    let (catalog, read) = read_files(&args).await?;
+    let store = open_store(db).await?;
+    let started = Instant::now();
+    let result = store.import_catalog(&catalog).await;
+    let stored = started.elapsed();
+    store.close().await;
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = ReadInfo::new(&catalog, read, stored);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            read: ReadInfo<'a>,
+            summary: ImportSummary,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                read: info,
+                summary
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    info.print();
+    print_summary(&summary, stored);
+    if summary.regenerated.is_empty() {
+        println!("no country is permitted yet: `ipcountry countries`, then `ipcountry country add CC...`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &ImportSummary, stored: Duration) {
+    println!(
+        "catalog: {} countries, {} IPv4 + {} IPv6 ranges, stored in {:.2} s",
+        s.countries,
+        thousands(s.v4_ranges),
+        thousands(s.v6_ranges),
+        stored.as_secs_f64()
+    );
+    if !s.regenerated.is_empty() {
+        println!(
+            "permitted countries {}: geolite rules {} -> {}",
+            s.regenerated.join(" "),
+            thousands(s.geolite_before),
+            thousands(s.geolite_after)
+        );
+    }
+    if s.identical_kept > 0 {
+        println!(
+            "{} range(s) already had an identical permit rule, which is kept",
+            s.identical_kept
+        );
+    }
+    println!("generation {}", s.generation);
+}
+
+async fn refresh(db: &str, args: ImportArgs, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let (catalog, read) = read_files(&args).await?;
+    let store = open_store(db).await?;
+    let started = Instant::now();
+    let result = store.refresh(&catalog, dry_run).await;
+    let stored = started.elapsed();
+    store.close().await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = ReadInfo::new(&catalog, read, stored);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            read: ReadInfo<'a>,
+            #[serde(flatten)]
+            report: &'a ipcountry::store::RefreshReport,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                read: info,
+                report: &report
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    info.print();
+    let (permitted, others): (Vec<&CountryDiff>, Vec<&CountryDiff>) =
+        report.countries.iter().partition(|c| c.permitted);
+    for c in &permitted {
+        println!(
+            "{} {:<24} ranges {} -> {} (+{} -{}), geolite rules {} -> {}",
+            c.code,
+            truncate(&c.name, 24),
+            thousands(c.ranges_before),
+            thousands(c.ranges_after),
+            thousands(c.ranges_added),
+            thousands(c.ranges_removed),
+            thousands(c.rules_before),
+            thousands(c.rules_after)
+        );
+        for r in &c.identical {
+            println!("   kept {r} (identical to a {} range)", c.code);
+        }
+        for r in &c.custom_inside {
+            println!("   {r} lies inside a {} range (redundant, kept)", c.code);
+        }
+        for r in &c.custom_overlapping {
+            println!("   {r} overlaps {} ranges (kept)", c.code);
+        }
+    }
+    if !others.is_empty() {
+        let added: u64 = others.iter().map(|c| c.ranges_added).sum();
+        let removed: u64 = others.iter().map(|c| c.ranges_removed).sum();
+        let codes: Vec<&str> = others.iter().map(|c| c.code.as_str()).collect();
+        let shown = if codes.len() > 20 {
+            format!("{} ...", codes[..20].join(" "))
+        } else {
+            codes.join(" ")
+        };
+        println!(
+            "{} countries not permitted changed (+{} -{} ranges): {shown}",
+            others.len(),
+            thousands(added),
+            thousands(removed)
+        );
+    }
+    print_summary(&report.summary, stored);
+    if dry_run {
+        println!("dry run: nothing was changed");
+    } else {
+        println!("custom permit entries and the deny table were not touched");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn countries(db: &str, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let rows = store.countries().await?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("no country catalog imported yet (ipcountry import FILE)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("CC {:<32} {:>9} {:>9}  PERMITTED", "NAME", "IPv4", "IPv6");
+    for c in &rows {
+        let permitted = if c.permitted {
+            format!("yes ({} rules)", thousands(c.rules))
+        } else {
+            "no".to_owned()
+        };
+        println!(
+            "{} {:<32} {:>9} {:>9}  {permitted}",
+            c.code,
+            truncate(&c.name, 32),
+            thousands(c.v4_ranges),
+            thousands(c.v6_ranges)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn country(db: &str, action: CountryAction, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let outcome = match action {
+        CountryAction::Add { codes } => match store.permit_countries(&codes).await {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    for c in &report.added {
+                        println!(
+                            "permitted {} ({}): {} geolite rules",
+                            c.code,
+                            c.name,
+                            thousands(c.rules)
+                        );
+                        for r in &c.identical {
+                            println!("   kept {r} (identical to a {} range)", c.code);
+                        }
+                    }
+                    if !report.already.is_empty() {
+                        println!("already permitted: {}", report.already.join(" "));
+                    }
+                    if let Some(g) = report.generation {
+                        println!("generation {g}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
+        CountryAction::Rm { codes } => match store.unpermit_countries(&codes).await {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    for (code, rules) in &report.removed {
+                        println!(
+                            "no longer permitted: {code} ({} geolite rules removed)",
+                            thousands(*rules)
+                        );
+                    }
+                    if !report.not_permitted.is_empty() {
+                        println!("not permitted: {}", report.not_permitted.join(" "));
+                    }
+                    if let Some(g) = report.generation {
+                        println!("generation {g}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    store.close().await;
+    match outcome {
+        Ok(code) => Ok(code),
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn status(db: &str, builtins: Builtins, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let st = store.catalog_status().await?;
+    let policy = reload::build(&store, builtins)
+        .await
+        .context("cannot compile the tables")?;
+    store.close().await;
+    let table = policy.table();
+    let (v4_segments, v6_segments) = table.segment_counts();
+    let rules = table.rules();
+    let segment_bytes = table.heap_bytes();
+    let rule_bytes: usize = rules
+        .iter()
+        .map(|r| std::mem::size_of::<Rule>() + r.country.capacity() + r.note.capacity())
+        .sum();
+    let total = segment_bytes + rule_bytes;
+    let per_rule = if rules.is_empty() {
+        0.0
+    } else {
+        total as f64 / rules.len() as f64
+    };
+    #[derive(Serialize)]
+    struct Snapshot {
+        generation: Option<i64>,
+        rules: usize,
+        v4_segments: usize,
+        v6_segments: usize,
+        segment_bytes: usize,
+        rule_bytes: usize,
+        total_bytes: usize,
+        bytes_per_rule: f64,
+    }
+    let snapshot = Snapshot {
+        generation: policy.generation(),
+        rules: rules.len(),
+        v4_segments,
+        v6_segments,
+        segment_bytes,
+        rule_bytes,
+        total_bytes: total,
+        bytes_per_rule: per_rule,
+    };
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            database: PathBuf,
+            #[serde(flatten)]
+            status: &'a ipcountry::store::CatalogStatus,
+            snapshot: Snapshot,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                database: cli::db_display(db),
+                status: &st,
+                snapshot
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("database:   {}", cli::db_display(db).display());
+    match &st.meta {
+        Some(m) => {
+            println!("catalog:    {} ({})", m.source.join(", "), m.format);
+            if let Some(t) = &m.database_type {
+                println!("            database type {t}");
+            }
+            match m.built_at {
+                Some(b) => println!("            built {}", utc(b)),
+                None => println!("            build date not recorded in the source"),
+            }
+            println!("            imported {}", utc(m.imported_at));
+            println!(
+                "            {} countries, {} IPv4 + {} IPv6 ranges from {} networks",
+                st.countries,
+                thousands(st.catalog_v4),
+                thousands(st.catalog_v6),
+                thousands(m.networks)
+            );
+        }
+        None => println!("catalog:    none imported (ipcountry import FILE)"),
+    }
+    if st.permitted.is_empty() {
+        println!("permitted:  no country");
+    } else {
+        println!("permitted:  {}", st.permitted.join(" "));
+    }
+    let by_source: Vec<String> = st
+        .permit_by_source
+        .iter()
+        .map(|(s, n)| format!("{} {s}", thousands(*n)))
+        .collect();
+    if by_source.is_empty() {
+        println!("permit:     none stored");
+    } else {
+        println!("permit:     {}", by_source.join(", "));
+    }
+    println!("deny:       {}", thousands(st.deny));
+    println!("allow-host: {}", thousands(st.allow_hosts));
+    println!("generation: {}", st.generation);
+    println!(
+        "snapshot:   {} rules -> {} IPv4 + {} IPv6 segments; {} bytes ({} segments + {} rules), {:.0} bytes per rule",
+        thousands(snapshot.rules as u64),
+        thousands(v4_segments as u64),
+        thousands(v6_segments as u64),
+        thousands(total as u64),
+        thousands(segment_bytes as u64),
+        thousands(rule_bytes as u64),
+        per_rule
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// At most `max` characters of `s`.
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Unix seconds as `2019-12-24 17:40:14 UTC` (proleptic Gregorian, no time-zone database).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(447_857), "447,857");
+        assert_eq!(thousands(1_367_495), "1,367,495");
+    }
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_577_209_214), "2019-12-24 17:40:14 UTC");
+        assert_eq!(utc(1_780_345_978), "2026-06-01 20:32:58 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
 }

@@ -96,18 +96,77 @@ pub struct Rule {
 }
 
 impl fmt::Display for Rule {
-    /// `permit #12 203.0.113.0/24 office`, `permit builtin 10.0.0.0/8 RFC 1918`, `permit geolite US 8.8.0.0/14`.
+    /// `permit #12 203.0.113.0/24 office`, `permit builtin 10.0.0.0/8 RFC 1918`, and for rules
+    /// generated from the country catalog `geolite US 8.8.0.0/14`, so that `ipcountry check`
+    /// says `permitted (geolite US 8.8.0.0/14)`: the country first, then the (merged) range
+    /// that matched. Geolite rules are permit rules; the kind is only written for a geolite
+    /// deny rule (`deny geolite US ...`), which ipcountry never generates. Their ids are left
+    /// out: `refresh` regenerates them, so an id would not name the rule for long.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.source {
-            RuleSource::Custom => write!(f, "{} #{} {}", self.kind, self.id, self.range)?,
-            RuleSource::Builtin => write!(f, "{} builtin {}", self.kind, self.range)?,
-            RuleSource::Geolite => {
-                write!(f, "{} geolite {} {}", self.kind, self.country, self.range)?
+        match (self.source, self.kind) {
+            (RuleSource::Custom, _) => write!(f, "{} #{} {}", self.kind, self.id, self.range)?,
+            (RuleSource::Builtin, _) => write!(f, "{} builtin {}", self.kind, self.range)?,
+            (RuleSource::Geolite, RuleKind::Permit) => {
+                write!(f, "geolite {} {}", self.country, self.range)?
+            }
+            (RuleSource::Geolite, RuleKind::Deny) => {
+                write!(f, "deny geolite {} {}", self.country, self.range)?
             }
         }
         if !self.note.is_empty() {
             write!(f, " {}", self.note)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(kind: RuleKind, source: RuleSource, country: &str, range: &str, note: &str) -> Rule {
+        Rule {
+            id: 12,
+            kind,
+            range: range.parse().unwrap(),
+            country: country.into(),
+            source,
+            note: note.into(),
+        }
+    }
+
+    #[test]
+    fn display_names_the_rule_as_check_prints_it() {
+        use RuleKind::{Deny, Permit};
+        use RuleSource::{Builtin, Custom, Geolite};
+        let cases = [
+            (
+                rule(Permit, Custom, "AA", "203.0.113.0/24", "office"),
+                "permit #12 203.0.113.0/24 office",
+            ),
+            (
+                rule(Deny, Custom, "AA", "203.0.113.66", ""),
+                "deny #12 203.0.113.66/32",
+            ),
+            (
+                rule(Permit, Builtin, "", "10.0.0.0/8", "RFC 1918"),
+                "permit builtin 10.0.0.0/8 RFC 1918",
+            ),
+            (
+                rule(Permit, Geolite, "US", "8.8.0.0/14", ""),
+                "geolite US 8.8.0.0/14",
+            ),
+            (
+                rule(Permit, Geolite, "DE", "5.0.0.0-5.0.2.255", ""),
+                "geolite DE 5.0.0.0-5.0.2.255",
+            ),
+            (
+                rule(Deny, Geolite, "US", "8.8.0.0/14", ""),
+                "deny geolite US 8.8.0.0/14",
+            ),
+        ];
+        for (rule, want) in cases {
+            assert_eq!(rule.to_string(), want);
+        }
     }
 }
