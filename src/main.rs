@@ -62,6 +62,10 @@ fn init_tracing(command: &Command) {
         Command::Serve(_) | Command::Agi(_) => "info",
         _ => "warn",
     };
+    // sqlx warns about every statement slower than 1 s; reading a permit table of 100,000+
+    // country rules takes about that long and is expected, so only its errors are shown
+    // unless RUST_LOG asks for more.
+    let default = format!("{default},sqlx::query=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -708,9 +712,9 @@ async fn country(db: &str, action: CountryAction, json: bool) -> Result<ExitCode
                 } else {
                     for c in &report.added {
                         println!(
-                            "permitted {} ({}): {} geolite rules",
+                            "permitted {}{}: {} geolite rules",
                             c.code,
-                            c.name,
+                            named(&c.name),
                             thousands(c.rules)
                         );
                         for r in &c.identical {
@@ -886,6 +890,15 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// ` (Name)`, or nothing when the catalog has no name.
+fn named(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({name})")
+    }
 }
 
 /// At most `max` characters of `s`.

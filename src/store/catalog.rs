@@ -751,18 +751,19 @@ async fn catalog_ranges_in(
                 country: code.to_owned(),
                 why,
             };
+            // By index and borrowed: this runs for every row of the catalog in a refresh.
             let family: i64 = row
-                .try_get("family")
+                .try_get(0)
                 .map_err(|_| corrupt("family is not an integer"))?;
             let family =
                 Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
-            let start: Vec<u8> = row
-                .try_get("start_ip")
+            let start: &[u8] = row
+                .try_get(1)
                 .map_err(|_| corrupt("start_ip is not a blob"))?;
-            let end: Vec<u8> = row
-                .try_get("end_ip")
+            let end: &[u8] = row
+                .try_get(2)
                 .map_err(|_| corrupt("end_ip is not a blob"))?;
-            IpRange::from_bytes(family, &start, &end)
+            IpRange::from_bytes(family, start, end)
                 .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
         })
         .collect()

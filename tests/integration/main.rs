@@ -3,6 +3,7 @@
 //! `../shared/fixtures/asterisk-agi/`, and the real `ipcountry` binary for the CLI.
 
 mod cli;
+mod countries;
 mod harness;
 mod screening;
 mod server_bounds;
