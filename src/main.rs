@@ -737,10 +737,12 @@ async fn country(db: &str, action: CountryAction, json: bool) -> Result<ExitCode
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
-                    for (code, rules) in &report.removed {
+                    for c in &report.removed {
                         println!(
-                            "no longer permitted: {code} ({} geolite rules removed)",
-                            thousands(*rules)
+                            "no longer permitted: {}{} ({} geolite rules removed)",
+                            c.code,
+                            named(&c.name),
+                            thousands(c.rules)
                         );
                     }
                     if !report.not_permitted.is_empty() {

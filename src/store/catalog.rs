@@ -42,7 +42,9 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
 
-use super::{bump_in, now_unix, query_err, read_generation, select_rules, Store, StoreError};
+use super::{
+    bump_in, decode_rule, now_unix, query_err, read_generation, select_rules, Store, StoreError,
+};
 use crate::import::{Catalog, Format};
 use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
 
@@ -129,16 +131,17 @@ pub struct PermitReport {
     pub generation: Option<i64>,
 }
 
-/// The `geolite` rules generated for one newly permitted country.
+/// The `geolite` rules generated for (or deleted with) one country.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CountryRules {
     /// ISO code.
     pub code: String,
     /// English name (empty if the catalog has none).
     pub name: String,
-    /// `geolite` permit rules inserted.
+    /// `geolite` permit rules inserted (`country add`) or deleted (`country rm`).
     pub rules: u64,
-    /// Existing permit rules identical to one of its ranges, kept instead of a new rule.
+    /// Existing permit rules identical to one of its ranges, kept instead of a new rule
+    /// (`country add` only).
     pub identical: Vec<Rule>,
 }
 
@@ -146,7 +149,7 @@ pub struct CountryRules {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnpermitReport {
     /// The countries no longer permitted, with the number of `geolite` rules deleted for each.
-    pub removed: Vec<(String, u64)>,
+    pub removed: Vec<CountryRules>,
     /// Codes of the catalog that were not permitted (not an error).
     pub not_permitted: Vec<String>,
     /// The new generation, or `None` when nothing changed.
@@ -291,7 +294,10 @@ impl Store {
             // There should be none; a stale rule from an older version must not collide.
             delete_geolite_in(&mut tx, Some(code)).await?;
         }
-        let mut taken = taken_ranges(select_rules(&mut tx, RuleKind::Permit).await?);
+        let mut taken = HashMap::new();
+        for code in &new {
+            taken.extend(taken_ranges(identical_rules_in(&mut tx, code).await?));
+        }
         let mut added = Vec::with_capacity(new.len());
         for code in new {
             let ranges = catalog_ranges_in(&mut tx, &code).await?;
@@ -349,7 +355,12 @@ impl Store {
                 .await
                 .map_err(query_err(CONTEXT))?;
             let deleted = delete_geolite_in(&mut tx, Some(&code)).await?;
-            removed.push((code, deleted));
+            removed.push(CountryRules {
+                name: names.get(&code).cloned().unwrap_or_default(),
+                code,
+                rules: deleted,
+                identical: Vec::new(),
+            });
         }
         tx.commit().await.map_err(query_err(CONTEXT))?;
         Ok(UnpermitReport {
@@ -729,6 +740,31 @@ async fn read_meta(conn: &mut SqliteConnection) -> Result<Option<CatalogMeta>, S
         networks: count(networks),
         imported_at: get(&row, "imported_at", CONTEXT)?,
     }))
+}
+
+/// The permit rules whose range is identical to one of `code`'s catalog ranges (custom
+/// entries, or another country's geolite rules), found by the unique indexes rather than by
+/// reading the whole permit table.
+async fn identical_rules_in(
+    conn: &mut SqliteConnection,
+    code: &str,
+) -> Result<Vec<Rule>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.id AS id, p.family AS family, p.start_ip AS start_ip, p.end_ip AS end_ip, \
+                p.country_code AS country_code, p.source AS source, p.note AS note \
+         FROM catalog c JOIN permit p \
+           ON p.family = c.family AND p.start_ip = c.start_ip AND p.end_ip = c.end_ip \
+         WHERE c.country_code = ?",
+    )
+    .bind(code)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(query_err(
+        "looking up permit rules identical to catalog ranges",
+    ))?;
+    rows.iter()
+        .map(|row| decode_rule(RuleKind::Permit, row))
+        .collect()
 }
 
 /// One country's catalog ranges, in address order.
@@ -1339,7 +1375,15 @@ mod tests {
             .unpermit_countries(&codes(&["ca", "DE"]))
             .await
             .unwrap();
-        assert_eq!(removed.removed, [("CA".to_owned(), 1)]);
+        assert_eq!(
+            removed.removed,
+            [CountryRules {
+                code: "CA".into(),
+                name: "Name of CA".into(),
+                rules: 1,
+                identical: Vec::new(),
+            }]
+        );
         assert_eq!(removed.not_permitted, ["DE"]);
         assert_eq!(removed.generation, Some(g0 + 2));
         let permit = store.list_rules(RuleKind::Permit).await.unwrap();
@@ -1353,6 +1397,44 @@ mod tests {
         assert_eq!(none.generation, None);
         assert_eq!(none.not_permitted, ["CA"]);
         assert_eq!(store.generation().await.unwrap(), g0 + 2);
+    }
+
+    #[tokio::test]
+    async fn country_add_keeps_permit_rules_identical_to_catalog_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(dir.path()).await;
+        let partner = custom(&store, RuleKind::Permit, "9.0.0.0/8", "partner").await;
+        // XA and XB share one range (a bad catalog, but it must not fail the insert).
+        let cat = catalog(&[
+            ("US", &["8.8.0.0/16", "9.0.0.0/8"]),
+            ("XA", &["77.0.0.0/16"]),
+            ("XB", &["77.0.0.0/16", "78.0.0.0/16"]),
+        ]);
+        store.import_catalog(&cat).await.unwrap();
+        let report = store
+            .permit_countries(&codes(&["US", "XA", "XB"]))
+            .await
+            .unwrap();
+        let got: Vec<(&str, u64, usize)> = report
+            .added
+            .iter()
+            .map(|c| (c.code.as_str(), c.rules, c.identical.len()))
+            .collect();
+        assert_eq!(got, [("US", 1, 1), ("XA", 1, 0), ("XB", 1, 0)]);
+        assert_eq!(report.added[0].identical, [partner.clone()]);
+        let permit = store.list_rules(RuleKind::Permit).await.unwrap();
+        assert_eq!(geolite(&permit, "US"), [r("8.8.0.0/16")]);
+        assert_eq!(customs(&permit), [partner.clone()]);
+        // Added later, XB finds 77.0.0.0/16 taken by XA's stored rule.
+        store.unpermit_countries(&codes(&["XB"])).await.unwrap();
+        let again = store.permit_countries(&codes(&["XB"])).await.unwrap();
+        assert_eq!(again.added[0].rules, 1);
+        assert_eq!(again.added[0].identical.len(), 1);
+        assert_eq!(again.added[0].identical[0].country, "XA");
+        // Removing US leaves the custom rule.
+        store.unpermit_countries(&codes(&["US"])).await.unwrap();
+        let permit = store.list_rules(RuleKind::Permit).await.unwrap();
+        assert_eq!(customs(&permit), [partner]);
     }
 
     #[tokio::test]
