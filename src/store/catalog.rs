@@ -1421,10 +1421,10 @@ mod tests {
             .map(|c| (c.code.as_str(), c.rules, c.identical.len()))
             .collect();
         assert_eq!(got, [("US", 1, 1), ("XA", 1, 0), ("XB", 1, 0)]);
-        assert_eq!(report.added[0].identical, [partner.clone()]);
+        assert_eq!(report.added[0].identical, std::slice::from_ref(&partner));
         let permit = store.list_rules(RuleKind::Permit).await.unwrap();
         assert_eq!(geolite(&permit, "US"), [r("8.8.0.0/16")]);
-        assert_eq!(customs(&permit), [partner.clone()]);
+        assert_eq!(customs(&permit), std::slice::from_ref(&partner));
         // Added later, XB finds 77.0.0.0/16 taken by XA's stored rule.
         store.unpermit_countries(&codes(&["XB"])).await.unwrap();
         let again = store.permit_countries(&codes(&["XB"])).await.unwrap();
