@@ -460,6 +460,16 @@ async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
     Ok((catalog, started.elapsed()))
 }
 
+/// A spinner on stderr while the store works, when stderr is a terminal; hidden otherwise.
+fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
 /// A human description of a catalog format.
 fn describe_format(format: Format) -> &'static str {
     match format {
@@ -528,7 +538,9 @@ async fn import(db: &str, args: ImportArgs, json: bool) -> Result<ExitCode> {
     let (catalog, read) = read_files(&args).await?;
     let store = open_store(db).await?;
     let started = Instant::now();
+    let spin = spinner("storing the catalog (one transaction)");
     let result = store.import_catalog(&catalog).await;
+    spin.finish_and_clear();
     let stored = started.elapsed();
     store.close().await;
     let summary = match result {
@@ -593,7 +605,13 @@ async fn refresh(db: &str, args: ImportArgs, dry_run: bool, json: bool) -> Resul
     let (catalog, read) = read_files(&args).await?;
     let store = open_store(db).await?;
     let started = Instant::now();
+    let spin = spinner(if dry_run {
+        "computing the refresh (one transaction, rolled back)"
+    } else {
+        "refreshing (one transaction)"
+    });
     let result = store.refresh(&catalog, dry_run).await;
+    spin.finish_and_clear();
     let stored = started.elapsed();
     store.close().await;
     let report = match result {

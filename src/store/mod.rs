@@ -5,7 +5,9 @@
 //!
 //! `cli` writes through [`Store`] (`add_rule`, `remove_rule`, `add_allow_host`, ...); `reload`
 //! reads a consistent [`PolicyData`] with [`Store::load_policy`] and compiles it into a new
-//! snapshot. `session` never sees the store.
+//! snapshot. `session` never sees the store. The country catalog and the `geolite` rules
+//! generated from it ([`Store::import_catalog`], [`Store::refresh`],
+//! [`Store::permit_countries`], ...) are in the `catalog` submodule, under the same rules.
 //!
 //! # Encoding and portability
 //!
