@@ -282,6 +282,25 @@ represented_country_geoname_id,is_anonymous_proxy,is_satellite_provider\n\
     }
 
     #[test]
+    fn gzipped_files_in_a_directory() {
+        use std::io::Write;
+        let (_dir, path) = setup(BLOCKS4);
+        let plain = import(std::slice::from_ref(&path), &ImportOptions::default()).unwrap();
+        let blocks = path.join("GeoLite2-Country-Blocks-IPv4.csv");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&fs::read(&blocks).unwrap()).unwrap();
+        fs::write(
+            path.join("GeoLite2-Country-Blocks-IPv4.csv.gz"),
+            enc.finish().unwrap(),
+        )
+        .unwrap();
+        fs::remove_file(&blocks).unwrap();
+        let zipped = import(&[path], &ImportOptions::default()).unwrap();
+        assert_eq!(zipped.countries, plain.countries);
+        assert_eq!(zipped.networks, 9);
+    }
+
+    #[test]
     fn bad_block_rows_are_listed() {
         let bad = format!(
             "{BLOCKS4}1.2.3.4/24,2921044,,,0,0\n1.2.4.0/24,999,,,0,0\n\

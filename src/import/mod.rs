@@ -14,7 +14,9 @@
 //!   `\xab\xcd\xefMaxMind.com` in its last 128 KiB. The record schema is then recognized from
 //!   the records themselves: the first record with a `country_code` key makes it
 //!   [`Format::MmdbCountryCode`] (ip-location-db, DB-IP Lite), the first with `country` or
-//!   `registered_country` makes it [`Format::MmdbGeoIp2`] (GeoIP2/GeoLite2 Country or City).
+//!   `registered_country` makes it [`Format::MmdbGeoIp2`] (GeoIP2/GeoLite2 Country or City);
+//!   a record with both lets the `database_type` decide (`GeoIP*`, `GeoLite*`, `DBIP-*` mean
+//!   GeoIP2). [`ImportOptions::country_field`] applies to the GeoIP2 schema and GeoLite2 CSV.
 //! - **GeoLite2 CSV**: a directory (its `*-Blocks-IPv4.csv`, `*-Blocks-IPv6.csv` and
 //!   `*-Locations-en.csv`, optionally `.gz`) or those files, recognized by their header lines
 //!   `network,geoname_id,...` and `geoname_id,locale_code,...`.
@@ -36,7 +38,11 @@
 //! - IPv4 networks stored in an IPv6 tree (`::a.b.c.d/(96+n)`) and IPv4-mapped CSV ranges
 //!   (`::ffff:a.b.c.d`, both ends) become IPv4 ranges. MaxMind DB alias subtrees
 //!   (`::ffff:0:0/96`, `2002::/16` in GeoLite2) are not read, so IPv4 space is never duplicated
-//!   as IPv6; a real record at `2002::/16` (as in DB-IP) is read as IPv6.
+//!   as IPv6; a real record at `2002::/16` (as in DB-IP) is read as IPv6. An IPv6 record that
+//!   covers all of `::/96` (a database without an IPv4 subtree) also covers all of IPv4, as
+//!   it does for the database's own IPv4 lookups.
+//! - [`Catalog::networks`] counts every network (or data row) read, including those skipped
+//!   for lack of a country; the number skipped is logged (`tracing`, info level).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -273,20 +279,20 @@ pub fn read(paths: &[PathBuf], opts: &ImportOptions) -> Result<Catalog, ImportEr
     })
 }
 
+/// Progress over the (compressed) bytes of CSV files.
+const BYTES_TEMPLATE: &str =
+    "{spinner} reading [{bar:30}] {binary_bytes}/{binary_total_bytes} ({eta})";
+/// Progress over the networks of a MaxMind DB (their number is not known in advance).
+const COUNT_TEMPLATE: &str = "{spinner} reading {human_pos} {msg} ({per_sec}, {elapsed})";
+
 /// A progress bar on stderr, or a hidden one unless asked for and stderr is a terminal.
 fn progress_bar(opts: &ImportOptions, len: Option<u64>, unit: &'static str) -> ProgressBar {
     if !opts.progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let (pb, template) = match len {
-        Some(len) => (
-            ProgressBar::new(len),
-            "{spinner} reading [{bar:30}] {binary_bytes}/{binary_total_bytes} ({eta})",
-        ),
-        None => (
-            ProgressBar::no_length(),
-            "{spinner} reading {human_pos} {msg} ({per_sec}, {elapsed})",
-        ),
+        Some(len) => (ProgressBar::new(len), BYTES_TEMPLATE),
+        None => (ProgressBar::no_length(), COUNT_TEMPLATE),
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         pb.set_style(style.progress_chars("=> "));

@@ -646,7 +646,8 @@ fn truncated_databases_are_errors() {
         (
             "tail-cut.mmdb",
             &real,
-            marker(&real) - 200_000..marker(&real),
+            // The data section is the last 91,212 bytes before the marker.
+            marker(&real) - 40_000..marker(&real),
         ),
     ] {
         let mut bytes = db[..cut.start].to_vec();
@@ -676,4 +677,20 @@ fn no_input_is_an_error() {
         read(&[], &ImportOptions::default()),
         Err(ImportError::NoInput)
     ));
+}
+
+#[test]
+fn progress_templates_parse_and_progress_is_quiet_off_a_terminal() {
+    for template in [BYTES_TEMPLATE, COUNT_TEMPLATE] {
+        assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+    }
+    // The test harness's stderr is not a terminal: asking for progress changes nothing.
+    let path = test_db("GeoIP2-Country-Test.mmdb");
+    let quiet = read(std::slice::from_ref(&path), &ImportOptions::default()).unwrap();
+    let asked = ImportOptions {
+        progress: true,
+        ..ImportOptions::default()
+    };
+    assert!(progress_bar(&asked, Some(10), "bytes").is_hidden() || std::io::stderr().is_terminal());
+    assert_eq!(read(&[path], &asked).unwrap(), quiet);
 }
