@@ -71,6 +71,7 @@ fn init_tracing(command: &Command) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -85,8 +86,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agi(args) => agi(&cli.db, builtins, args).await,
         Command::Check(args) => check(&cli.db, builtins, cli.json, args).await,
         Command::Ip { values } => ip(&values, cli.json),
-        Command::Permit { action } => rules(&cli.db, RuleKind::Permit, action, cli.json).await,
-        Command::Deny { action } => rules(&cli.db, RuleKind::Deny, action, cli.json).await,
+        Command::Permit { action } => {
+            rules(&cli.db, RuleKind::Permit, action, cli.json, builtins).await
+        }
+        Command::Deny { action } => {
+            rules(&cli.db, RuleKind::Deny, action, cli.json, builtins).await
+        }
         Command::AllowHost { action } => hosts(&cli.db, action, cli.json).await,
         Command::Import(args) => import(&cli.db, args, cli.json).await,
         Command::Countries => countries(&cli.db, cli.json).await,
@@ -268,7 +273,13 @@ fn parse_range(words: &[String]) -> Result<IpRange> {
     }
 }
 
-async fn rules(db: &str, kind: RuleKind, action: RuleAction, json: bool) -> Result<ExitCode> {
+async fn rules(
+    db: &str,
+    kind: RuleKind,
+    action: RuleAction,
+    json: bool,
+    builtins: Builtins,
+) -> Result<ExitCode> {
     let store = open_store(db).await?;
     let code = match action {
         RuleAction::Add { range, note } => {
@@ -313,7 +324,12 @@ async fn rules(db: &str, kind: RuleKind, action: RuleAction, json: bool) -> Resu
             }
         }
         RuleAction::List => {
-            print_rules(&store.list_rules(kind).await?, json, None)?;
+            let mut list = store.list_rules(kind).await?;
+            // The built-in permits are part of the policy too: list them, marked `builtin`.
+            if kind == RuleKind::Permit && builtins == Builtins::On {
+                list.extend(ipcountry::ranges::builtin::rules());
+            }
+            print_rules(&list, json, None)?;
             ExitCode::SUCCESS
         }
     };
@@ -332,9 +348,12 @@ fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
         } else {
             format!(" {:?}", r.note)
         };
+        let id = match r.source {
+            RuleSource::Builtin => "-".to_owned(),
+            _ => format!("#{}", r.id),
+        };
         let line = format!(
-            "#{:<6} {:<43} {:<2} {:<7}{}",
-            r.id,
+            "{id:<7} {:<43} {:<2} {:<7}{}",
             r.range.to_string(),
             r.country,
             r.source,

@@ -132,7 +132,11 @@ fn bad_input_is_a_clear_error() {
         );
     }
     // Nothing was written by the failed commands.
-    assert_eq!(stdout(&cli.run(&["permit", "list"])).trim(), "");
+    assert_eq!(
+        stdout(&cli.run(&["--no-builtins", "permit", "list"])).trim(),
+        ""
+    );
+    assert_eq!(stdout(&cli.run(&["deny", "list"])).trim(), "");
     // An unopenable database is an error, exit 2, naming the path.
     let o = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
         .args(["--db", "/nonexistent-dir/x.db", "permit", "list"])
@@ -164,10 +168,19 @@ fn list_remove_and_json() {
         .run(&["permit", "add", "2001:db8:1::/48"])
         .status
         .success());
-    let o = cli.run(&["--json", "permit", "list"]);
+    let o = cli.run(&["--no-builtins", "--json", "permit", "list"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let rows = v.as_array().expect("array");
     assert_eq!(rows.len(), 2);
+    // With builtins on (the default), the private and local ranges are listed too.
+    let text = stdout(&cli.run(&["permit", "list"]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('-') && l.contains("10.0.0.0/8") && l.contains("builtin")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("fc00::/7")), "{text}");
+    assert_eq!(text.lines().count(), 2 + 9, "{text}");
     assert_eq!(rows[0]["range"], "203.0.113.0/24");
     assert_eq!(rows[0]["note"], "office");
     assert_eq!(rows[0]["country"], "AA");

@@ -1,0 +1,105 @@
+//! The real `ipcountry serve` process: it prints where it listens, reloads on SIGHUP, and exits 0
+//! after draining on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{block, ok, play};
+
+fn ipcountry(db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
+    c.env("IPCOUNTRY_DB", db).env_remove("RUST_LOG");
+    c
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {pid}")])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("ipcountry.db").display().to_string();
+    let o = ipcountry(&db)
+        .args(["permit", "add", "203.0.113.0/24"])
+        .output()
+        .expect("run");
+    assert!(o.status.success());
+
+    // Port 0 and a poll interval of an hour: only SIGHUP can make the change visible.
+    let mut child = ipcountry(&db)
+        .args(["serve", "--listen", "127.0.0.1:0", "--poll", "3600s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve printed nothing");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("addr")
+                .parse()
+                .expect("socket addr");
+        }
+    };
+
+    let call = || async {
+        play(
+            addr,
+            &[block(&["203.0.113.7", "127.0.0.1"])],
+            ok,
+            Duration::from_secs(5),
+        )
+        .await
+    };
+    assert!(call().await.bytes().contains("\"permitted\""));
+
+    let o = ipcountry(&db)
+        .args(["deny", "add", "203.0.113.7"])
+        .output()
+        .expect("run");
+    assert!(o.status.success());
+    signal(child.id(), "HUP");
+    let mut denied = false;
+    for _ in 0..50 {
+        if call().await.bytes().contains("\"denied\"") {
+            denied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(denied, "SIGHUP did not reload the tables");
+
+    signal(child.id(), "TERM");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("serve did not exit after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("server stopped")),
+        "{rest:?}"
+    );
+}
