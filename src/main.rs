@@ -452,15 +452,6 @@ async fn poke(server: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// The import readers, called on a blocking thread by [`read_files`].
-///
-/// TEMPORARY until the readers' branch merges: replace the body with
-/// `ipcountry::import::read(paths, opts).map_err(anyhow::Error::from)`.
-fn read_catalog(paths: &[PathBuf], opts: &ImportOptions) -> Result<Catalog> {
-    let _ = (paths, opts);
-    bail!("this build has no catalog readers yet (ipcountry::import::read is not merged)")
-}
-
 /// Reads the catalog files off the async runtime; returns the catalog and the time it took.
 async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
     let opts = ImportOptions {
@@ -473,7 +464,7 @@ async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
     };
     let paths = args.files.clone();
     let started = Instant::now();
-    let catalog = tokio::task::spawn_blocking(move || read_catalog(&paths, &opts))
+    let catalog = tokio::task::spawn_blocking(move || ipcountry::import::read(&paths, &opts))
         .await
         .context("the catalog reader task failed")??;
     Ok((catalog, started.elapsed()))
