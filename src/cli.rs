@@ -169,18 +169,26 @@ pub(crate) enum HostAction {
     List,
 }
 
-/// Settings shared by everything that screens (serve, agi).
+/// Hostname resolution, shared by everything that screens or checks.
 #[derive(Debug, Args)]
-pub(crate) struct ScreenArgs {
-    /// Which addresses to check: the signalling source, the From host, or both.
-    #[arg(long, value_enum, default_value_t = Trust::Both)]
-    pub(crate) trust: Trust,
+pub(crate) struct DnsArgs {
     /// Deadline for resolving a From hostname.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub(crate) dns_timeout: Duration,
     /// Ask this DNS server (ip:port) instead of the system resolver.
     #[arg(long)]
     pub(crate) dns_server: Option<SocketAddr>,
+}
+
+/// Settings shared by everything that screens (serve, agi).
+#[derive(Debug, Args)]
+pub(crate) struct ScreenArgs {
+    /// Which addresses to check: the signalling source, the From host, or both.
+    #[arg(long, value_enum, default_value_t = Trust::Both)]
+    pub(crate) trust: Trust,
+    /// How From hostnames are resolved.
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
     /// Arguments Asterisk passes on the command line in plain-AGI mode (ignored: the
     /// `agi_arg_N` lines of the environment carry the same values).
     #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -222,12 +230,9 @@ pub(crate) struct CheckArgs {
     /// Which addresses to check.
     #[arg(long, value_enum, default_value_t = Trust::Both)]
     pub(crate) trust: Trust,
-    /// Deadline for resolving a hostname.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    pub(crate) dns_timeout: Duration,
-    /// Ask this DNS server (ip:port) instead of the system resolver.
-    #[arg(long)]
-    pub(crate) dns_server: Option<SocketAddr>,
+    /// How hostnames are resolved.
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
 }
 
 /// `500ms`, `5s`, `2m`, or plain seconds.

@@ -1,0 +1,472 @@
+//! `import`, `refresh`, `countries`, `country add|rm` and `status`: the country catalog.
+
+use super::open_store;
+use super::text::{named, thousands, truncate, utc};
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::cli::{CountryAction, CountryFieldArg, ImportArgs};
+use ipcountry::import::{Catalog, CountryField, Format, ImportOptions};
+use ipcountry::policy::Builtins;
+use ipcountry::ranges::Rule;
+use ipcountry::reload;
+use ipcountry::store::{CountryDiff, ImportSummary, StoreError};
+
+use crate::cli;
+
+/// Reads the catalog files off the async runtime; returns the catalog and the time it took.
+pub(crate) async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
+    let opts = ImportOptions {
+        country_field: match args.country_field {
+            CountryFieldArg::Country => CountryField::Country,
+            CountryFieldArg::Registered => CountryField::Registered,
+            CountryFieldArg::CountryThenRegistered => CountryField::CountryThenRegistered,
+        },
+        progress: std::io::stderr().is_terminal(),
+    };
+    let paths = args.files.clone();
+    let started = Instant::now();
+    let catalog = tokio::task::spawn_blocking(move || ipcountry::import::read(&paths, &opts))
+        .await
+        .context("the catalog reader task failed")??;
+    Ok((catalog, started.elapsed()))
+}
+/// A spinner on stderr while the store works, when stderr is a terminal; hidden otherwise.
+pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+/// A human description of a catalog format.
+pub(crate) fn describe_format(format: Format) -> &'static str {
+    match format {
+        Format::MmdbGeoIp2 => "MaxMind DB, GeoIP2/GeoLite2 Country schema",
+        Format::MmdbCountryCode => "MaxMind DB, ip-location-db schema (country_code)",
+        Format::GeoLite2Csv => "GeoLite2 CSV (Blocks + Locations)",
+        Format::RangeCsv => "range CSV (start,end,country_code)",
+        _ => "other",
+    }
+}
+/// Store refusals (exit 1) versus errors (exit 2).
+pub(crate) fn refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::UnknownCountries { .. }
+            | StoreError::MissingCountries { .. }
+            | StoreError::NoCatalog
+    )
+}
+
+/// What `import` and `refresh` print in `--json` mode besides the store's report.
+#[derive(Serialize)]
+pub(crate) struct ReadInfo<'a> {
+    files: &'a [PathBuf],
+    format: Format,
+    database_type: Option<&'a str>,
+    built_at: Option<i64>,
+    networks: u64,
+    read_seconds: f64,
+    store_seconds: f64,
+}
+impl<'a> ReadInfo<'a> {
+    fn new(catalog: &'a Catalog, read: Duration, store: Duration) -> Self {
+        ReadInfo {
+            files: &catalog.source,
+            format: catalog.format,
+            database_type: catalog.database_type.as_deref(),
+            built_at: catalog.built_at,
+            networks: catalog.networks,
+            read_seconds: read.as_secs_f64(),
+            store_seconds: store.as_secs_f64(),
+        }
+    }
+
+    fn print(&self) {
+        let files: Vec<String> = self.files.iter().map(|p| p.display().to_string()).collect();
+        outln!("format: {}", describe_format(self.format));
+        if let Some(t) = self.database_type {
+            outln!("database type: {t}");
+        }
+        if let Some(b) = self.built_at {
+            outln!("built: {}", utc(b));
+        }
+        outln!(
+            "read {} networks from {} in {:.2} s",
+            thousands(self.networks),
+            files.join(", "),
+            self.read_seconds
+        );
+    }
+}
+pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<ExitCode> {
+    let (catalog, read) = read_files(&args).await?;
+    let store = open_store(db).await?;
+    let started = Instant::now();
+    let spin = spinner("storing the catalog (one transaction)");
+    let result = store.import_catalog(&catalog).await;
+    spin.finish_and_clear();
+    let stored = started.elapsed();
+    store.close().await;
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = ReadInfo::new(&catalog, read, stored);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            read: ReadInfo<'a>,
+            summary: ImportSummary,
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                read: info,
+                summary
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    info.print();
+    print_summary(&summary, stored);
+    if summary.regenerated.is_empty() {
+        outln!("no country is permitted yet: `ipcountry countries`, then `ipcountry country add CC...`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+pub(crate) fn print_summary(s: &ImportSummary, stored: Duration) {
+    outln!(
+        "catalog: {} countries, {} IPv4 + {} IPv6 ranges, stored in {:.2} s",
+        s.countries,
+        thousands(s.v4_ranges),
+        thousands(s.v6_ranges),
+        stored.as_secs_f64()
+    );
+    if !s.regenerated.is_empty() {
+        outln!(
+            "permitted countries {}: geolite rules {} -> {}",
+            s.regenerated.join(" "),
+            thousands(s.geolite_before),
+            thousands(s.geolite_after)
+        );
+    }
+    if s.identical_kept > 0 {
+        outln!(
+            "{} range(s) already had an identical permit rule, which is kept",
+            s.identical_kept
+        );
+    }
+    outln!("generation {}", s.generation);
+}
+pub(crate) async fn refresh(
+    db: &str,
+    args: ImportArgs,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let (catalog, read) = read_files(&args).await?;
+    let store = open_store(db).await?;
+    let started = Instant::now();
+    let spin = spinner(if dry_run {
+        "computing the refresh (one transaction, rolled back)"
+    } else {
+        "refreshing (one transaction)"
+    });
+    let result = store.refresh(&catalog, dry_run).await;
+    spin.finish_and_clear();
+    let stored = started.elapsed();
+    store.close().await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = ReadInfo::new(&catalog, read, stored);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            read: ReadInfo<'a>,
+            #[serde(flatten)]
+            report: &'a ipcountry::store::RefreshReport,
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                read: info,
+                report: &report
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    info.print();
+    let (permitted, others): (Vec<&CountryDiff>, Vec<&CountryDiff>) =
+        report.countries.iter().partition(|c| c.permitted);
+    for c in &permitted {
+        outln!(
+            "{} {:<24} ranges {} -> {} (+{} -{}), geolite rules {} -> {}",
+            c.code,
+            truncate(&c.name, 24),
+            thousands(c.ranges_before),
+            thousands(c.ranges_after),
+            thousands(c.ranges_added),
+            thousands(c.ranges_removed),
+            thousands(c.rules_before),
+            thousands(c.rules_after)
+        );
+        for r in &c.identical {
+            outln!("   kept {r} (identical to a {} range)", c.code);
+        }
+        for r in &c.custom_inside {
+            outln!("   {r} lies inside a {} range (redundant, kept)", c.code);
+        }
+        for r in &c.custom_overlapping {
+            outln!("   {r} overlaps {} ranges (kept)", c.code);
+        }
+    }
+    if !others.is_empty() {
+        let added: u64 = others.iter().map(|c| c.ranges_added).sum();
+        let removed: u64 = others.iter().map(|c| c.ranges_removed).sum();
+        let codes: Vec<&str> = others.iter().map(|c| c.code.as_str()).collect();
+        let shown = if codes.len() > 20 {
+            format!("{} ...", codes[..20].join(" "))
+        } else {
+            codes.join(" ")
+        };
+        outln!(
+            "{} countries not permitted changed (+{} -{} ranges): {shown}",
+            others.len(),
+            thousands(added),
+            thousands(removed)
+        );
+    }
+    print_summary(&report.summary, stored);
+    if dry_run {
+        outln!("dry run: nothing was changed");
+    } else {
+        outln!("custom permit entries and the deny table were not touched");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+pub(crate) async fn countries(db: &str, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let rows = store.countries().await?;
+    store.close().await;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("no country catalog imported yet (ipcountry import FILE)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("CC {:<32} {:>9} {:>9}  PERMITTED", "NAME", "IPv4", "IPv6");
+    for c in &rows {
+        let permitted = if c.permitted {
+            format!("yes ({} rules)", thousands(c.rules))
+        } else {
+            "no".to_owned()
+        };
+        outln!(
+            "{} {:<32} {:>9} {:>9}  {permitted}",
+            c.code,
+            truncate(&c.name, 32),
+            thousands(c.v4_ranges),
+            thousands(c.v6_ranges)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+pub(crate) async fn country(db: &str, action: CountryAction, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let outcome = match action {
+        CountryAction::Add { codes } => match store.permit_countries(&codes).await {
+            Ok(report) => {
+                if json {
+                    outln!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    for c in &report.added {
+                        outln!(
+                            "permitted {}{}: {} geolite rules",
+                            c.code,
+                            named(&c.name),
+                            thousands(c.rules)
+                        );
+                        for r in &c.identical {
+                            outln!("   kept {r} (identical to a {} range)", c.code);
+                        }
+                    }
+                    if !report.already.is_empty() {
+                        outln!("already permitted: {}", report.already.join(" "));
+                    }
+                    if let Some(g) = report.generation {
+                        outln!("generation {g}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
+        CountryAction::Rm { codes } => match store.unpermit_countries(&codes).await {
+            Ok(report) => {
+                if json {
+                    outln!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    for c in &report.removed {
+                        outln!(
+                            "no longer permitted: {}{} ({} geolite rules removed)",
+                            c.code,
+                            named(&c.name),
+                            thousands(c.rules)
+                        );
+                    }
+                    if !report.not_permitted.is_empty() {
+                        outln!("not permitted: {}", report.not_permitted.join(" "));
+                    }
+                    if let Some(g) = report.generation {
+                        outln!("generation {g}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    store.close().await;
+    match outcome {
+        Ok(code) => Ok(code),
+        Err(e) if refused(&e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let st = store.catalog_status().await?;
+    let policy = reload::build(&store, builtins)
+        .await
+        .context("cannot compile the tables")?;
+    store.close().await;
+    let table = policy.table();
+    let (v4_segments, v6_segments) = table.segment_counts();
+    let rules = table.rules();
+    let segment_bytes = table.heap_bytes();
+    let rule_bytes: usize = rules
+        .iter()
+        .map(|r| std::mem::size_of::<Rule>() + r.country.capacity() + r.note.capacity())
+        .sum();
+    let total = segment_bytes + rule_bytes;
+    let per_rule = if rules.is_empty() {
+        0.0
+    } else {
+        total as f64 / rules.len() as f64
+    };
+    #[derive(Serialize)]
+    struct Snapshot {
+        generation: Option<i64>,
+        rules: usize,
+        v4_segments: usize,
+        v6_segments: usize,
+        segment_bytes: usize,
+        rule_bytes: usize,
+        total_bytes: usize,
+        bytes_per_rule: f64,
+    }
+    let snapshot = Snapshot {
+        generation: policy.generation(),
+        rules: rules.len(),
+        v4_segments,
+        v6_segments,
+        segment_bytes,
+        rule_bytes,
+        total_bytes: total,
+        bytes_per_rule: per_rule,
+    };
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            database: PathBuf,
+            #[serde(flatten)]
+            status: &'a ipcountry::store::CatalogStatus,
+            snapshot: Snapshot,
+        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                database: cli::db_display(db),
+                status: &st,
+                snapshot
+            })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("database:   {}", cli::db_display(db).display());
+    match &st.meta {
+        Some(m) => {
+            outln!("catalog:    {} ({})", m.source.join(", "), m.format);
+            if let Some(t) = &m.database_type {
+                outln!("            database type {t}");
+            }
+            match m.built_at {
+                Some(b) => outln!("            built {}", utc(b)),
+                None => outln!("            build date not recorded in the source"),
+            }
+            outln!("            imported {}", utc(m.imported_at));
+            outln!(
+                "            {} countries, {} IPv4 + {} IPv6 ranges from {} networks",
+                st.countries,
+                thousands(st.catalog_v4),
+                thousands(st.catalog_v6),
+                thousands(m.networks)
+            );
+        }
+        None => outln!("catalog:    none imported (ipcountry import FILE)"),
+    }
+    if st.permitted.is_empty() {
+        outln!("permitted:  no country");
+    } else {
+        outln!("permitted:  {}", st.permitted.join(" "));
+    }
+    let by_source: Vec<String> = st
+        .permit_by_source
+        .iter()
+        .map(|(s, n)| format!("{} {s}", thousands(*n)))
+        .collect();
+    if by_source.is_empty() {
+        outln!("permit:     none stored");
+    } else {
+        outln!("permit:     {}", by_source.join(", "));
+    }
+    outln!("deny:       {}", thousands(st.deny));
+    outln!("allow-host: {}", thousands(st.allow_hosts));
+    outln!("generation: {}", st.generation);
+    outln!(
+        "snapshot:   {} rules -> {} IPv4 + {} IPv6 segments; {} bytes ({} segments + {} rules), {:.0} bytes per rule",
+        thousands(snapshot.rules as u64),
+        thousands(v4_segments as u64),
+        thousands(v6_segments as u64),
+        thousands(total as u64),
+        thousands(segment_bytes as u64),
+        thousands(rule_bytes as u64),
+        per_rule
+    );
+    Ok(ExitCode::SUCCESS)
+}

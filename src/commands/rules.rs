@@ -1,0 +1,169 @@
+//! `permit`, `deny` and `allow-host`: the admin's own entries.
+
+use super::open_store;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::cli::{HostAction, RuleAction};
+use ipcountry::hosts::HostPattern;
+use ipcountry::policy::Builtins;
+use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
+use ipcountry::store::StoreError;
+
+pub(crate) fn parse_range(words: &[String]) -> Result<IpRange> {
+    match words {
+        [one] => one.parse::<IpRange>().map_err(Into::into),
+        [a, b] => IpRange::from_integers(a, b)
+            .or_else(|_| {
+                IpRange::from_addrs(a.trim().parse()?, b.trim().parse()?)
+                    .map_err(anyhow::Error::from)
+            })
+            .with_context(|| format!("not a range: {a} {b}")),
+        _ => bail!("give one range, or two integers"),
+    }
+}
+pub(crate) async fn rules(
+    db: &str,
+    kind: RuleKind,
+    action: RuleAction,
+    json: bool,
+    builtins: Builtins,
+) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let code = match action {
+        RuleAction::Add { range, note } => {
+            let range = parse_range(&range)?;
+            match store
+                .add_rule(kind, range, CUSTOM_COUNTRY, RuleSource::Custom, note.trim())
+                .await
+            {
+                Ok(rule) => {
+                    print_rules(std::slice::from_ref(&rule), json, Some("added"))?;
+                    ExitCode::SUCCESS
+                }
+                Err(e @ StoreError::Duplicate { .. }) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RuleAction::Rm { what } => {
+            let w = what.trim().trim_start_matches('#');
+            let removed = match w.parse::<i64>() {
+                Ok(id) if !w.contains('.') && !w.contains(':') && id < (1 << 31) => {
+                    store.remove_rule(kind, id).await
+                }
+                _ => {
+                    store
+                        .remove_rule_by_range(kind, w.parse::<IpRange>()?)
+                        .await
+                }
+            };
+            match removed {
+                Ok(rule) => {
+                    print_rules(std::slice::from_ref(&rule), json, Some("removed"))?;
+                    ExitCode::SUCCESS
+                }
+                Err(e @ StoreError::NotFound { .. }) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RuleAction::List => {
+            let mut list = store.list_rules(kind).await?;
+            // The built-in permits are part of the policy too: list them, marked `builtin`.
+            if kind == RuleKind::Permit && builtins == Builtins::On {
+                list.extend(ipcountry::ranges::builtin::rules());
+            }
+            print_rules(&list, json, None)?;
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+pub(crate) fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(rules)?);
+        return Ok(());
+    }
+    for r in rules {
+        let note = if r.note.is_empty() {
+            String::new()
+        } else {
+            format!(" {:?}", r.note)
+        };
+        let id = match r.source {
+            RuleSource::Builtin => "-".to_owned(),
+            _ => format!("#{}", r.id),
+        };
+        let line = format!(
+            "{id:<7} {:<43} {:<2} {:<7}{}",
+            r.range.to_string(),
+            r.country,
+            r.source,
+            note
+        );
+        match verb {
+            Some(v) => outln!("{v} {}: {}", r.kind, line.trim_end()),
+            None => outln!("{}", line.trim_end()),
+        }
+    }
+    Ok(())
+}
+pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let code = match action {
+        HostAction::Add { pattern, note } => {
+            let p = HostPattern::parse(&pattern).with_context(|| format!("{pattern:?}"))?;
+            match store.add_allow_host(p.as_str(), note.trim()).await {
+                Ok(h) => {
+                    if json {
+                        outln!("{}", serde_json::to_string_pretty(&h)?);
+                    } else {
+                        outln!("added allow-host: #{} {}", h.id, h.pattern);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e @ StoreError::DuplicateHost { .. }) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        HostAction::Rm { what } => match store.remove_allow_host(what.trim()).await {
+            Ok(h) => {
+                outln!("removed allow-host: #{} {}", h.id, h.pattern);
+                ExitCode::SUCCESS
+            }
+            Err(e @ StoreError::NotFound { .. }) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+            Err(e) => return Err(e.into()),
+        },
+        HostAction::List => {
+            let list = store.list_allow_hosts().await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for h in &list {
+                    let note = if h.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {:?}", h.note)
+                    };
+                    outln!("#{:<6} {}{}", h.id, h.pattern, note);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
