@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use cli::{CheckArgs, Cli, Command, HostAction, RuleAction, ScreenArgs, ServeArgs};
+use cli::{CheckArgs, Cli, Command, HostAction, RuleAction, Runtime, ScreenArgs, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::decision::{self, Verdict};
 use ipcountry::hosts::HostPattern;
@@ -30,10 +30,21 @@ use ipcountry::{reload, server, session, shutdown};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve --runtime per-core` (the default) starts its own single-threaded worker runtimes
+    // (server::run_per_core); the main thread then only needs a current-thread runtime for
+    // signals, reloads and the store. Everything else runs on tokio's multi-thread runtime.
+    let mut builder = match &cli.command {
+        Command::Serve(args) if args.runtime == Runtime::PerCore => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Serve(args) if args.threads > 0 => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipcountry: cannot start the async runtime: {e}");
@@ -120,6 +131,7 @@ async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode
             limits: Limits::default(),
             env_timeout: args.env_timeout,
             reply_timeout: args.reply_timeout,
+            reply: args.reply,
         },
         reload: notify.clone(),
     });
@@ -135,7 +147,28 @@ async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode
         max_sessions: args.max_sessions,
         grace: args.grace,
     };
-    server::run(listeners, ctx, options, shutdown).await;
+    match args.runtime {
+        Runtime::MultiThread => server::run(listeners, ctx, options, shutdown).await,
+        Runtime::PerCore => {
+            let workers = match args.threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            let listeners = listeners
+                .into_iter()
+                .map(TcpListener::into_std)
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("cannot hand the listening sockets to the workers")?;
+            if let Err(e) =
+                server::run_per_core(listeners, workers, ctx, options, shutdown.clone()).await
+            {
+                // Stop the reload watcher too before reporting.
+                shutdown.cancel();
+                let _ = watcher.await;
+                return Err(e).context("cannot start the server workers");
+            }
+        }
+    }
     let _ = watcher.await;
     store.close().await;
     Ok(ExitCode::SUCCESS)

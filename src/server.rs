@@ -5,13 +5,20 @@
 //! `accept`, so at most `max_sessions` calls run at once and further connections wait in the
 //! kernel's backlog (backpressure) instead of piling up as tasks. On shutdown the listeners
 //! close at once, calls in flight get `grace` to finish, then are dropped.
+//!
+//! [`run`] serves on the runtime it is called from. [`run_per_core`] starts one
+//! single-threaded runtime per worker thread, each accepting on its own clone of the same
+//! listening sockets, with the same semaphore, task tracker and shutdown: a call then lives
+//! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
+//! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -44,10 +51,7 @@ pub async fn run(
     options: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(options.max_sessions.max(1)));
-    let tracker = TaskTracker::new();
-    // Cancelled when the grace period is over: sessions still running are dropped.
-    let hard_stop = CancellationToken::new();
+    let shared = Shared::new(&options, shutdown);
     let mut accept_loops = Vec::new();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -56,51 +60,172 @@ pub async fn run(
         accept_loops.push(tokio::spawn(accept_loop(
             listener,
             ctx.clone(),
-            permits.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-            hard_stop.clone(),
+            shared.clone(),
         )));
     }
-    shutdown.cancelled().await;
+    shared.shutdown.cancelled().await;
     for l in accept_loops {
         let _ = l.await;
     }
-    tracker.close();
-    if tokio::time::timeout(options.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = tracker.len(),
-            "grace period over; dropping calls still in flight"
-        );
-        hard_stop.cancel();
-        tracker.wait().await;
-    }
+    shared.drain(options.grace).await;
     info!("server stopped");
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// Serves FastAGI calls on `workers` threads (at least 1), each running its own
+/// current-thread tokio runtime that accepts on clones of `listeners`, until `shutdown` is
+/// cancelled; then drains like [`run`] and joins the threads.
+///
+/// The listeners must be in non-blocking mode (as `tokio::net::TcpListener::into_std`
+/// leaves them). Call this from any tokio runtime: it only waits. `max_sessions` and
+/// `grace` are shared by all workers. Fails, before serving anything, if a listener cannot
+/// be cloned or a worker thread or runtime cannot be started.
+pub async fn run_per_core(
+    listeners: Vec<std::net::TcpListener>,
+    workers: usize,
     ctx: Arc<Context>,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let shared = Shared::new(&options, shutdown);
+    // Clone and set up everything first, so a failure leaves nothing running.
+    let mut plans = Vec::new();
+    for _ in 0..workers.max(1) {
+        let mut clones = Vec::with_capacity(listeners.len());
+        for l in &listeners {
+            let c = l.try_clone()?;
+            c.set_nonblocking(true)?;
+            clones.push(c);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        plans.push((clones, runtime));
+    }
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            info!(%addr, workers = plans.len(), "listening on {addr}");
+        }
+    }
+    drop(listeners);
+    let mut threads = Vec::new();
+    let mut accepting = Vec::new();
+    for (n, (clones, runtime)) in plans.into_iter().enumerate() {
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        accepting.push(done_rx);
+        let ctx = ctx.clone();
+        let for_worker = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ipcountry-worker-{n}"))
+            .spawn(move || runtime.block_on(worker(clones, ctx, for_worker, done_tx)));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // Stop the workers already running, then report.
+                shared.shutdown.cancel();
+                shared.tracker.close();
+                join(threads).await;
+                return Err(e);
+            }
+        }
+    }
+    shared.shutdown.cancelled().await;
+    for done in accepting {
+        // Err: the worker is gone already (its accept loops ended, or it panicked).
+        let _ = done.await;
+    }
+    shared.drain(options.grace).await;
+    join(threads).await;
+    info!("server stopped");
+    Ok(())
+}
+
+/// What every accept loop and session of one server shares.
+#[derive(Clone)]
+struct Shared {
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled when the grace period is over: sessions still running are dropped.
     hard_stop: CancellationToken,
+}
+
+impl Shared {
+    fn new(options: &ServerOptions, shutdown: CancellationToken) -> Self {
+        Shared {
+            permits: Arc::new(Semaphore::new(options.max_sessions.max(1))),
+            tracker: TaskTracker::new(),
+            shutdown,
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    /// After the accept loops have stopped: wait up to `grace` for the calls in flight, then
+    /// drop the rest.
+    async fn drain(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tracker.len(),
+                "grace period over; dropping calls still in flight"
+            );
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// One worker thread of [`run_per_core`]: accept until shutdown, report that, then keep the
+/// runtime turning until every call (of every worker) has finished or been dropped.
+async fn worker(
+    listeners: Vec<std::net::TcpListener>,
+    ctx: Arc<Context>,
+    shared: Shared,
+    accepting_done: oneshot::Sender<()>,
 ) {
+    let mut loops = Vec::new();
+    for l in listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => loops.push(tokio::spawn(accept_loop(l, ctx.clone(), shared.clone()))),
+            Err(error) => error!(%error, "cannot register a listener with a worker runtime"),
+        }
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = accepting_done.send(());
+    shared.tracker.wait().await;
+}
+
+async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            if t.join().is_err() {
+                error!("a server worker thread panicked");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = joined {
+        error!(%error, "cannot join the server worker threads");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
+            _ = shared.shutdown.cancelled() => return,
+            p = shared.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 // The semaphore is never closed while the server runs.
                 Err(_) => return,
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -115,8 +240,8 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(5);
         let ctx = ctx.clone();
-        let hard_stop = hard_stop.clone();
-        tracker.spawn(async move {
+        let hard_stop = shared.hard_stop.clone();
+        shared.tracker.spawn(async move {
             tokio::select! {
                 _ = serve_one(stream, peer, &ctx) => {}
                 _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
@@ -126,9 +251,10 @@ async fn accept_loop(
     }
 }
 
-async fn serve_one(stream: TcpStream, peer: SocketAddr, ctx: &Context) {
+async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
+    let (r, w) = stream.split();
     let conn = AgiConnection::new(r, w, ctx.settings.limits);
     match session::run(conn, ctx, Some(peer)).await {
         Ok(outcome) => debug!(%peer, ?outcome, "session done"),

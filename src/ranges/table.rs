@@ -3,8 +3,10 @@
 //! `reload` loads the rules from the store, adds the built-in ones, and calls
 //! [`RangeTable::build`] off the hot path; the snapshot then swaps the new table in, and each
 //! session does one [`RangeTable::lookup`] for the caller's address. Building resolves all
-//! overlaps once (a sweep over the range boundaries), so a lookup is a single binary search
-//! over sorted, disjoint segments.
+//! overlaps once (a sweep over the range boundaries) into sorted, disjoint segments, then lays
+//! them out for fast search: a first-level bucket index for IPv4, 64-bit keys for IPv6.
+//! [`BinarySearchTable`] keeps the plain layout (one binary search over the segments) as the
+//! test oracle and benchmark baseline.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -36,15 +38,55 @@ use super::rule::{Rule, RuleKind};
 ///
 /// # Layout
 ///
-/// Each family holds struct-of-arrays segments (`starts`, `ends`, rule index), sorted by start
-/// and disjoint; adjacent segments labelled with the same rule are merged and address space no
-/// rule covers has no segment. Build is `O(n log n)` in the number of rules; lookup is
-/// `O(log s)` in the number of segments (at most `2n - 1` per family).
+/// The sweep yields, per family, struct-of-arrays segments (`starts`, `ends`, rule index),
+/// sorted by start and disjoint; adjacent segments labelled with the same rule are merged and
+/// address space no rule covers has no segment. Build is `O(n log n)` in the number of rules.
+///
+/// * **IPv4**: the segments (12 bytes each) plus a first-level index of up to 65,536 buckets
+///   by the top 16 bits of the address (`index[b]` = first segment starting in bucket `b`, or
+///   after it; 256 KiB at most, fixed). A lookup reads two index entries and binary-searches
+///   only the segments that start inside the address's bucket, usually a handful.
+/// * **IPv6**: real tables (country catalogs, custom `/48`s) have boundaries on `/64`s, so the
+///   segments are kept on the top 64 bits of the address (`u64` keys, 20 bytes a segment).
+///   A `/64` block that is not covered whole by one segment (`::1`, a custom `/128`) is marked
+///   in that table and resolved in a small full-width (`u128`) table of its own. So the layout
+///   is exact for any rule set and costs 20 bytes a segment whenever every boundary is
+///   `/64`-aligned, which [`RangeTable::memory`] reports.
+///
+/// [`BinarySearchTable`] keeps the sweep's segments as they are and answers with one
+/// `partition_point`; property tests hold both layouts to the same answers, and to a naive scan.
 #[derive(Debug, Clone, Default)]
 pub struct RangeTable {
     rules: Vec<Rule>,
-    v4: Segments<u32>,
-    v6: Segments<u128>,
+    v4: V4Table,
+    v6: V6Table,
+}
+
+/// Measured heap use of a [`RangeTable`], by part (bytes by capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableMemory {
+    /// IPv4 segments.
+    pub v4_segments: usize,
+    /// Bytes of the IPv4 segment arrays (`starts`, `ends`, rule indexes).
+    pub v4_segment_bytes: usize,
+    /// Bytes of the IPv4 first-level bucket index (fixed: at most 65,537 `u32`s).
+    pub v4_index_bytes: usize,
+    /// IPv6 segments in the 64-bit-key table (including marks for `/64` blocks resolved in
+    /// the full-width table).
+    pub v6_segments: usize,
+    /// Bytes of the 64-bit-key IPv6 arrays.
+    pub v6_segment_bytes: usize,
+    /// IPv6 segments kept at full width because they do not cover whole `/64` blocks.
+    pub v6_fine_segments: usize,
+    /// Bytes of the full-width IPv6 arrays.
+    pub v6_fine_bytes: usize,
+}
+
+impl TableMemory {
+    /// Everything: segments, index and full-width remainder.
+    pub fn total(&self) -> usize {
+        self.v4_segment_bytes + self.v4_index_bytes + self.v6_segment_bytes + self.v6_fine_bytes
+    }
 }
 
 impl RangeTable {
@@ -53,21 +95,8 @@ impl RangeTable {
     /// The rules are kept as given and returned by [`rules`](RangeTable::rules); segments refer
     /// to them by index. (Only the first `u32::MAX` rules are compiled; no real rule set comes
     /// near that.)
-    pub fn build(mut rules: Vec<Rule>) -> RangeTable {
-        rules.truncate(usize::try_from(u32::MAX).unwrap_or(usize::MAX));
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for (index, rule) in (0u32..).zip(&rules) {
-            match rule.range {
-                IpRange::V4 { start, end } => v4.push(Item::new(start, end, rule, index)),
-                IpRange::V6 { start, end } => v6.push(Item::new(start, end, rule, index)),
-            }
-        }
-        RangeTable {
-            v4: Segments::build(v4),
-            v6: Segments::build(v6),
-            rules,
-        }
+    pub fn build(rules: Vec<Rule>) -> RangeTable {
+        Self::build_with_v4_bits(rules, V4_INDEX_BITS)
     }
 
     /// A table with no rules: every address is a stranger.
@@ -77,6 +106,7 @@ impl RangeTable {
 
     /// The rule that decides `ip` under the precedence documented on [`RangeTable`], or `None`
     /// when no rule contains it. IPv4-mapped IPv6 addresses are looked up as IPv4.
+    #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<&Rule> {
         let index = match ip.to_canonical() {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
@@ -90,19 +120,252 @@ impl RangeTable {
         &self.rules
     }
 
-    /// Number of compiled segments: `(IPv4, IPv6)`.
+    /// Number of segments the sweep produced: `(IPv4, IPv6)` (the same as
+    /// [`BinarySearchTable::segment_counts`] for the same rules).
+    pub fn segment_counts(&self) -> (usize, usize) {
+        (self.v4.segments.len(), self.v6.sweep_segments)
+    }
+
+    /// Bytes allocated for the lookup structures of both families (by capacity; the rules
+    /// themselves are not counted). The same as `self.memory().total()`.
+    pub fn heap_bytes(&self) -> usize {
+        self.memory().total()
+    }
+
+    /// Heap use by part, measured from the allocated capacities.
+    pub fn memory(&self) -> TableMemory {
+        TableMemory {
+            v4_segments: self.v4.segments.len(),
+            v4_segment_bytes: self.v4.segments.heap_bytes(),
+            v4_index_bytes: self.v4.index.capacity() * size_of::<u32>(),
+            v6_segments: self.v6.coarse.len(),
+            v6_segment_bytes: self.v6.coarse.heap_bytes(),
+            v6_fine_segments: self.v6.fine.len(),
+            v6_fine_bytes: self.v6.fine.heap_bytes(),
+        }
+    }
+
+    /// [`build`](RangeTable::build) with an IPv4 index of at most `2^max_bits` buckets
+    /// (clamped to `0..=16`; fewer when there are few segments).
+    fn build_with_v4_bits(rules: Vec<Rule>, max_bits: u32) -> RangeTable {
+        let (rules, v4, v6) = sweep(rules);
+        RangeTable {
+            v4: V4Table::new(v4, max_bits),
+            v6: V6Table::new(&v6),
+            rules,
+        }
+    }
+}
+
+/// The reference layout: the sweep's segments searched with one `partition_point` per lookup,
+/// `u128` keys for IPv6. Same answers as [`RangeTable`] (property-tested), simpler and slower;
+/// the test oracle for the fast layout and the baseline in `benches/lookup.rs`.
+#[derive(Debug, Clone, Default)]
+pub struct BinarySearchTable {
+    rules: Vec<Rule>,
+    v4: Segments<u32>,
+    v6: Segments<u128>,
+}
+
+impl BinarySearchTable {
+    /// Compiles `rules` exactly like [`RangeTable::build`].
+    pub fn build(rules: Vec<Rule>) -> BinarySearchTable {
+        let (rules, v4, v6) = sweep(rules);
+        BinarySearchTable { rules, v4, v6 }
+    }
+
+    /// The deciding rule for `ip`, as [`RangeTable::lookup`].
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Rule> {
+        let index = match ip.to_canonical() {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        }?;
+        self.rules.get(usize::try_from(index).ok()?)
+    }
+
+    /// All rules, in the order given to [`build`](BinarySearchTable::build).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of segments: `(IPv4, IPv6)`.
     pub fn segment_counts(&self) -> (usize, usize) {
         (self.v4.len(), self.v6.len())
     }
 
-    /// Bytes allocated for the segment arrays of both families (by capacity; the rules
-    /// themselves are not counted).
+    /// Bytes allocated for the segment arrays of both families (by capacity).
     pub fn heap_bytes(&self) -> usize {
         self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 
-/// An address key: `u32` for IPv4, `u128` for IPv6.
+/// Most bits of the IPv4 first-level index: 65,536 buckets.
+const V4_INDEX_BITS: u32 = 16;
+
+/// Rule index of a 64-bit-key IPv6 segment whose `/64` blocks are resolved in the full-width
+/// table. Never a real index: at most `u32::MAX` rules are compiled, so indexes stop at
+/// `u32::MAX - 1`.
+const FINE: u32 = u32::MAX;
+
+/// The low 64 bits of an IPv6 address (the interface identifier of a `/64`).
+const LOW64: u128 = u64::MAX as u128;
+
+/// Splits `rules` by family and runs the sweep on each.
+fn sweep(mut rules: Vec<Rule>) -> (Vec<Rule>, Segments<u32>, Segments<u128>) {
+    rules.truncate(usize::try_from(u32::MAX).unwrap_or(usize::MAX));
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (index, rule) in (0u32..).zip(&rules) {
+        match rule.range {
+            IpRange::V4 { start, end } => v4.push(Item::new(start, end, rule, index)),
+            IpRange::V6 { start, end } => v6.push(Item::new(start, end, rule, index)),
+        }
+    }
+    (rules, Segments::build(v4), Segments::build(v6))
+}
+
+/// IPv4: the sweep's segments plus a first-level index by the top bits of the address.
+#[derive(Debug, Clone, Default)]
+struct V4Table {
+    segments: Segments<u32>,
+    /// `index[b]` = number of segments whose start is below bucket `b`'s first address, for
+    /// `b` in `0..=buckets`; so the segments starting in bucket `b` are `index[b]..index[b+1]`.
+    /// Empty when there are no segments.
+    index: Vec<u32>,
+    /// `32 - bits`: an address's bucket is `address >> shift` (computed in `u64`, so a 0-bit
+    /// index, shift 32, puts everything in bucket 0).
+    shift: u32,
+}
+
+impl V4Table {
+    fn new(segments: Segments<u32>, max_bits: u32) -> Self {
+        let n = segments.len();
+        if n == 0 {
+            return V4Table {
+                segments,
+                index: Vec::new(),
+                shift: 32,
+            };
+        }
+        // About one segment per bucket, at most 2^max_bits buckets.
+        let bits = n
+            .next_power_of_two()
+            .trailing_zeros()
+            .min(max_bits.min(V4_INDEX_BITS));
+        let shift = 32 - bits;
+        let buckets = 1usize << bits;
+        let mut index = Vec::with_capacity(buckets + 1);
+        let mut i = 0usize;
+        for b in 0..=buckets as u64 {
+            let first = b << shift;
+            while i < n && u64::from(segments.starts[i]) < first {
+                i += 1;
+            }
+            // n <= u32::MAX: segments come from at most u32::MAX rules, two per rule at most,
+            // but IPv4 has only 2^32 addresses, so the count fits (saturate to be safe).
+            index.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        V4Table {
+            segments,
+            index,
+            shift,
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, key: u32) -> Option<u32> {
+        let bucket = usize::try_from(u64::from(key) >> self.shift).ok()?;
+        let lo = *self.index.get(bucket)? as usize;
+        let hi = *self.index.get(bucket + 1)? as usize;
+        let s = &self.segments;
+        // Segments starting in this bucket at or before `key`; if none, the candidate is the
+        // last segment of an earlier bucket (`lo - 1`), which may reach into this one.
+        let i =
+            (lo + s.starts.get(lo..hi)?.partition_point(|&start| start <= key)).checked_sub(1)?;
+        if *s.ends.get(i)? >= key {
+            s.rule.get(i).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// IPv6: segments on the top 64 bits (`coarse`), and the `/64` blocks that no single segment
+/// covers whole resolved at full width (`fine`).
+#[derive(Debug, Clone, Default)]
+struct V6Table {
+    /// Whole `/64` blocks; rule [`FINE`] sends the lookup to `fine`.
+    coarse: Segments<u64>,
+    /// The parts of the sweep's segments that lie in partly covered `/64` blocks.
+    fine: Segments<u128>,
+    /// Segments the sweep produced (for `segment_counts`).
+    sweep_segments: usize,
+}
+
+impl V6Table {
+    fn new(sweep: &Segments<u128>) -> Self {
+        let mut coarse = Segments::<u64>::default();
+        let mut fine = Segments::<u128>::default();
+        let block_of = |k: u128| (k >> 64) as u64;
+        let block_start = |b: u64| u128::from(b) << 64;
+        let block_end = |b: u64| (u128::from(b) << 64) | LOW64;
+        for i in 0..sweep.len() {
+            let (start, end, rule) = (sweep.starts[i], sweep.ends[i], sweep.rule[i]);
+            let (first_block, last_block) = (block_of(start), block_of(end));
+            let head_whole = start & LOW64 == 0;
+            let tail_whole = end & LOW64 == LOW64;
+            if first_block == last_block && !(head_whole && tail_whole) {
+                mark_fine(&mut coarse, first_block);
+                fine.push(start, end, rule);
+                continue;
+            }
+            // Here the segment spans two or more blocks, or exactly one whole block.
+            let mut whole_first = first_block;
+            if !head_whole {
+                mark_fine(&mut coarse, first_block);
+                fine.push(start, block_end(first_block), rule);
+                whole_first = first_block + 1; // first_block < last_block
+            }
+            let whole_last = if tail_whole {
+                last_block
+            } else {
+                last_block - 1 // last_block > first_block >= 0
+            };
+            if whole_first <= whole_last {
+                coarse.push(whole_first, whole_last, rule);
+            }
+            if !tail_whole {
+                mark_fine(&mut coarse, last_block);
+                fine.push(block_start(last_block), end, rule);
+            }
+        }
+        coarse.shrink_to_fit();
+        fine.shrink_to_fit();
+        V6Table {
+            coarse,
+            fine,
+            sweep_segments: sweep.len(),
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, key: u128) -> Option<u32> {
+        match self.coarse.lookup((key >> 64) as u64)? {
+            FINE => self.fine.lookup(key),
+            rule => Some(rule),
+        }
+    }
+}
+
+/// Marks `/64` block `block` as resolved at full width (once, however many segments touch it).
+fn mark_fine(coarse: &mut Segments<u64>, block: u64) {
+    let marked = coarse.rule.last() == Some(&FINE) && coarse.ends.last() >= Some(&block);
+    if !marked {
+        coarse.push(block, block, FINE);
+    }
+}
+
+/// An address key: `u32` for IPv4, `u64` for the top half of IPv6, `u128` for IPv6.
 trait Key: Copy + Ord + Default + fmt::Debug {
     /// The highest address.
     const MAX: Self;
@@ -114,31 +377,24 @@ trait Key: Copy + Ord + Default + fmt::Debug {
     fn widen(self) -> u128;
 }
 
-impl Key for u32 {
-    const MAX: Self = u32::MAX;
-    fn successor(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn predecessor(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-    fn widen(self) -> u128 {
-        u128::from(self)
-    }
+macro_rules! impl_key {
+    ($($t:ty),*) => {$(
+        impl Key for $t {
+            const MAX: Self = <$t>::MAX;
+            fn successor(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn predecessor(self) -> Option<Self> {
+                self.checked_sub(1)
+            }
+            fn widen(self) -> u128 {
+                u128::from(self)
+            }
+        }
+    )*};
 }
 
-impl Key for u128 {
-    const MAX: Self = u128::MAX;
-    fn successor(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn predecessor(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-    fn widen(self) -> u128 {
-        self
-    }
-}
+impl_key!(u32, u64, u128);
 
 /// How strongly a rule claims an address it contains; the greatest wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,6 +497,7 @@ impl<K: Key> Segments<K> {
     }
 
     /// The rule index of the segment containing `key`.
+    #[inline]
     fn lookup(&self, key: K) -> Option<u32> {
         let i = self
             .starts
@@ -338,6 +595,8 @@ mod tests {
             naive_lookup(table.rules(), ip),
             "oracle disagrees at {ip}"
         );
+        let reference = BinarySearchTable::build(table.rules().to_vec());
+        assert_eq!(got, reference.lookup(ip), "binary search disagrees at {ip}");
         got.map(|r| (r.kind, r.id))
     }
 
@@ -679,6 +938,34 @@ mod tests {
         Ok(())
     }
 
+    /// The IPv6 layout: coarse segments sorted, disjoint and merged; every coarse rule a real
+    /// index or FINE; fine segments sorted, disjoint, each inside a block marked FINE.
+    fn check_v6_layout(t: &V6Table, rules: &[Rule]) -> Result<(), TestCaseError> {
+        let c = &t.coarse;
+        for i in 0..c.len() {
+            prop_assert!(c.starts[i] <= c.ends[i]);
+            prop_assert!(c.rule[i] == FINE || (c.rule[i] as usize) < rules.len());
+            if i + 1 < c.len() {
+                prop_assert!(c.ends[i] < c.starts[i + 1], "coarse overlap or unsorted");
+                let touching = c.ends[i].successor() == Some(c.starts[i + 1]);
+                prop_assert!(!(touching && c.rule[i] == c.rule[i + 1]), "unmerged coarse");
+            }
+        }
+        check_segments(&t.fine, rules)?;
+        // Adjacent fine parts of one rule may merge across a block edge; every block they
+        // touch must be marked.
+        for i in 0..t.fine.len() {
+            let (a, b) = (
+                (t.fine.starts[i] >> 64) as u64,
+                (t.fine.ends[i] >> 64) as u64,
+            );
+            prop_assert!(b - a <= 1, "a fine segment spans whole blocks");
+            prop_assert_eq!(c.lookup(a), Some(FINE), "fine segment in an unmarked block");
+            prop_assert_eq!(c.lookup(b), Some(FINE), "fine segment in an unmarked block");
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -698,8 +985,12 @@ mod tests {
         #[test]
         fn segments_are_sorted_disjoint_and_merged(rules in rules_strategy()) {
             let table = RangeTable::build(rules.clone());
-            check_segments(&table.v4, &rules)?;
-            check_segments(&table.v6, &rules)?;
+            let reference = BinarySearchTable::build(rules.clone());
+            check_segments(&reference.v4, &rules)?;
+            check_segments(&reference.v6, &rules)?;
+            check_segments(&table.v4.segments, &rules)?;
+            check_v6_layout(&table.v6, &rules)?;
+            prop_assert_eq!(table.segment_counts(), reference.segment_counts());
             let (n4, n6) = table.segment_counts();
             let count = |v4: bool| rules.iter().filter(|r| (r.range.family() == Family::V4) == v4).count();
             prop_assert!(n4 <= (2 * count(true)).saturating_sub(1));
@@ -717,5 +1008,221 @@ mod tests {
                 prop_assert_eq!(table.lookup(ip), naive_lookup(&rules, ip), "at {}", ip);
             }
         }
+    }
+
+    // ---- the fast layout against the reference, where its own edges are ----
+
+    /// Keys crowded at the edges of the IPv4 buckets of a 16-bit index.
+    fn v4_bucket_key() -> impl Strategy<Value = u128> {
+        (
+            prop_oneof![Just(0u128), Just(1), Just(0x8000), Just(0xffff)],
+            0..6u128,
+            any::<bool>(),
+        )
+            .prop_map(|(bucket, d, below)| {
+                let edge = bucket << 16;
+                if below {
+                    edge.saturating_sub(d)
+                } else {
+                    edge + d
+                }
+            })
+    }
+
+    /// Keys crowded at the edges of a few `/64` blocks (0, 1, 2, 2^63, MAX).
+    fn v6_block_key() -> impl Strategy<Value = u128> {
+        (
+            prop_oneof![
+                Just(0u128),
+                Just(1),
+                Just(2),
+                Just(1 << 63),
+                Just(u128::from(u64::MAX))
+            ],
+            0..4u128,
+            any::<bool>(),
+        )
+            .prop_map(|(block, d, at_end)| {
+                if at_end {
+                    (block << 64) | (LOW64 - d)
+                } else {
+                    (block << 64) + d
+                }
+            })
+    }
+
+    fn edge_rules_strategy() -> impl Strategy<Value = Vec<Rule>> {
+        let range = prop_oneof![
+            (v4_bucket_key(), v4_bucket_key()).prop_map(|(a, b)| IpRange::V4 {
+                start: a.min(b) as u32,
+                end: a.max(b) as u32
+            }),
+            (v6_block_key(), v6_block_key()).prop_map(|(a, b)| IpRange::V6 {
+                start: a.min(b),
+                end: a.max(b)
+            }),
+        ];
+        prop::collection::vec((range, any::<bool>(), -3i64..8), 0..24).prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(n, (range, is_deny, id))| Rule {
+                    id,
+                    kind: if is_deny {
+                        RuleKind::Deny
+                    } else {
+                        RuleKind::Permit
+                    },
+                    range,
+                    country: "AA".into(),
+                    source: RuleSource::Custom,
+                    note: format!("rule {n}"),
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The bucket index (forced to 16 bits even for small tables, and also at 0 and 3
+        /// bits) and the coarse/fine IPv6 split agree with the binary search and the naive
+        /// scan, at every rule boundary ±1 and at every bucket and block edge.
+        #[test]
+        fn fast_layout_matches_binary_search_and_naive(
+            rules in edge_rules_strategy(),
+            v4 in prop::collection::vec(v4_bucket_key(), 0..16),
+            v6 in prop::collection::vec(v6_block_key(), 0..16),
+        ) {
+            let reference = BinarySearchTable::build(rules.clone());
+            for bits in [0, 3, 16] {
+                let table = RangeTable::build_with_v4_bits(rules.clone(), bits);
+                check_v6_layout(&table.v6, &rules)?;
+                for ip in probes(&rules, &v4, &v6) {
+                    let want = naive_lookup(&rules, ip);
+                    prop_assert_eq!(reference.lookup(ip), want, "binary search at {}", ip);
+                    prop_assert_eq!(table.lookup(ip), want, "fast layout ({} bits) at {}", bits, ip);
+                }
+            }
+        }
+
+        /// The same on the original crowded keys, with the full 16-bit index.
+        #[test]
+        fn fast_layout_with_full_index_matches(
+            rules in rules_strategy(),
+            v4 in prop::collection::vec(v4_key(), 0..16),
+            v6 in prop::collection::vec(v6_key(), 0..16),
+        ) {
+            let table = RangeTable::build_with_v4_bits(rules.clone(), 16);
+            let reference = BinarySearchTable::build(rules.clone());
+            for ip in probes(&rules, &v4, &v6) {
+                prop_assert_eq!(table.lookup(ip), reference.lookup(ip), "at {}", ip);
+            }
+        }
+    }
+
+    #[test]
+    fn v4_index_buckets_point_at_their_segments() {
+        let t = RangeTable::build_with_v4_bits(
+            vec![
+                permit(1, "0.0.0.0-0.0.255.255"),
+                permit(2, "0.1.0.5-0.3.0.0"),
+                deny(3, "0.2.0.0/16"),
+                permit(4, "255.255.0.0/16"),
+            ],
+            16,
+        );
+        let v4 = &t.v4;
+        // permit 2 is split by deny 3: 5 segments give a 3-bit index.
+        assert_eq!(t.segment_counts(), (5, 0));
+        assert_eq!(v4.shift, 29);
+        assert_eq!(v4.index.len(), 9);
+        assert_eq!(decide(&t, "0.1.0.4"), None);
+        assert_eq!(decide(&t, "0.1.255.255"), Some((P, 2)));
+        assert_eq!(decide(&t, "0.2.0.0"), Some((D, 3)));
+        assert_eq!(decide(&t, "0.3.0.0"), Some((P, 2)));
+        assert_eq!(decide(&t, "0.3.0.1"), None);
+        assert_eq!(decide(&t, "255.254.255.255"), None);
+        assert_eq!(decide(&t, "255.255.255.255"), Some((P, 4)));
+        // Many segments: the full 65,536-bucket index.
+        let many: Vec<Rule> = (0..100_000u32)
+            .map(|n| Rule {
+                id: i64::from(n),
+                kind: RuleKind::Permit,
+                range: IpRange::V4 {
+                    start: n * 40_000,
+                    end: n * 40_000 + 9,
+                },
+                country: "AA".into(),
+                source: RuleSource::Custom,
+                note: String::new(),
+            })
+            .collect();
+        let t = RangeTable::build(many.clone());
+        assert_eq!(t.v4.index.len(), 65_537);
+        assert_eq!(t.memory().v4_index_bytes, 65_537 * 4);
+        assert_eq!(t.memory().v4_segment_bytes, 100_000 * 12);
+        let reference = BinarySearchTable::build(many);
+        for k in (0..u32::MAX - 50_000)
+            .step_by(9_973)
+            .chain([u32::MAX - 1, u32::MAX])
+        {
+            let ip = IpAddr::V4(Ipv4Addr::from(k));
+            assert_eq!(t.lookup(ip), reference.lookup(ip), "at {ip}");
+        }
+    }
+
+    #[test]
+    fn v6_aligned_rules_use_64_bit_keys_only() {
+        let t = RangeTable::build(vec![
+            permit(1, "2001:db8::/32"),
+            deny(2, "2001:db8:1::/48"),
+            permit(3, "2001:db8:ffff:ffff::/64"),
+            permit(4, "2600::/12"),
+        ]);
+        let m = t.memory();
+        assert_eq!(m.v6_fine_segments, 0);
+        assert_eq!(m.v6_fine_bytes, 0);
+        // permit 1 is split by deny 2 and permit 3 (its last /64).
+        assert_eq!(t.segment_counts(), (0, 5));
+        assert_eq!(m.v6_segments, 5);
+        assert_eq!(
+            m.v6_segment_bytes,
+            5 * 20,
+            "20 bytes per /64-aligned IPv6 segment"
+        );
+        assert_eq!(
+            decide(&t, "2001:db8:1:ffff:ffff:ffff:ffff:ffff"),
+            Some((D, 2))
+        );
+        assert_eq!(decide(&t, "2001:db8:2::"), Some((P, 1)));
+        assert_eq!(decide(&t, "2001:db8:ffff:ffff::1"), Some((P, 3)));
+        assert_eq!(decide(&t, "2601::"), Some((P, 4)));
+        assert_eq!(decide(&t, "2610::"), None);
+    }
+
+    #[test]
+    fn v6_unaligned_rules_go_to_the_full_width_table() {
+        let t = RangeTable::build(vec![
+            permit(1, "2001:db8::/32"),
+            deny(2, "2001:db8::66"),
+            deny(3, "2001:db8:0:1:8000::-2001:db8:0:3:7fff::"),
+            permit(4, "::1"),
+        ]);
+        // Marks: ::/64, 2001:db8::/64 (merged with) 2001:db8:0:1::/64 (whole blocks in
+        // between are deny 3), 2001:db8:0:3::/64.
+        let m = t.memory();
+        assert!(m.v6_fine_segments >= 5, "{m:?}");
+        assert_eq!(decide(&t, "::1"), Some((P, 4)));
+        assert_eq!(decide(&t, "::2"), None);
+        assert_eq!(decide(&t, "2001:db8::65"), Some((P, 1)));
+        assert_eq!(decide(&t, "2001:db8::66"), Some((D, 2)));
+        assert_eq!(decide(&t, "2001:db8::67"), Some((P, 1)));
+        assert_eq!(decide(&t, "2001:db8:0:1:7fff:ffff:ffff:ffff"), Some((P, 1)));
+        assert_eq!(decide(&t, "2001:db8:0:1:8000::"), Some((D, 3)));
+        assert_eq!(decide(&t, "2001:db8:0:2::"), Some((D, 3)));
+        assert_eq!(decide(&t, "2001:db8:0:3:7fff::"), Some((D, 3)));
+        assert_eq!(decide(&t, "2001:db8:0:3:7fff::1"), Some((P, 1)));
+        assert_eq!(decide(&t, "2001:db8:0:4::"), Some((P, 1)));
     }
 }

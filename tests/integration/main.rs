@@ -4,5 +4,6 @@
 
 mod cli;
 mod harness;
+mod mset;
 mod screening;
 mod server_bounds;
