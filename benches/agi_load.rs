@@ -18,11 +18,13 @@
 //!
 //! The servers read a SQLite database holding the benchmark policy (permit US, CA, GB, DE,
 //! 1,000 denies, builtins), log at `warn` (`RUST_LOG=warn`; per-call `info` lines are
-//! measured separately), and get `--threads` = `AGI_LOAD_SERVER_THREADS` (default 1: on a
-//! 2-core machine the client needs the other core). The client is one current-thread
-//! runtime. Reported per run: calls/s, latency (connect to close) p50/p99/p99.9, server CPU
-//! per call (all its threads, from `/proc/<pid>/task/*/schedstat`), client CPU share, and
-//! failed calls; and each against the floor measured just before it.
+//! measured separately), and get `--threads` = `AGI_LOAD_SERVER_THREADS` (default 1). The
+//! client runs `AGI_LOAD_CLIENT_THREADS` threads (default 2), each a current-thread runtime:
+//! on this 2-core machine client and server then share both cores, so a server that needs
+//! more CPU per call also gets fewer calls through. Reported per run: calls/s, latency
+//! (connect to close) p50/p99/p99.9, server CPU per call (all its threads, from
+//! `/proc/<pid>/task/*/schedstat`), client CPU per call, failed calls; and each against the
+//! floor measured just before it.
 //!
 //! `cargo bench --bench agi_load`. Knobs: `AGI_LOAD_SECS` (per run, default 2),
 //! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_SERVER_THREADS`.
@@ -32,7 +34,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,7 +68,8 @@ fn main() {
     let reader = common::open_geolite();
     let catalog = common::read_catalog(&reader);
     let rules = common::policy_rules(&catalog, 42);
-    let blocks = Rc::new(make_blocks(&catalog));
+    let blocks = Arc::new(make_blocks(&catalog));
+    let client_threads: usize = env_or("AGI_LOAD_CLIENT_THREADS", 2).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -128,39 +131,51 @@ fn main() {
     ];
 
     println!(
-        "== machine: {} CPUs; server threads {server_threads}; client: 1 current-thread runtime; {secs} s per run",
+        "== machine: {} CPUs; server threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-    rt.block_on(async {
-        // Warm up every server (page cache, allocator, accept queue).
-        for (_, server) in &servers {
-            let _ = run_level(server.addr, blocks.clone(), 8, Duration::from_millis(300), false).await;
-        }
-        println!();
-        println!("| block sent | clients | server | calls/s | vs floor | p50 µs | p99 µs | p99.9 µs | p50 vs floor | server CPU µs/call | vs floor | client CPU | failed |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for line_by_line in [false, true] {
-            for &clients in &levels {
-                let mut floor: Option<Stats> = None;
-                for (name, server) in &servers {
-                    // The runtime and logging variants only where they are compared.
-                    let extra = name.contains("multi-thread") || name.contains("info log");
-                    if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {
-                        continue;
-                    }
-                    let cpu_before = server.cpu_ns();
-                    let client_before = thread_cpu_ns();
-                    let mut st = run_level(server.addr, blocks.clone(), clients, run_time, line_by_line).await;
-                    st.server_cpu_ns = server.cpu_ns().saturating_sub(cpu_before);
-                    st.client_cpu_ns = thread_cpu_ns().saturating_sub(client_before);
-                    print_row(line_by_line, clients, name, &st, floor.as_ref());
-                    if *name == "floor" {
-                        floor = Some(st);
-                    }
+    // Warm up every server (page cache, allocator, accept queue).
+    for (_, server) in &servers {
+        let _ = run_level(
+            server.addr,
+            &blocks,
+            8,
+            Duration::from_millis(300),
+            false,
+            client_threads,
+        );
+    }
+    println!();
+    println!("| block sent | clients | server | calls/s | vs floor | p50 µs | p99 µs | p99.9 µs | p50 vs floor | server CPU µs/call | vs floor | client CPU µs/call | failed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for line_by_line in [false, true] {
+        for &clients in &levels {
+            let mut floor: Option<Stats> = None;
+            for (name, server) in &servers {
+                // The runtime and logging variants only where they are compared.
+                let extra = name.contains("multi-thread") || name.contains("info log");
+                if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {
+                    continue;
+                }
+                let cpu_before = server.cpu_ns();
+                let client_before = process_cpu_ns();
+                let mut st = run_level(
+                    server.addr,
+                    &blocks,
+                    clients,
+                    run_time,
+                    line_by_line,
+                    client_threads,
+                );
+                st.server_cpu_ns = server.cpu_ns().saturating_sub(cpu_before);
+                st.client_cpu_ns = process_cpu_ns().saturating_sub(client_before);
+                print_row(line_by_line, clients, name, &st, floor.as_ref());
+                if *name == "floor" {
+                    floor = Some(st);
                 }
             }
         }
-    });
+    }
     for (_, mut server) in servers {
         server.stop();
     }
@@ -227,7 +242,8 @@ impl Server {
                 "3600s",
             ])
             .args(args)
-            .env("RUST_LOG", log)
+            // The server module logs `listening on` at info; the rest at `log`.
+            .env("RUST_LOG", format!("{log},ipcountry::server=info"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -245,7 +261,7 @@ impl Server {
             .env("AGI_LOAD_SERVER_THREADS", threads)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start the floor server");
         Server::wait_for_addr(child, &log_path)
@@ -304,12 +320,27 @@ impl Server {
     }
 }
 
-/// CPU time of the calling thread (the client runtime), in ns.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+impl Drop for Server {
+    /// A bench that panics must not leave servers behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU time of this process (the client), threads that have exited included, in ns
+/// (`utime + stime` from `/proc/self/stat`, in 10 ms ticks).
+fn process_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10_000_000
 }
 
 #[derive(Debug, Default)]
@@ -344,7 +375,7 @@ fn print_row(line_by_line: bool, clients: usize, name: &str, st: &Stats, floor: 
         _ => "–".into(),
     };
     println!(
-        "| {} | {clients} | {name} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {:.0}% | {} |",
+        "| {} | {clients} | {name} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} |",
         if line_by_line {
             "line by line"
         } else {
@@ -358,59 +389,100 @@ fn print_row(line_by_line: bool, clients: usize, name: &str, st: &Stats, floor: 
         vs(f64::from(st.pct(0.5)), floor.map(|f| f64::from(f.pct(0.5)))),
         st.cpu_per_call_us(),
         vs(st.cpu_per_call_us(), floor.map(Stats::cpu_per_call_us)),
-        100.0 * st.client_cpu_ns as f64 / 1e9 / st.elapsed.as_secs_f64(),
+        st.client_cpu_ns as f64 / 1e3 / st.calls.max(1) as f64,
         st.failed
     );
 }
 
-/// `clients` concurrent fake Asterisks calling back to back for `duration`.
-async fn run_level(
+/// `clients` concurrent fake Asterisks calling back to back for `duration`, spread over
+/// `threads` client threads (each a current-thread runtime).
+fn run_level(
     addr: SocketAddr,
-    blocks: Rc<Vec<Vec<u8>>>,
+    blocks: &Arc<Vec<Vec<u8>>>,
     clients: usize,
     duration: Duration,
     line_by_line: bool,
+    threads: usize,
 ) -> Stats {
     let started = Instant::now();
     let deadline = started + duration;
-    let local = tokio::task::LocalSet::new();
-    let mut handles = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let blocks = blocks.clone();
-        handles.push(local.spawn_local(async move {
-            let mut lat = Vec::new();
-            let mut failed = 0usize;
-            let mut buf = Vec::with_capacity(4096);
-            let mut n = c;
-            while Instant::now() < deadline {
-                let block = &blocks[n % blocks.len()];
-                n += clients;
-                let t = Instant::now();
-                match tokio::time::timeout(CALL_DEADLINE, call(addr, block, line_by_line, &mut buf))
-                    .await
-                {
-                    Ok(Ok(_)) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-                    _ => failed += 1,
-                }
-            }
-            (lat, failed)
-        }));
-    }
-    let mut st = Stats::default();
-    local
-        .run_until(async {
-            for h in handles {
-                if let Ok((lat, failed)) = h.await {
-                    st.calls += lat.len();
-                    st.latency.extend(lat);
-                    st.failed += failed;
-                }
-            }
+    let threads = threads.min(clients).max(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let blocks = blocks.clone();
+            // Clients t, t + threads, t + 2 * threads, ...
+            let mine: Vec<usize> = (t..clients).step_by(threads).collect();
+            std::thread::spawn(move || {
+                client_thread(addr, blocks, mine, clients, deadline, line_by_line)
+            })
         })
-        .await;
+        .collect();
+    let mut st = Stats::default();
+    for w in workers {
+        if let Ok((lat, failed)) = w.join() {
+            st.calls += lat.len();
+            st.latency.extend(lat);
+            st.failed += failed;
+        }
+    }
     st.elapsed = started.elapsed();
     st.latency.sort_unstable();
     st
+}
+
+fn client_thread(
+    addr: SocketAddr,
+    blocks: Arc<Vec<Vec<u8>>>,
+    clients: Vec<usize>,
+    stride: usize,
+    deadline: Instant,
+    line_by_line: bool,
+) -> (Vec<u32>, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let local = tokio::task::LocalSet::new();
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let blocks = blocks.clone();
+            local.spawn_local(async move {
+                let mut lat = Vec::new();
+                let mut failed = 0usize;
+                let mut buf = Vec::with_capacity(4096);
+                let mut n = c;
+                while Instant::now() < deadline {
+                    let block = &blocks[n % blocks.len()];
+                    n += stride;
+                    let t = Instant::now();
+                    match tokio::time::timeout(
+                        CALL_DEADLINE,
+                        call(addr, block, line_by_line, &mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {
+                            lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32)
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (lat, failed)
+            })
+        })
+        .collect();
+    rt.block_on(local.run_until(async {
+        let mut lat = Vec::new();
+        let mut failed = 0;
+        for h in handles {
+            if let Ok((l, f)) = h.await {
+                lat.extend(l);
+                failed += f;
+            }
+        }
+        (lat, failed)
+    }))
 }
 
 /// One call; the number of commands the server sent.
@@ -496,7 +568,7 @@ fn floor_main() {
 async fn floor_call(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
     let mut buf = Vec::with_capacity(4096);
-    let mut scanned = 0;
+    let mut scanned = 0usize;
     loop {
         match s.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,

@@ -52,6 +52,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let shared = Shared::new(&options, shutdown);
+    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
     let mut accept_loops = Vec::new();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -185,6 +186,7 @@ async fn worker(
     shared: Shared,
     accepting_done: oneshot::Sender<()>,
 ) {
+    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
     let mut loops = Vec::new();
     for l in listeners {
         match TcpListener::from_std(l) {
@@ -197,6 +199,28 @@ async fn worker(
     }
     let _ = accepting_done.send(());
     shared.tracker.wait().await;
+}
+
+/// Period of [`keep_timer_armed`]'s timer.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// Keeps a timer armed on this runtime until `shutdown`.
+///
+/// Each call sets deadlines (`tokio::time::timeout`). When a timer is added that expires
+/// before every timer the runtime's driver knows of, tokio wakes the driver to recompute its
+/// sleep: an `eventfd` write, one syscall per call that is not the socket's (measured with
+/// `strace -c`, see BENCHMARKS.md). With this short ticker always registered, the per-call
+/// deadlines (hundreds of ms and up) are never the earliest, and arming them costs no
+/// syscall. The price is ten wake-ups a second per runtime.
+async fn keep_timer_armed(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+    }
 }
 
 async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
