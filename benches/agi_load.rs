@@ -26,8 +26,12 @@
 //! `/proc/<pid>/task/*/schedstat`), client CPU per call, failed calls; and each against the
 //! floor measured just before it.
 //!
+//! The machine is shared and noisy, so each (mode, clients) cell runs every server in turn,
+//! `AGI_LOAD_REPS` times (default 3), and reports the median of each metric.
+//!
 //! `cargo bench --bench agi_load`. Knobs: `AGI_LOAD_SECS` (per run, default 2),
-//! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_SERVER_THREADS`.
+//! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_REPS`,
+//! `AGI_LOAD_SERVER_THREADS`, `AGI_LOAD_CLIENT_THREADS`.
 
 mod common;
 
@@ -70,6 +74,7 @@ fn main() {
     let rules = common::policy_rules(&catalog, 42);
     let blocks = Arc::new(make_blocks(&catalog));
     let client_threads: usize = env_or("AGI_LOAD_CLIENT_THREADS", 2).max(1);
+    let reps: usize = env_or("AGI_LOAD_REPS", 3).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -131,7 +136,7 @@ fn main() {
     ];
 
     println!(
-        "== machine: {} CPUs; server threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run",
+        "== machine: {} CPUs; server threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run; median of {reps} interleaved runs",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     // Warm up every server (page cache, allocator, accept queue).
@@ -150,28 +155,34 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for line_by_line in [false, true] {
         for &clients in &levels {
-            let mut floor: Option<Stats> = None;
-            for (name, server) in &servers {
-                // The runtime and logging variants only where they are compared.
-                let extra = name.contains("multi-thread") || name.contains("info log");
-                if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {
-                    continue;
+            // Runs of the servers interleaved, `reps` times; each metric is the median.
+            let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
+            for _ in 0..reps {
+                for (k, (name, server)) in servers.iter().enumerate() {
+                    // The runtime and logging variants only where they are compared.
+                    let extra = name.contains("multi-thread") || name.contains("info log");
+                    if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {
+                        continue;
+                    }
+                    let cpu_before = server.cpu_ns();
+                    let client_before = process_cpu_ns();
+                    let mut st = run_level(
+                        server.addr,
+                        &blocks,
+                        clients,
+                        run_time,
+                        line_by_line,
+                        client_threads,
+                    );
+                    st.server_cpu_ns = server.cpu_ns().saturating_sub(cpu_before);
+                    st.client_cpu_ns = process_cpu_ns().saturating_sub(client_before);
+                    runs[k].push(st);
                 }
-                let cpu_before = server.cpu_ns();
-                let client_before = process_cpu_ns();
-                let mut st = run_level(
-                    server.addr,
-                    &blocks,
-                    clients,
-                    run_time,
-                    line_by_line,
-                    client_threads,
-                );
-                st.server_cpu_ns = server.cpu_ns().saturating_sub(cpu_before);
-                st.client_cpu_ns = process_cpu_ns().saturating_sub(client_before);
-                print_row(line_by_line, clients, name, &st, floor.as_ref());
-                if *name == "floor" {
-                    floor = Some(st);
+            }
+            let summaries: Vec<Option<Summary>> = runs.iter().map(|r| Summary::of(r)).collect();
+            for (k, (name, _)) in servers.iter().enumerate() {
+                if let Some(sum) = &summaries[k] {
+                    print_row(line_by_line, clients, name, sum, summaries[0].as_ref());
                 }
             }
         }
@@ -369,27 +380,61 @@ impl Stats {
     }
 }
 
-fn print_row(line_by_line: bool, clients: usize, name: &str, st: &Stats, floor: Option<&Stats>) {
+/// The medians of several runs of one server at one level.
+struct Summary {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    cpu_us: f64,
+    client_cpu_us: f64,
+    failed: usize,
+}
+
+impl Summary {
+    fn of(runs: &[Stats]) -> Option<Summary> {
+        if runs.is_empty() {
+            return None;
+        }
+        let med = |f: &dyn Fn(&Stats) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            common::median(&mut v)
+        };
+        Some(Summary {
+            rate: med(&|s| s.rate()),
+            p50: med(&|s| f64::from(s.pct(0.5))),
+            p99: med(&|s| f64::from(s.pct(0.99))),
+            p999: med(&|s| f64::from(s.pct(0.999))),
+            cpu_us: med(&|s| s.cpu_per_call_us()),
+            client_cpu_us: med(&|s| s.client_cpu_ns as f64 / 1e3 / s.calls.max(1) as f64),
+            failed: runs.iter().map(|s| s.failed).sum(),
+        })
+    }
+}
+
+fn print_row(
+    line_by_line: bool,
+    clients: usize,
+    name: &str,
+    st: &Summary,
+    floor: Option<&Summary>,
+) {
     let vs = |x: f64, f: Option<f64>| match f {
-        Some(f) if f > 0.0 => format!("{:.2}", x / f),
+        Some(f) if f > 0.0 && !name.starts_with("floor") => format!("{:.2}", x / f),
         _ => "–".into(),
     };
     println!(
-        "| {} | {clients} | {name} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} |",
-        if line_by_line {
-            "line by line"
-        } else {
-            "one write"
-        },
-        st.rate(),
-        vs(st.rate(), floor.map(Stats::rate)),
-        st.pct(0.5),
-        st.pct(0.99),
-        st.pct(0.999),
-        vs(f64::from(st.pct(0.5)), floor.map(|f| f64::from(f.pct(0.5)))),
-        st.cpu_per_call_us(),
-        vs(st.cpu_per_call_us(), floor.map(Stats::cpu_per_call_us)),
-        st.client_cpu_ns as f64 / 1e3 / st.calls.max(1) as f64,
+        "| {} | {clients} | {name} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {} | {:.1} | {} |",
+        if line_by_line { "line by line" } else { "one write" },
+        st.rate,
+        vs(st.rate, floor.map(|f| f.rate)),
+        st.p50,
+        st.p99,
+        st.p999,
+        vs(st.p50, floor.map(|f| f.p50)),
+        st.cpu_us,
+        vs(st.cpu_us, floor.map(|f| f.cpu_us)),
+        st.client_cpu_us,
         st.failed
     );
 }

@@ -383,7 +383,7 @@ fn build_and_memory(s: &Setup) {
         m.v4_segment_bytes as f64 / m.v4_segments.max(1) as f64
     );
     println!(
-        "| IPv4 bucket index (fixed) | 65,537 | {} | |",
+        "| IPv4 bucket index (65,537 first-level entries + 257 per split bucket) | | {} | |",
         m.v4_index_bytes
     );
     println!(

@@ -194,7 +194,9 @@ where
     let policy = ctx.policy.load();
     let trust = ctx.settings.trust;
     let dns = match decision::host_to_resolve(&policy, &request, trust) {
-        Some(name) => Some(ctx.resolver.lookup(name).await),
+        // Boxed: the resolver's future is large, and held inline it would make every call's
+        // task large too (most calls have an IP literal and never resolve anything).
+        Some(name) => Some(Box::pin(ctx.resolver.lookup(name)).await),
         None => None,
     };
     let decision = decision::decide(&policy, &request, trust, dns.as_ref());

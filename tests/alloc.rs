@@ -99,10 +99,11 @@ async fn one_call(ctx: &Context, block: &[u8]) -> (usize, usize) {
     cli_in.read_exact(&mut sink).await.expect("drain");
     let region = Region::new(GLOBAL);
     let conn = AgiConnection::new(srv_in, srv_out, Limits::default());
-    let (outcome, commands) = tokio::join!(
-        session::run(conn, ctx, None),
-        asterisk(cli_out, cli_in, block)
-    );
+    let session = session::run(conn, ctx, None);
+    if std::env::var_os("PRINT_FUTURE_SIZE").is_some() {
+        println!("session future: {} bytes", std::mem::size_of_val(&session));
+    }
+    let (outcome, commands) = tokio::join!(session, asterisk(cli_out, cli_in, block));
     let n = region.change().allocations;
     assert_eq!(outcome.expect("session"), Outcome::Screened);
     (n, commands)
