@@ -285,3 +285,111 @@ async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
         Err(error) => warn!(%peer, %error, "dropped AGI peer"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::policy::{Builtins, Policy, SharedPolicy};
+    use crate::ranges::{Rule, RuleKind, RuleSource};
+    use crate::resolve::HostResolver;
+    use crate::session::SessionSettings;
+
+    fn context() -> Arc<Context> {
+        let rule = Rule {
+            id: 1,
+            kind: RuleKind::Permit,
+            range: "203.0.113.0/24".parse().expect("range"),
+            country: "AA".into(),
+            source: RuleSource::Custom,
+            note: "office".into(),
+        };
+        Arc::new(Context {
+            policy: Arc::new(SharedPolicy::new(Policy::compile(
+                None,
+                vec![rule],
+                Vec::new(),
+                Builtins::On,
+            ))),
+            resolver: HostResolver::disabled(),
+            settings: SessionSettings::default(),
+            reload: Arc::new(Notify::new()),
+        })
+    }
+
+    const BLOCK: &[u8] = b"agi_network: yes\nagi_network_script: screen\nagi_uniqueid: 1.1\nagi_arg_1: <sip:bob@203.0.113.7>\nagi_arg_2: 127.0.0.1:5060\n\n";
+
+    /// One call, waiting `pause` before answering each command. Returns the commands and
+    /// whether the server closed.
+    async fn call(addr: SocketAddr, pause: Duration) -> (Vec<String>, bool) {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(BLOCK).await.expect("block");
+        let (r, mut w) = s.split();
+        let mut lines = BufReader::new(r).lines();
+        let mut commands = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    commands.push(line);
+                    tokio::time::sleep(pause).await;
+                    let _ = w.write_all(b"200 result=1\n").await;
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => return (commands, true),
+                Err(_) => return (commands, false),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn per_core_workers_serve_and_drain_on_shutdown() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let options = ServerOptions {
+            max_sessions: 8,
+            grace: Duration::from_secs(3),
+        };
+        let server = tokio::spawn(run_per_core(
+            vec![listener],
+            2,
+            context(),
+            options,
+            shutdown.clone(),
+        ));
+        let want = [
+            "SET VARIABLE STRANGER \"false\"",
+            "SET VARIABLE IPCOUNTRY_VERDICT \"permitted\"",
+            "SET VARIABLE IPCOUNTRY_REASON \"permit #1 203.0.113.0/24 office\"",
+        ];
+        // Concurrent calls, spread over the two workers.
+        let calls: Vec<_> = (0..16)
+            .map(|_| tokio::spawn(call(addr, Duration::ZERO)))
+            .collect();
+        for c in calls {
+            let (commands, closed) = c.await.expect("call task");
+            assert_eq!(commands, want);
+            assert!(closed);
+        }
+        // A slow call in flight when shutdown begins still gets its whole verdict.
+        let slow = tokio::spawn(call(addr, Duration::from_millis(150)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shutdown.cancel();
+        let (commands, closed) = slow.await.expect("slow call");
+        assert_eq!(commands, want, "the call in flight is finished");
+        assert!(closed);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops within the grace period");
+        assert!(stopped.expect("server task").is_ok());
+        // Every worker's listener is closed: no new calls.
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no new calls after shutdown"
+        );
+    }
+}
