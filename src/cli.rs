@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use ipcountry::decision::Trust;
+use ipcountry::session::ReplyMode;
 
 /// Screen inbound Asterisk/FreePBX calls by the caller's IP address.
 #[derive(Debug, Parser)]
@@ -215,9 +216,29 @@ pub(crate) struct ServeArgs {
     /// Deadline for each reply from Asterisk.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub(crate) reply_timeout: Duration,
+    /// How the verdict is written back: three `SET VARIABLE`s, or one `EXEC MSet` (one round
+    /// trip; commas, double quotes and backslashes in the reason become `;`, `'` and `/`).
+    #[arg(long, value_enum, default_value_t = ReplyMode::SetVariable)]
+    pub(crate) reply: ReplyMode,
+    /// Async runtime: one single-threaded runtime per worker thread (`per-core`), or tokio's
+    /// work-stealing `multi-thread` runtime.
+    #[arg(long, value_enum, default_value_t = Runtime::PerCore)]
+    pub(crate) runtime: Runtime,
+    /// Worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
     /// Screening settings.
     #[command(flatten)]
     pub(crate) screen: ScreenArgs,
+}
+
+/// The async runtime `serve` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Runtime {
+    /// One current-thread runtime per worker thread, all accepting on the same sockets.
+    PerCore,
+    /// tokio's multi-threaded, work-stealing runtime.
+    MultiThread,
 }
 
 #[derive(Debug, Args)]

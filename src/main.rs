@@ -10,17 +10,28 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Runtime};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::RuleKind;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve --runtime per-core` (the default) starts its own single-threaded worker runtimes
+    // (server::run_per_core); the main thread then only needs a current-thread runtime for
+    // signals, reloads and the store. Everything else runs on tokio's multi-thread runtime.
+    let mut builder = match &cli.command {
+        Command::Serve(args) if args.runtime == Runtime::PerCore => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Serve(args) if args.threads > 0 => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipcountry: cannot start the async runtime: {e}");

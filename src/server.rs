@@ -5,13 +5,20 @@
 //! `accept`, so at most `max_sessions` calls run at once and further connections wait in the
 //! kernel's backlog (backpressure) instead of piling up as tasks. On shutdown the listeners
 //! close at once, calls in flight get `grace` to finish, then are dropped.
+//!
+//! [`run`] serves on the runtime it is called from. [`run_per_core`] starts one
+//! single-threaded runtime per worker thread, each accepting on its own clone of the same
+//! listening sockets, with the same semaphore, task tracker and shutdown: a call then lives
+//! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
+//! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -44,10 +51,8 @@ pub async fn run(
     options: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(options.max_sessions.max(1)));
-    let tracker = TaskTracker::new();
-    // Cancelled when the grace period is over: sessions still running are dropped.
-    let hard_stop = CancellationToken::new();
+    let shared = Shared::new(&options, shutdown);
+    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
     let mut accept_loops = Vec::new();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -56,51 +61,195 @@ pub async fn run(
         accept_loops.push(tokio::spawn(accept_loop(
             listener,
             ctx.clone(),
-            permits.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-            hard_stop.clone(),
+            shared.clone(),
         )));
     }
-    shutdown.cancelled().await;
+    shared.shutdown.cancelled().await;
     for l in accept_loops {
         let _ = l.await;
     }
-    tracker.close();
-    if tokio::time::timeout(options.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = tracker.len(),
-            "grace period over; dropping calls still in flight"
-        );
-        hard_stop.cancel();
-        tracker.wait().await;
-    }
+    shared.drain(options.grace).await;
     info!("server stopped");
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// Serves FastAGI calls on `workers` threads (at least 1), each running its own
+/// current-thread tokio runtime that accepts on clones of `listeners`, until `shutdown` is
+/// cancelled; then drains like [`run`] and joins the threads.
+///
+/// The listeners must be in non-blocking mode (as `tokio::net::TcpListener::into_std`
+/// leaves them). Call this from any tokio runtime: it only waits. `max_sessions` and
+/// `grace` are shared by all workers. Fails, before serving anything, if a listener cannot
+/// be cloned or a worker thread or runtime cannot be started.
+pub async fn run_per_core(
+    listeners: Vec<std::net::TcpListener>,
+    workers: usize,
     ctx: Arc<Context>,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let shared = Shared::new(&options, shutdown);
+    // Clone and set up everything first, so a failure leaves nothing running.
+    let mut plans = Vec::new();
+    for _ in 0..workers.max(1) {
+        let mut clones = Vec::with_capacity(listeners.len());
+        for l in &listeners {
+            let c = l.try_clone()?;
+            c.set_nonblocking(true)?;
+            clones.push(c);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        plans.push((clones, runtime));
+    }
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            info!(%addr, workers = plans.len(), "listening on {addr}");
+        }
+    }
+    drop(listeners);
+    let mut threads = Vec::new();
+    let mut accepting = Vec::new();
+    for (n, (clones, runtime)) in plans.into_iter().enumerate() {
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        accepting.push(done_rx);
+        let ctx = ctx.clone();
+        let for_worker = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ipcountry-worker-{n}"))
+            .spawn(move || runtime.block_on(worker(clones, ctx, for_worker, done_tx)));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // Stop the workers already running, then report.
+                shared.shutdown.cancel();
+                shared.tracker.close();
+                join(threads).await;
+                return Err(e);
+            }
+        }
+    }
+    shared.shutdown.cancelled().await;
+    for done in accepting {
+        // Err: the worker is gone already (its accept loops ended, or it panicked).
+        let _ = done.await;
+    }
+    shared.drain(options.grace).await;
+    join(threads).await;
+    info!("server stopped");
+    Ok(())
+}
+
+/// What every accept loop and session of one server shares.
+#[derive(Clone)]
+struct Shared {
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled when the grace period is over: sessions still running are dropped.
     hard_stop: CancellationToken,
+}
+
+impl Shared {
+    fn new(options: &ServerOptions, shutdown: CancellationToken) -> Self {
+        Shared {
+            permits: Arc::new(Semaphore::new(options.max_sessions.max(1))),
+            tracker: TaskTracker::new(),
+            shutdown,
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    /// After the accept loops have stopped: wait up to `grace` for the calls in flight, then
+    /// drop the rest.
+    async fn drain(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tracker.len(),
+                "grace period over; dropping calls still in flight"
+            );
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// One worker thread of [`run_per_core`]: accept until shutdown, report that, then keep the
+/// runtime turning until every call (of every worker) has finished or been dropped.
+async fn worker(
+    listeners: Vec<std::net::TcpListener>,
+    ctx: Arc<Context>,
+    shared: Shared,
+    accepting_done: oneshot::Sender<()>,
 ) {
+    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
+    let mut loops = Vec::new();
+    for l in listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => loops.push(tokio::spawn(accept_loop(l, ctx.clone(), shared.clone()))),
+            Err(error) => error!(%error, "cannot register a listener with a worker runtime"),
+        }
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = accepting_done.send(());
+    shared.tracker.wait().await;
+}
+
+/// Period of [`keep_timer_armed`]'s timer.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// Keeps a timer armed on this runtime until `shutdown`.
+///
+/// Each call sets deadlines (`tokio::time::timeout`). When a timer is added that expires
+/// before every timer the runtime's driver knows of, tokio wakes the driver to recompute its
+/// sleep: an `eventfd` write, one syscall per call that is not the socket's (measured with
+/// `strace -c`, see BENCHMARKS.md). With this short ticker always registered, the per-call
+/// deadlines (hundreds of ms and up) are never the earliest, and arming them costs no
+/// syscall. The price is ten wake-ups a second per runtime.
+async fn keep_timer_armed(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            if t.join().is_err() {
+                error!("a server worker thread panicked");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = joined {
+        error!(%error, "cannot join the server worker threads");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
+            _ = shared.shutdown.cancelled() => return,
+            p = shared.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 // The semaphore is never closed while the server runs.
                 Err(_) => return,
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -115,8 +264,8 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(5);
         let ctx = ctx.clone();
-        let hard_stop = hard_stop.clone();
-        tracker.spawn(async move {
+        let hard_stop = shared.hard_stop.clone();
+        shared.tracker.spawn(async move {
             tokio::select! {
                 _ = serve_one(stream, peer, &ctx) => {}
                 _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
@@ -126,12 +275,121 @@ async fn accept_loop(
     }
 }
 
-async fn serve_one(stream: TcpStream, peer: SocketAddr, ctx: &Context) {
+async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
+    let (r, w) = stream.split();
     let conn = AgiConnection::new(r, w, ctx.settings.limits);
     match session::run(conn, ctx, Some(peer)).await {
         Ok(outcome) => debug!(%peer, ?outcome, "session done"),
         Err(error) => warn!(%peer, %error, "dropped AGI peer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::policy::{Builtins, Policy, SharedPolicy};
+    use crate::ranges::{Rule, RuleKind, RuleSource};
+    use crate::resolve::HostResolver;
+    use crate::session::SessionSettings;
+
+    fn context() -> Arc<Context> {
+        let rule = Rule {
+            id: 1,
+            kind: RuleKind::Permit,
+            range: "203.0.113.0/24".parse().expect("range"),
+            country: "AA".into(),
+            source: RuleSource::Custom,
+            note: "office".into(),
+        };
+        Arc::new(Context {
+            policy: Arc::new(SharedPolicy::new(Policy::compile(
+                None,
+                vec![rule],
+                Vec::new(),
+                Builtins::On,
+            ))),
+            resolver: HostResolver::disabled(),
+            settings: SessionSettings::default(),
+            reload: Arc::new(Notify::new()),
+        })
+    }
+
+    const BLOCK: &[u8] = b"agi_network: yes\nagi_network_script: screen\nagi_uniqueid: 1.1\nagi_arg_1: <sip:bob@203.0.113.7>\nagi_arg_2: 127.0.0.1:5060\n\n";
+
+    /// One call, waiting `pause` before answering each command. Returns the commands and
+    /// whether the server closed.
+    async fn call(addr: SocketAddr, pause: Duration) -> (Vec<String>, bool) {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(BLOCK).await.expect("block");
+        let (r, mut w) = s.split();
+        let mut lines = BufReader::new(r).lines();
+        let mut commands = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    commands.push(line);
+                    tokio::time::sleep(pause).await;
+                    let _ = w.write_all(b"200 result=1\n").await;
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => return (commands, true),
+                Err(_) => return (commands, false),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn per_core_workers_serve_and_drain_on_shutdown() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let options = ServerOptions {
+            max_sessions: 8,
+            grace: Duration::from_secs(3),
+        };
+        let server = tokio::spawn(run_per_core(
+            vec![listener],
+            2,
+            context(),
+            options,
+            shutdown.clone(),
+        ));
+        let want = [
+            "SET VARIABLE STRANGER \"false\"",
+            "SET VARIABLE IPCOUNTRY_VERDICT \"permitted\"",
+            "SET VARIABLE IPCOUNTRY_REASON \"permit #1 203.0.113.0/24 office\"",
+        ];
+        // Concurrent calls, spread over the two workers.
+        let calls: Vec<_> = (0..16)
+            .map(|_| tokio::spawn(call(addr, Duration::ZERO)))
+            .collect();
+        for c in calls {
+            let (commands, closed) = c.await.expect("call task");
+            assert_eq!(commands, want);
+            assert!(closed);
+        }
+        // A slow call in flight when shutdown begins still gets its whole verdict.
+        let slow = tokio::spawn(call(addr, Duration::from_millis(150)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shutdown.cancel();
+        let (commands, closed) = slow.await.expect("slow call");
+        assert_eq!(commands, want, "the call in flight is finished");
+        assert!(closed);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops within the grace period");
+        assert!(stopped.expect("server task").is_ok());
+        // Every worker's listener is closed: no new calls.
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no new calls after shutdown"
+        );
     }
 }

@@ -5,7 +5,12 @@
 //! Every step has a deadline, so Asterisk (which waits without a timeout of its own) always
 //! gets an answer, or a closed socket, in bounded time. Commands are sent one at a time, each
 //! waiting for its `200 result=` reply: Asterisk does not process pipelined commands.
+//!
+//! The verdict goes back as three `SET VARIABLE` commands (three round trips, the default) or,
+//! with [`ReplyMode::MSet`], as one `EXEC MSet` (one round trip; see [`mset_args`] for what
+//! happens to commas in the values).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::timeout;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Level};
 
 use crate::agi::command::Command;
 use crate::agi::connection::{AgiConnection, ConnError, Limits};
@@ -35,6 +40,23 @@ pub struct SessionSettings {
     pub env_timeout: Duration,
     /// Deadline for each reply from Asterisk (default 2 s).
     pub reply_timeout: Duration,
+    /// How the verdict is written back (default: three `SET VARIABLE`s).
+    pub reply: ReplyMode,
+}
+
+/// How a session writes the verdict back to Asterisk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReplyMode {
+    /// `SET VARIABLE STRANGER`, `IPCOUNTRY_VERDICT`, `IPCOUNTRY_REASON`: three commands, three
+    /// round trips, each answered `200 result=1`. Values arrive exactly as sent (quoted).
+    #[default]
+    #[value(name = "set-variable")]
+    SetVariable,
+    /// One `EXEC MSet "STRANGER=…,IPCOUNTRY_VERDICT=…,IPCOUNTRY_REASON=…"`, answered
+    /// `200 result=0`: one round trip. `MSet` splits its argument at commas, so the reason is
+    /// rewritten as [`mset_args`] documents.
+    #[value(name = "mset")]
+    MSet,
 }
 
 impl Default for SessionSettings {
@@ -44,6 +66,7 @@ impl Default for SessionSettings {
             limits: Limits::default(),
             env_timeout: Duration::from_secs(1),
             reply_timeout: Duration::from_secs(2),
+            reply: ReplyMode::SetVariable,
         }
     }
 }
@@ -171,11 +194,16 @@ where
     let policy = ctx.policy.load();
     let trust = ctx.settings.trust;
     let dns = match decision::host_to_resolve(&policy, &request, trust) {
-        Some(name) => Some(ctx.resolver.lookup(name).await),
+        // Boxed: the resolver's future is large, and held inline it would make every call's
+        // task large too (most calls have an IP literal and never resolve anything).
+        Some(name) => Some(Box::pin(ctx.resolver.lookup(name)).await),
         None => None,
     };
     let decision = decision::decide(&policy, &request, trust, dns.as_ref());
-    let outcome = reply(conn, ctx.settings.reply_timeout, &decision).await;
+    let outcome = match ctx.settings.reply {
+        ReplyMode::SetVariable => reply(conn, ctx.settings.reply_timeout, &decision).await,
+        ReplyMode::MSet => reply_mset(conn, ctx.settings.reply_timeout, &decision).await,
+    };
     log_call(env, &request, &decision, &outcome, started);
     outcome
 }
@@ -219,6 +247,78 @@ where
         }
     }
     Outcome::Screened
+}
+
+/// Sets STRANGER, IPCOUNTRY_VERDICT and IPCOUNTRY_REASON with one `EXEC MSet` (one round
+/// trip). Asterisk answers `200 result=0` (MSet's return value).
+pub async fn reply_mset<R, W>(
+    conn: &mut AgiConnection<R, W>,
+    reply_timeout: Duration,
+    decision: &Decision,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if conn.hangup_pending() {
+        return Outcome::HungUp;
+    }
+    let args = mset_args(decision);
+    let command = Command::Exec {
+        app: "MSet",
+        args: &args,
+    };
+    match exchange(conn, reply_timeout, &command).await {
+        Step::Next => Outcome::Screened,
+        Step::Stop(outcome) => outcome,
+    }
+}
+
+/// Longest reason written by [`mset_args`], in bytes: keeps the `EXEC` line far below
+/// Asterisk's 2047-byte command limit.
+pub const MSET_MAX_REASON: usize = 1024;
+
+/// The argument of `EXEC MSet` for `decision`:
+/// `STRANGER=<true|false>,IPCOUNTRY_VERDICT=<verdict>,IPCOUNTRY_REASON=<reason>`.
+///
+/// `MSet` splits its argument with Asterisk's application-argument parser: `,` separates
+/// assignments, `"` toggles quoting and is removed, `\` escapes the next character and is
+/// removed, and `(`…`)` / `[`…`]` group. A comma in a value would therefore cut the reason
+/// short, or, followed by `NAME=`, set another variable. Rather than rely on escapes being
+/// undone exactly once, the reason is rewritten so that the parser has nothing to do:
+/// **`,` becomes `;`, `"` becomes `'`, and `\` becomes `/`**; it is also cut to
+/// [`MSET_MAX_REASON`] bytes (at a character boundary). The other two values are fixed words.
+/// The reason is the last assignment, so a `(` or `[` in it cannot swallow a later one.
+/// Control characters are replaced by spaces when the command is encoded, as for every value.
+/// With [`ReplyMode::SetVariable`] the reason arrives unchanged.
+pub fn mset_args(decision: &Decision) -> String {
+    let stranger = if decision.verdict.is_stranger() {
+        "true"
+    } else {
+        "false"
+    };
+    let verdict = decision.verdict.as_str();
+    let mut reason = decision.reason.as_str();
+    if reason.len() > MSET_MAX_REASON {
+        let mut cut = MSET_MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason = &reason[..cut];
+    }
+    let mut out = String::with_capacity(64 + reason.len());
+    out.push_str("STRANGER=");
+    out.push_str(stranger);
+    out.push_str(",IPCOUNTRY_VERDICT=");
+    out.push_str(verdict);
+    out.push_str(",IPCOUNTRY_REASON=");
+    out.extend(reason.chars().map(|c| match c {
+        ',' => ';',
+        '"' => '\'',
+        '\\' => '/',
+        c => c,
+    }));
+    out
 }
 
 enum Step {
@@ -269,22 +369,20 @@ fn log_call(
     outcome: &Outcome,
     started: Instant,
 ) {
-    let from_host = request
-        .from
-        .as_ref()
-        .ok()
-        .and_then(|f| f.host())
-        .map(|h| h.to_string());
-    let source = match &request.source {
-        Some(Ok(ip)) => Some(ip.to_string()),
-        Some(Err(e)) => Some(e.0.clone()),
-        None => None,
-    };
+    // Nothing below is computed when the line would not be written.
+    if !tracing::enabled!(Level::INFO) {
+        return;
+    }
+    let from_host = OrDash(request.from.as_ref().ok().and_then(|f| f.host()));
+    let source = OrDash(request.source.as_ref().map(|s| match s {
+        Ok(ip) => SourceText::Ip(*ip),
+        Err(e) => SourceText::Bad(&e.0),
+    }));
     info!(
         uniqueid = env.uniqueid().unwrap_or("-"),
         callerid = env.callerid().unwrap_or("-"),
-        from_host = from_host.as_deref().unwrap_or("-"),
-        source = source.as_deref().unwrap_or("-"),
+        from_host = %from_host,
+        source = %source,
         verdict = decision.verdict.as_str(),
         reason = %decision.reason,
         country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
@@ -292,4 +390,103 @@ fn log_call(
         micros = started.elapsed().as_micros() as u64,
         "screened call"
     );
+}
+
+/// Displays the value, or `-` for `None`, without building a `String`.
+struct OrDash<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The source argument as logged: the address, or the text that was not one.
+enum SourceText<'a> {
+    Ip(std::net::IpAddr),
+    Bad(&'a str),
+}
+
+impl fmt::Display for SourceText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceText::Ip(ip) => ip.fmt(f),
+            SourceText::Bad(text) => f.write_str(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Verdict;
+
+    fn decision(verdict: Verdict, reason: &str) -> Decision {
+        Decision {
+            verdict,
+            reason: reason.to_owned(),
+            rule: None,
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mset_args_plain() {
+        assert_eq!(
+            mset_args(&decision(
+                Verdict::Stranger,
+                "no permit range for 198.51.100.9"
+            )),
+            "STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9"
+        );
+        assert_eq!(
+            mset_args(&decision(
+                Verdict::Permit,
+                "permit #1 203.0.113.0/24 office"
+            )),
+            "STRANGER=false,IPCOUNTRY_VERDICT=permitted,IPCOUNTRY_REASON=permit #1 203.0.113.0/24 office"
+        );
+        assert_eq!(
+            mset_args(&decision(Verdict::Deny, "deny #1 203.0.113.66/32")),
+            "STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #1 203.0.113.66/32"
+        );
+    }
+
+    #[test]
+    fn mset_args_leave_the_argument_parser_nothing_to_split() {
+        let hostile = r#"deny #7 1.2.3.0/24 a,b,STRANGER=false "q" \, (x"#;
+        let args = mset_args(&decision(Verdict::Deny, hostile));
+        assert_eq!(
+            args,
+            "STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #7 1.2.3.0/24 a;b;STRANGER=false 'q' /; (x"
+        );
+        assert_eq!(args.matches(',').count(), 2, "exactly three assignments");
+        assert!(!args.contains('"') && !args.contains('\\'));
+    }
+
+    #[test]
+    fn mset_args_cut_long_reasons_at_a_char_boundary() {
+        let long = "é".repeat(MSET_MAX_REASON); // 2 bytes each
+        let args = mset_args(&decision(Verdict::Stranger, &long));
+        let reason = args
+            .split_once("IPCOUNTRY_REASON=")
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        assert_eq!(reason.len(), MSET_MAX_REASON);
+        assert!(reason.chars().all(|c| c == 'é'));
+        let mut out = Vec::new();
+        let encoded = Command::Exec {
+            app: "MSet",
+            args: &args,
+        }
+        .encode(&mut out);
+        assert_eq!(
+            encoded,
+            Ok(()),
+            "the EXEC line stays under Asterisk's limit"
+        );
+    }
 }

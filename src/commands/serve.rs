@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::cli::{ScreenArgs, ServeArgs};
+use crate::cli::{Runtime, ScreenArgs, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, SessionSettings};
@@ -44,6 +44,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             limits: Limits::default(),
             env_timeout: args.env_timeout,
             reply_timeout: args.reply_timeout,
+            reply: args.reply,
         },
         reload: notify.clone(),
     });
@@ -59,7 +60,28 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         max_sessions: args.max_sessions,
         grace: args.grace,
     };
-    server::run(listeners, ctx, options, shutdown).await;
+    match args.runtime {
+        Runtime::MultiThread => server::run(listeners, ctx, options, shutdown).await,
+        Runtime::PerCore => {
+            let workers = match args.threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            let listeners = listeners
+                .into_iter()
+                .map(TcpListener::into_std)
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("cannot hand the listening sockets to the workers")?;
+            if let Err(e) =
+                server::run_per_core(listeners, workers, ctx, options, shutdown.clone()).await
+            {
+                // Stop the reload watcher too before reporting.
+                shutdown.cancel();
+                let _ = watcher.await;
+                return Err(e).context("cannot start the server workers");
+            }
+        }
+    }
     let _ = watcher.await;
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -107,6 +107,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
             limits: opts.limits,
             env_timeout: opts.env_timeout,
             reply_timeout: opts.reply_timeout,
+            reply: Default::default(),
         },
         reload: notify.clone(),
     });

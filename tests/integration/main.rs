@@ -6,5 +6,6 @@ mod binary;
 mod cli;
 mod countries;
 mod harness;
+mod mset;
 mod screening;
 mod server_bounds;

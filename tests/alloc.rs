@@ -1,0 +1,260 @@
+//! Heap allocations on the per-call hot path, counted (not timed): a counting global
+//! allocator (`stats_alloc`, a dev-dependency: it wraps `System` and needs no `unsafe` here,
+//! which the crate's `unsafe_code = "forbid"` would refuse) sees every allocation of one
+//! screened call, driven in memory with the recorded Asterisk block.
+//!
+//! What is asserted:
+//! * a table lookup, a verdict (`kind`) and a snapshot `load()` allocate nothing;
+//! * a whole call through `session::run` allocates no more than its parts need: the
+//!   connection's two buffers, parsing the block (`AgiEnv::parse`), building the request
+//!   (`env.args()` + `ScreenRequest::from_args`), `decide`, and (for `--reply mset`) the
+//!   `MSet` argument, plus at most [`SLACK`] more. Sending the commands reuses the
+//!   connection's buffer and allocates nothing.
+//!
+//! The counts are printed (`cargo test --test alloc -- --nocapture`) and quoted in
+//! BENCHMARKS.md. One `#[test]` only: the counters are global, and tests run in parallel.
+
+use std::alloc::System;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipcountry::agi::connection::{AgiConnection, Limits};
+use ipcountry::agi::env::AgiEnv;
+use ipcountry::decision::{self, Trust};
+use ipcountry::policy::{Builtins, Policy, SharedPolicy};
+use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource};
+use ipcountry::request::ScreenRequest;
+use ipcountry::resolve::HostResolver;
+use ipcountry::session::{self, Context, Outcome, ReplyMode, SessionSettings};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::Notify;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations a whole call may make beyond the sum of its parts (futures are not boxed,
+/// so this is a margin for the runtime's own bookkeeping, not for the session).
+const SLACK: usize = 2;
+
+const CALLS: usize = 200;
+
+fn allocations(f: impl FnOnce()) -> usize {
+    let region = Region::new(GLOBAL);
+    f();
+    region.change().allocations
+}
+
+fn rule(id: i64, kind: RuleKind, range: &str) -> Rule {
+    Rule {
+        id,
+        kind,
+        range: range.parse::<IpRange>().expect("range"),
+        country: "AA".into(),
+        source: RuleSource::Custom,
+        note: "office".into(),
+    }
+}
+
+fn block() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/asterisk-agi/sessions/pjsip-ipv4.header.raw"
+    );
+    std::fs::read(path).expect("the recorded block")
+}
+
+/// Plays Asterisk on the in-memory pipes: the block, then `200 result=1` to each command,
+/// until the server closes. Returns the number of commands.
+async fn asterisk(
+    mut to_server: DuplexStream,
+    mut from_server: DuplexStream,
+    block: &[u8],
+) -> usize {
+    to_server.write_all(block).await.expect("write block");
+    let mut buf = [0u8; 512];
+    let mut commands = 0;
+    loop {
+        let n = from_server.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return commands;
+        }
+        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+            commands += 1;
+            to_server.write_all(b"200 result=1\n").await.expect("reply");
+        }
+    }
+}
+
+/// One call through `session::run` on fresh in-memory pipes (created, and filled once with
+/// a throwaway byte so their buffers exist, before counting starts).
+async fn one_call(ctx: &Context, block: &[u8]) -> (usize, usize) {
+    let (mut srv_in, mut cli_out) = tokio::io::duplex(64 * 1024);
+    let (mut srv_out, mut cli_in) = tokio::io::duplex(64 * 1024);
+    // Pre-grow both pipes, outside the count.
+    cli_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
+    let mut sink = vec![0u8; 4096];
+    srv_in.read_exact(&mut sink).await.expect("drain");
+    srv_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
+    cli_in.read_exact(&mut sink).await.expect("drain");
+    let region = Region::new(GLOBAL);
+    let conn = AgiConnection::new(srv_in, srv_out, Limits::default());
+    let session = session::run(conn, ctx, None);
+    if std::env::var_os("PRINT_FUTURE_SIZE").is_some() {
+        println!("session future: {} bytes", std::mem::size_of_val(&session));
+    }
+    let (outcome, commands) = tokio::join!(session, asterisk(cli_out, cli_in, block));
+    let n = region.change().allocations;
+    assert_eq!(outcome.expect("session"), Outcome::Screened);
+    (n, commands)
+}
+
+/// The same exchange against a server that only frames the block and sends one fixed
+/// command (the in-memory "floor"): what the pipes and the fake Asterisk cost.
+async fn floor_call(block: &[u8]) -> usize {
+    let (mut srv_in, mut cli_out) = tokio::io::duplex(64 * 1024);
+    let (mut srv_out, mut cli_in) = tokio::io::duplex(64 * 1024);
+    cli_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
+    let mut sink = vec![0u8; 4096];
+    srv_in.read_exact(&mut sink).await.expect("drain");
+    srv_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
+    cli_in.read_exact(&mut sink).await.expect("drain");
+    let mut buf = Vec::with_capacity(4096);
+    let region = Region::new(GLOBAL);
+    let server = async {
+        loop {
+            srv_in.read_buf(&mut buf).await.expect("read");
+            if buf.windows(2).any(|w| w == b"\n\n") {
+                break;
+            }
+        }
+        srv_out
+            .write_all(b"SET VARIABLE STRANGER \"false\"\n")
+            .await
+            .expect("write");
+        let mut reply = [0u8; 64];
+        let _ = srv_in.read(&mut reply).await.expect("reply");
+        srv_out.shutdown().await.expect("shutdown");
+        drop(srv_out);
+    };
+    let ((), commands) = tokio::join!(server, asterisk(cli_out, cli_in, block));
+    assert_eq!(commands, 1);
+    region.change().allocations
+}
+
+#[test]
+fn hot_path_allocations() {
+    let rules = vec![
+        rule(1, RuleKind::Permit, "203.0.113.0/24"),
+        rule(1, RuleKind::Deny, "203.0.113.66"),
+        rule(2, RuleKind::Permit, "2001:db8:1::/48"),
+    ];
+    let policy = Policy::compile(Some(1), rules, Vec::new(), Builtins::On);
+    let block = block();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // Lookups and snapshot loads: nothing at all.
+    let shared = SharedPolicy::new(Policy::compile(
+        Some(1),
+        policy.table().rules().to_vec(),
+        Vec::new(),
+        Builtins::Off,
+    ));
+    let ips: Vec<IpAddr> = [
+        "203.0.113.7",
+        "203.0.113.66",
+        "198.51.100.9",
+        "2001:db8:1::5",
+        "::1",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("ip"))
+    .collect();
+    // arc-swap allocates its per-thread debt list on a thread's first load: warm up.
+    std::hint::black_box(shared.load());
+    let n = allocations(|| {
+        for _ in 0..1000 {
+            for ip in &ips {
+                std::hint::black_box(policy.table().lookup(*ip));
+                std::hint::black_box(policy.table().kind(*ip));
+                std::hint::black_box(shared.load().table().kind(*ip));
+            }
+        }
+    });
+    assert_eq!(n, 0, "lookup, kind and load() must not allocate");
+
+    // The parts of a call, measured alone.
+    let env_parse = allocations(|| {
+        std::hint::black_box(AgiEnv::parse(&block).expect("parses"));
+    });
+    let env = AgiEnv::parse(&block).expect("parses");
+    let request_build = allocations(|| {
+        std::hint::black_box(ScreenRequest::from_args(&env.args()));
+    });
+    let request = ScreenRequest::from_args(&env.args());
+    let decide = allocations(|| {
+        std::hint::black_box(decision::decide(&policy, &request, Trust::Both, None));
+    });
+    let d = decision::decide(&policy, &request, Trust::Both, None);
+    let mset_args = allocations(|| {
+        std::hint::black_box(session::mset_args(&d));
+    });
+    let connection_buffers = 2; // AgiConnection::new: the read buffer and the encode buffer
+    let parts = connection_buffers + env_parse + request_build + decide;
+
+    let shared = Arc::new(SharedPolicy::new(policy));
+    let context = |reply| Context {
+        policy: shared.clone(),
+        resolver: HostResolver::disabled(),
+        settings: SessionSettings {
+            reply,
+            ..SessionSettings::default()
+        },
+        reload: Arc::new(Notify::new()),
+    };
+    let (set_variable, mset, floor) = rt.block_on(async {
+        let mut per_mode = Vec::new();
+        for mode in [ReplyMode::SetVariable, ReplyMode::MSet] {
+            let ctx = context(mode);
+            let mut counts = Vec::new();
+            for i in 0..CALLS + 20 {
+                let (n, commands) = one_call(&ctx, &block).await;
+                let want = if mode == ReplyMode::MSet { 1 } else { 3 };
+                assert_eq!(commands, want);
+                if i >= 20 {
+                    counts.push(n); // after warm-up (thread-locals, lazy statics)
+                }
+            }
+            per_mode.push(counts.iter().copied().max().unwrap_or(0));
+        }
+        let mut floor = 0;
+        for _ in 0..20 {
+            floor = floor_call(&block).await.max(floor);
+        }
+        (per_mode[0], per_mode[1], floor)
+    });
+    let tracing_off = !tracing::enabled!(tracing::Level::INFO);
+    println!("allocations per call (most over {CALLS} calls):");
+    println!("  in-memory floor exchange (pipes, fake Asterisk): {floor}");
+    println!("  session, SET VARIABLE x3: {set_variable} (floor included)");
+    println!("  session, EXEC MSet:       {mset} (floor included)");
+    println!(
+        "  parts: connection buffers {connection_buffers}, AgiEnv::parse {env_parse}, \
+         env.args()+ScreenRequest {request_build}, decide {decide}, mset_args {mset_args}; \
+         no subscriber installed: {tracing_off}"
+    );
+    assert!(
+        set_variable <= floor + parts + SLACK,
+        "SET VARIABLE call: {set_variable} > floor {floor} + parts {parts} + {SLACK}"
+    );
+    assert!(
+        mset <= floor + parts + mset_args + SLACK,
+        "MSet call: {mset} > floor {floor} + parts {parts} + mset_args {mset_args} + {SLACK}"
+    );
+    // The three SET VARIABLEs cost no more allocations than the one EXEC: encoding reuses
+    // the connection's buffer.
+    assert!(set_variable <= mset, "{set_variable} > {mset}");
+}
