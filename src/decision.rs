@@ -102,7 +102,7 @@ pub enum HostLookup {
 
 /// One checked subject (an address, a hostname, or an argument that could not be checked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub struct Check<'p> {
     /// Which argument it came from.
     pub role: Role,
     /// The address or host name checked, or the raw text.
@@ -111,21 +111,21 @@ pub struct Check {
     pub verdict: Verdict,
     /// Why: the matched rule, or what was missing.
     pub reason: String,
-    /// The matched rule, if any.
-    pub rule: Option<Rule>,
+    /// The matched rule, if any (borrowed from the policy snapshot: no copy per call).
+    pub rule: Option<&'p Rule>,
 }
 
 /// The verdict for a call, with the check that decided it and all checks made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub struct Decision<'p> {
     /// The overall verdict.
     pub verdict: Verdict,
     /// The reason of the deciding check (`deny #1 203.0.113.66/32`).
     pub reason: String,
     /// The matched rule of the deciding check.
-    pub rule: Option<Rule>,
+    pub rule: Option<&'p Rule>,
     /// Every check made, in order (source first).
-    pub checks: Vec<Check>,
+    pub checks: Vec<Check<'p>>,
 }
 
 /// The From hostname that must be resolved before [`decide`] can judge it, if any: the From
@@ -145,12 +145,12 @@ pub fn host_to_resolve<'r>(
 }
 
 /// Decides a call. `dns` is the resolution of [`host_to_resolve`]'s name (if there was one).
-pub fn decide(
-    policy: &Policy,
+pub fn decide<'p>(
+    policy: &'p Policy,
     request: &ScreenRequest,
     trust: Trust,
     dns: Option<&HostLookup>,
-) -> Decision {
+) -> Decision<'p> {
     let mut checks = Vec::with_capacity(2);
     if trust.source() {
         match &request.source {
@@ -170,11 +170,11 @@ pub fn decide(
     combine(checks)
 }
 
-fn check_from(
-    policy: &Policy,
+fn check_from<'p>(
+    policy: &'p Policy,
     request: &ScreenRequest,
     dns: Option<&HostLookup>,
-    checks: &mut Vec<Check>,
+    checks: &mut Vec<Check<'p>>,
 ) {
     let Ok(from) = &request.from else {
         checks.push(unchecked(Role::From, &request.from_raw, "unparseable From"));
@@ -214,7 +214,7 @@ fn check_from(
     }
 }
 
-fn check_ip(policy: &Policy, ip: IpAddr, role: Role) -> Check {
+fn check_ip(policy: &Policy, ip: IpAddr, role: Role) -> Check<'_> {
     let ip = ip.to_canonical();
     let (verdict, reason, rule) = match policy.table().lookup(ip) {
         Some(rule) => {
@@ -222,7 +222,7 @@ fn check_ip(policy: &Policy, ip: IpAddr, role: Role) -> Check {
                 RuleKind::Deny => Verdict::Deny,
                 RuleKind::Permit => Verdict::Permit,
             };
-            (verdict, rule.to_string(), Some(rule.clone()))
+            (verdict, rule.to_string(), Some(rule))
         }
         None => (Verdict::Stranger, format!("no permit range for {ip}"), None),
     };
@@ -235,7 +235,7 @@ fn check_ip(policy: &Policy, ip: IpAddr, role: Role) -> Check {
     }
 }
 
-fn unchecked(role: Role, subject: &str, reason: &str) -> Check {
+fn unchecked<'p>(role: Role, subject: &str, reason: &str) -> Check<'p> {
     Check {
         role,
         subject: subject.chars().take(256).collect(),
@@ -245,7 +245,7 @@ fn unchecked(role: Role, subject: &str, reason: &str) -> Check {
     }
 }
 
-fn combine(checks: Vec<Check>) -> Decision {
+fn combine(checks: Vec<Check<'_>>) -> Decision<'_> {
     let deciding = checks
         .iter()
         .find(|c| c.verdict == Verdict::Deny)
@@ -254,7 +254,7 @@ fn combine(checks: Vec<Check>) -> Decision {
         .or_else(|| checks.iter().find(|c| c.role == Role::From))
         .or_else(|| checks.first());
     let (verdict, reason, rule) = match deciding {
-        Some(c) => (c.verdict, c.reason.clone(), c.rule.clone()),
+        Some(c) => (c.verdict, c.reason.clone(), c.rule),
         None => (Verdict::Stranger, "nothing to check".to_owned(), None),
     };
     Decision {
@@ -283,21 +283,24 @@ mod tests {
         }
     }
 
-    fn policy() -> Policy {
-        Policy::compile(
-            Some(1),
-            vec![
-                rule(1, RuleKind::Permit, "203.0.113.0/24", "office"),
-                rule(1, RuleKind::Deny, "203.0.113.66", ""),
-                rule(2, RuleKind::Permit, "2001:db8:1::/48", ""),
-            ],
-            [HostPattern::parse("sipgate.com").expect("pattern")],
-            Builtins::On,
-        )
+    fn policy() -> &'static Policy {
+        static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+        POLICY.get_or_init(|| {
+            Policy::compile(
+                Some(1),
+                vec![
+                    rule(1, RuleKind::Permit, "203.0.113.0/24", "office"),
+                    rule(1, RuleKind::Deny, "203.0.113.66", ""),
+                    rule(2, RuleKind::Permit, "2001:db8:1::/48", ""),
+                ],
+                [HostPattern::parse("sipgate.com").expect("pattern")],
+                Builtins::On,
+            )
+        })
     }
 
-    fn decide_str(from: &str, src: Option<&str>, trust: Trust) -> Decision {
-        decide(&policy(), &ScreenRequest::new(from, src), trust, None)
+    fn decide_str(from: &str, src: Option<&str>, trust: Trust) -> Decision<'static> {
+        decide(policy(), &ScreenRequest::new(from, src), trust, None)
     }
 
     #[test]
@@ -372,8 +375,8 @@ mod tests {
     fn hostnames() {
         let p = policy();
         let req = ScreenRequest::new("<sip:bob@SipGate.com>", Some("127.0.0.1"));
-        assert_eq!(host_to_resolve(&p, &req, Trust::Both), None);
-        let d = decide(&p, &req, Trust::Both, None);
+        assert_eq!(host_to_resolve(p, &req, Trust::Both), None);
+        let d = decide(p, &req, Trust::Both, None);
         assert_eq!(
             (d.verdict, d.reason.as_str()),
             (Verdict::Permit, "allow-host sipgate.com")
@@ -381,13 +384,13 @@ mod tests {
 
         let req = ScreenRequest::new("<sip:bob@gw.example.com>", Some("127.0.0.1"));
         assert_eq!(
-            host_to_resolve(&p, &req, Trust::Both),
+            host_to_resolve(p, &req, Trust::Both),
             Some("gw.example.com")
         );
-        assert_eq!(host_to_resolve(&p, &req, Trust::Source), None);
+        assert_eq!(host_to_resolve(p, &req, Trust::Source), None);
         let ok = HostLookup::Addrs(vec!["203.0.113.9".parse().expect("ip")]);
         assert_eq!(
-            decide(&p, &req, Trust::Both, Some(&ok)).verdict,
+            decide(p, &req, Trust::Both, Some(&ok)).verdict,
             Verdict::Permit
         );
         let mixed = HostLookup::Addrs(vec![
@@ -395,11 +398,11 @@ mod tests {
             "198.51.100.1".parse().expect("ip"),
         ]);
         assert_eq!(
-            decide(&p, &req, Trust::Both, Some(&mixed)).verdict,
+            decide(p, &req, Trust::Both, Some(&mixed)).verdict,
             Verdict::Stranger
         );
         let failed = HostLookup::Failed("timed out".into());
-        let d = decide(&p, &req, Trust::Both, Some(&failed));
+        let d = decide(p, &req, Trust::Both, Some(&failed));
         assert_eq!(d.reason, "cannot resolve gw.example.com: timed out");
     }
 

@@ -212,7 +212,7 @@ where
 pub async fn reply<R, W>(
     conn: &mut AgiConnection<R, W>,
     reply_timeout: Duration,
-    decision: &Decision,
+    decision: &Decision<'_>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -254,7 +254,7 @@ where
 pub async fn reply_mset<R, W>(
     conn: &mut AgiConnection<R, W>,
     reply_timeout: Duration,
-    decision: &Decision,
+    decision: &Decision<'_>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -365,7 +365,7 @@ where
 fn log_call(
     env: &AgiEnv,
     request: &ScreenRequest,
-    decision: &Decision,
+    decision: &Decision<'_>,
     outcome: &Outcome,
     started: Instant,
 ) {
