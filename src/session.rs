@@ -424,7 +424,7 @@ mod tests {
     use super::*;
     use crate::decision::Verdict;
 
-    fn decision(verdict: Verdict, reason: &str) -> Decision {
+    fn decision(verdict: Verdict, reason: &str) -> Decision<'static> {
         Decision {
             verdict,
             reason: reason.to_owned(),
