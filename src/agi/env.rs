@@ -35,10 +35,33 @@ use std::borrow::Cow;
 ///
 /// Names are stored **without** the `agi_` prefix (`uniqueid`, `arg_1`, ...). Unknown names are
 /// kept, so a newer Asterisk adding variables does not break parsing.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// The block is kept as one string with the byte ranges of each name and value, so parsing a
+/// block costs two allocations whatever its number of lines.
+#[derive(Debug, Clone, Default)]
 pub struct AgiEnv {
-    vars: Vec<(String, String)>,
+    /// The whole block, as received (every line checked to be UTF-8).
+    text: String,
+    /// Byte ranges of each line's name and value in `text`, in order.
+    spans: Vec<Span>,
 }
+
+/// Where one `agi_<name>: <value>` line's parts are in [`AgiEnv::text`].
+#[derive(Debug, Clone)]
+struct Span {
+    name: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+impl PartialEq for AgiEnv {
+    /// Two environments are equal when they hold the same variables in the same order,
+    /// whatever their line endings.
+    fn eq(&self, other: &Self) -> bool {
+        self.vars().eq(other.vars())
+    }
+}
+
+impl Eq for AgiEnv {}
 
 /// Why an environment block was rejected. Line numbers are 1-based within the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,37 +112,49 @@ impl AgiEnv {
     /// Parses one complete, framed block: the bytes up to and including the terminating empty
     /// line (as found by [`find_block_end`]). A block that is only `"\n"` gives an empty env.
     pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
-        let mut vars: Vec<(String, String)> = Vec::with_capacity(32);
-        let mut rest = block;
+        let mut spans: Vec<Span> = Vec::with_capacity(32);
+        let mut pos = 0usize;
         let mut line_no = 0usize;
         loop {
             line_no += 1;
+            let rest = &block[pos..];
             let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
                 return Err(EnvError::Unterminated);
             };
             let line = &rest[..nl];
-            rest = &rest[nl + 1..];
             if is_blank_line(line) {
-                if rest.is_empty() {
-                    return Ok(AgiEnv { vars });
+                if pos + nl + 1 == block.len() {
+                    // Every non-blank line was checked to be UTF-8 and blank lines are ASCII,
+                    // so this cannot fail; the error is only there to avoid a panic path.
+                    let text = String::from_utf8(block.to_vec())
+                        .map_err(|_| EnvError::NotUtf8 { line: line_no })?;
+                    return Ok(AgiEnv { text, spans });
                 }
                 return Err(EnvError::TrailingData { line: line_no + 1 });
             }
             let (name, value) = parse_line(line, line_no)?;
-            if vars.iter().any(|(n, _)| n == name) {
+            // parse_line strips the 4-byte `agi_` prefix and splits at the 2-byte `: `.
+            let name_start = pos + 4;
+            let value_start = name_start + name.len() + 2;
+            let span = Span {
+                name: name_start..name_start + name.len(),
+                value: value_start..value_start + value.len(),
+            };
+            if spans
+                .iter()
+                .any(|s| &block[s.name.clone()] == name.as_bytes())
+            {
                 return Err(EnvError::DuplicateName { line: line_no });
             }
-            vars.push((name.to_owned(), value.to_owned()));
+            spans.push(span);
+            pos += nl + 1;
         }
     }
 
     /// The value of `agi_<name>`, e.g. `get("uniqueid")`. `None` when the line is absent;
     /// `Some("")` when it is present but empty (`agi_accountcode: `).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.vars().find(|&(n, _)| n == name).map(|(_, v)| v)
     }
 
     /// The FastAGI script name: `agi_network_script` without any `?query` or `|...` suffix
@@ -153,9 +188,8 @@ impl AgiEnv {
     /// 3. Otherwise no arguments.
     pub fn args(&self) -> Vec<String> {
         let mut numbered: Vec<(u32, &str)> = self
-            .vars
-            .iter()
-            .filter_map(|(n, v)| Some((arg_index(n)?, v.as_str())))
+            .vars()
+            .filter_map(|(n, v)| Some((arg_index(n)?, v)))
             .collect();
         if !numbered.is_empty() {
             numbered.sort_by_key(|&(i, _)| i);
@@ -187,8 +221,10 @@ impl AgiEnv {
     }
 
     /// All variables in the order received, names without the `agi_` prefix.
-    pub fn vars(&self) -> &[(String, String)] {
-        &self.vars
+    pub fn vars(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.spans
+            .iter()
+            .map(|s| (&self.text[s.name.clone()], &self.text[s.value.clone()]))
     }
 }
 
@@ -367,7 +403,7 @@ pub(crate) mod tests {
             assert!(env.uniqueid().is_some_and(|u| u.contains('.')), "{case}");
             assert!(env.channel().is_some(), "{case}");
             // Names are stored without the prefix, in wire order.
-            assert_eq!(env.vars()[0].0, "network", "{case}");
+            assert_eq!(env.vars().next().map(|v| v.0), Some("network"), "{case}");
             let lines = raw.iter().filter(|&&b| b == b'\n').count() - 1;
             assert_eq!(env.vars().len(), lines, "{case}: one var per line");
         }
@@ -623,7 +659,7 @@ pub(crate) mod tests {
             if let Ok(env) = AgiEnv::parse(block.as_bytes()) {
                 let _ = (env.script(), env.args());
                 for (name, value) in env.vars() {
-                    prop_assert_eq!(env.get(name), Some(value.as_str()));
+                    prop_assert_eq!(env.get(name), Some(value));
                 }
             }
         }
