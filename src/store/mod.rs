@@ -495,8 +495,13 @@ impl Store {
         const CONTEXT: &str = "loading the policy";
         let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
         let generation = read_generation(&mut tx).await?;
-        let mut rules = select_rules(&mut tx, RuleKind::Permit).await?;
-        rules.extend(select_rules(&mut tx, RuleKind::Deny).await?);
+        // Read in table order (no ORDER BY: a plain scan, not an index walk with a row lookup
+        // per rule), then sort in memory, which is several times cheaper for 100,000 rules.
+        let mut rules = scan_rules(&mut tx, RuleKind::Permit).await?;
+        let mut deny = scan_rules(&mut tx, RuleKind::Deny).await?;
+        rules.sort_unstable_by_key(|r| (r.range, r.id));
+        deny.sort_unstable_by_key(|r| (r.range, r.id));
+        rules.append(&mut deny);
         let allow_hosts = select_hosts(&mut tx).await?;
         tx.commit().await.map_err(query_err(CONTEXT))?;
         Ok(PolicyData {
@@ -593,6 +598,16 @@ async fn select_rules(
         .fetch_all(&mut *conn)
         .await
         .map_err(query_err("listing rules"))?;
+    rows.iter().map(|row| decode_rule(kind, row)).collect()
+}
+
+/// Every rule of one table, in no particular order.
+async fn scan_rules(conn: &mut SqliteConnection, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM {}", kind.as_str());
+    let rows = sqlx::query(&sql)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_err("loading rules"))?;
     rows.iter().map(|row| decode_rule(kind, row)).collect()
 }
 
