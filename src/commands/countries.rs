@@ -106,22 +106,45 @@ impl<'a> ReadInfo<'a> {
         );
     }
 }
-pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<ExitCode> {
-    let (catalog, read) = read_files(&args).await?;
+/// Opens the store, runs one catalog transaction under a spinner, and closes the store again.
+/// Gives the result and the time the transaction took; a refusal (unknown or missing country,
+/// no catalog) is printed and becomes `Err(exit 1)`; any other failure is an error.
+async fn in_transaction<T, Fut>(
+    db: &str,
+    message: &'static str,
+    op: impl FnOnce(ipcountry::store::Store) -> Fut,
+) -> Result<Result<(T, Duration), ExitCode>>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
     let store = open_store(db).await?;
     let started = Instant::now();
-    let spin = spinner("storing the catalog (one transaction)");
-    let result = store.import_catalog(&catalog).await;
+    let spin = spinner(message);
+    let result = op(store.clone()).await;
     spin.finish_and_clear();
-    let stored = started.elapsed();
+    let elapsed = started.elapsed();
     store.close().await;
-    let summary = match result {
-        Ok(s) => s,
+    match result {
+        Ok(value) => Ok(Ok((value, elapsed))),
         Err(e) if refused(&e) => {
             eprintln!("{e}");
-            return Ok(ExitCode::from(1));
+            Ok(Err(ExitCode::from(1)))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<ExitCode> {
+    let (catalog, read) = read_files(&args).await?;
+    let c = &catalog;
+    let transaction = in_transaction(
+        db,
+        "storing the catalog (one transaction)",
+        |store| async move { store.import_catalog(c).await },
+    );
+    let (summary, stored) = match transaction.await? {
+        Ok(done) => done,
+        Err(code) => return Ok(code),
     };
     let info = ReadInfo::new(&catalog, read, stored);
     if json {
@@ -178,24 +201,18 @@ pub(crate) async fn refresh(
     json: bool,
 ) -> Result<ExitCode> {
     let (catalog, read) = read_files(&args).await?;
-    let store = open_store(db).await?;
-    let started = Instant::now();
-    let spin = spinner(if dry_run {
+    let message = if dry_run {
         "computing the refresh (one transaction, rolled back)"
     } else {
         "refreshing (one transaction)"
+    };
+    let c = &catalog;
+    let transaction = in_transaction(db, message, |store| async move {
+        store.refresh(c, dry_run).await
     });
-    let result = store.refresh(&catalog, dry_run).await;
-    spin.finish_and_clear();
-    let stored = started.elapsed();
-    store.close().await;
-    let report = match result {
-        Ok(r) => r,
-        Err(e) if refused(&e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e.into()),
+    let (report, stored) = match transaction.await? {
+        Ok(done) => done,
+        Err(code) => return Ok(code),
     };
     let info = ReadInfo::new(&catalog, read, stored);
     if json {
