@@ -129,7 +129,7 @@ fn lookups(c: &mut Criterion) {
                     if i == list.len() {
                         i = 0;
                     }
-                    black_box(one(s, variant, black_box(ip)))
+                    black_box(one(s, variant, ip))
                 })
             });
         }
@@ -169,6 +169,12 @@ criterion_group! {
 }
 
 fn main() {
+    // `LOOKUP_PROFILE=<list>/<variant>` (e.g. `ipv4_random_1m/range_table`): only that loop,
+    // for 5 s, and nothing else: a steady target for `perf stat` / `perf record`.
+    if let Ok(target) = std::env::var("LOOKUP_PROFILE") {
+        profile(&target);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     // `cargo test --benches` runs each criterion benchmark once without `--bench`; the
@@ -176,6 +182,35 @@ fn main() {
     if std::env::args().any(|a| a == "--bench") {
         summary();
     }
+}
+
+fn profile(target: &str) {
+    let s = setup();
+    let Some((list, variant)) = target.split_once('/') else {
+        eprintln!("LOOKUP_PROFILE=<list>/<variant>");
+        return;
+    };
+    let list = lists(s).into_iter().find(|(name, _)| *name == list);
+    let variant = VARIANTS.iter().find(|(_, name)| *name == variant);
+    let (Some((_, list)), Some(&(variant, _))) = (list, variant) else {
+        eprintln!("unknown list or variant in {target}");
+        return;
+    };
+    let started = Instant::now();
+    let (mut n, mut acc) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_secs(5) {
+        for _ in 0..(ADDRESSES / list.len()) {
+            for ip in list {
+                acc = acc.wrapping_add(one(s, variant, *ip));
+            }
+        }
+        n += ADDRESSES as u64;
+    }
+    black_box(acc);
+    println!(
+        "{target}: {:.1} ns/lookup over {n} lookups",
+        started.elapsed().as_nanos() as f64 / n as f64
+    );
 }
 
 // ---- the summary: one run, ratios against baselines measured in it ----
@@ -194,6 +229,16 @@ fn summary() {
         s.catalog.v6_ranges(),
         s.rules.len(),
         common::DENY_ENTRIES,
+    );
+    let m = s.table.memory();
+    println!(
+        "index: IPv4 {} levels below the root, {} KiB, {} leaves binary-searched; IPv6 {} levels, {} KiB, {} searched",
+        m.v4_index_levels,
+        m.v4_index_bytes / 1024,
+        m.v4_searched_leaves,
+        m.v6_index_levels,
+        m.v6_index_bytes / 1024,
+        m.v6_searched_leaves
     );
     let hits = |list: &[IpAddr]| {
         list.iter()
@@ -231,7 +276,7 @@ fn summary() {
                         let mut acc = 0u64;
                         for _ in 0..passes {
                             for ip in list {
-                                acc = acc.wrapping_add(one(s, v, black_box(*ip)));
+                                acc = acc.wrapping_add(one(s, v, *ip));
                             }
                         }
                         black_box(acc);
@@ -383,8 +428,8 @@ fn build_and_memory(s: &Setup) {
         m.v4_segment_bytes as f64 / m.v4_segments.max(1) as f64
     );
     println!(
-        "| IPv4 bucket index (65,537 first-level entries + 257 per split bucket) | | {} | |",
-        m.v4_index_bytes
+        "| IPv4 index (65,536 root slots, {} levels below) | | {} | |",
+        m.v4_index_levels, m.v4_index_bytes
     );
     println!(
         "| IPv6 segments, 64-bit keys | {} | {} | {:.2} |",
@@ -392,7 +437,10 @@ fn build_and_memory(s: &Setup) {
         m.v6_segment_bytes,
         m.v6_segment_bytes as f64 / m.v6_segments.max(1) as f64
     );
-    println!("| IPv6 bucket index | | {} | |", m.v6_index_bytes);
+    println!(
+        "| IPv6 index ({} levels below the root) | | {} | |",
+        m.v6_index_levels, m.v6_index_bytes
+    );
     println!(
         "| IPv6 segments, full width (`::1`, custom /128s) | {} | {} | {:.2} |",
         m.v6_fine_segments,

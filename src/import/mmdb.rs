@@ -50,7 +50,7 @@ pub(super) fn read(
     for found in reader.networks(WithinOptions::default()).map_err(corrupt)? {
         let found = found.map_err(corrupt)?;
         collector.networks += 1;
-        if collector.networks % PROGRESS_STEP == 0 {
+        if collector.networks.is_multiple_of(PROGRESS_STEP) {
             pb.inc(PROGRESS_STEP);
         }
         // The default options yield only networks with data.

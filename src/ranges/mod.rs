@@ -1,6 +1,7 @@
 //! IP ranges, permit/deny rules, and the compiled lookup structure.
 
 pub mod builtin;
+mod index;
 pub mod range;
 pub mod rule;
 pub mod table;

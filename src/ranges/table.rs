@@ -14,6 +14,7 @@ use std::fmt;
 use std::mem::size_of;
 use std::net::IpAddr;
 
+use super::index::{Seg, SegIndex, Shape, NONE};
 use super::range::IpRange;
 use super::rule::{Rule, RuleKind};
 
@@ -40,19 +41,17 @@ use super::rule::{Rule, RuleKind};
 ///
 /// The sweep yields, per family, segments sorted by start and disjoint; adjacent segments
 /// labelled with the same rule are merged and address space no rule covers has no segment.
-/// Each segment's label is the rule's index with the deny flag in its top bit, so
-/// [`kind`](RangeTable::kind) answers without touching the rules. Build is `O(n log n)` in the
+/// Each segment's label is the rule's index with the verdict in its top two bits, so
+/// [`kind`](RangeTable::kind) answers without touching the rules (and without a branch). Build is `O(n log n)` in the
 /// number of rules.
 ///
-/// * **Bucket index** (both families): `2^16` buckets by the top 16 bits of the key (fewer for
-///   small tables), each holding the position of the first segment that starts in it; a
-///   bucket with more than 32 segments gets 256 sub-buckets by the next 8 bits. A lookup
-///   reads two or three bounds, then counts the segments between them that start at or
-///   before the address: over a fixed window of 4 without branches when there are that few
-///   (most buckets), by binary search otherwise. Fixed size: 256 KiB for the first level,
-///   1 KiB per split bucket.
-/// * **IPv4**: segments as `(start, end, label)`, 12 bytes each, so the final check reads one
-///   cache line.
+/// * **Index** (both families, [`SegIndex`]): a radix tree over the key's bits, `2^16` slots at
+///   the root (fewer for small tables), nodes of up to 1,024 (IPv4) or 4,096 (IPv6) slots
+///   under crowded slots, sized per node; each leaf covers at most 7 segment starts. A lookup walks a fixed number of
+///   levels and counts over a fixed window of 8 segments, with no data-dependent branch, so
+///   lookups of random addresses overlap their cache misses (one level for IPv4, two for
+///   IPv6; crowded leaves past that are binary-searched).
+/// * **IPv4**: segments as `(start, end, label)`, 12 bytes each.
 /// * **IPv6**: real tables (country catalogs, custom `/48`s) have boundaries on `/64`s, so the
 ///   segments are kept on the top 64 bits of the address (`u64` keys, 20 bytes a segment).
 ///   A `/64` block that is not covered whole by one segment (`::1`, a custom `/128`) is marked
@@ -89,6 +88,14 @@ pub struct TableMemory {
     pub v6_fine_segments: usize,
     /// Bytes of the full-width IPv6 arrays (36 per segment).
     pub v6_fine_bytes: usize,
+    /// Index levels below the root that every IPv4 lookup walks.
+    pub v4_index_levels: u32,
+    /// Index levels below the root that every IPv6 lookup walks (64-bit keys).
+    pub v6_index_levels: u32,
+    /// IPv4 index leaves with too many segments for the fixed window (binary-searched).
+    pub v4_searched_leaves: usize,
+    /// IPv6 index leaves with too many segments for the fixed window (binary-searched).
+    pub v6_searched_leaves: usize,
 }
 
 impl TableMemory {
@@ -106,10 +113,10 @@ impl RangeTable {
     /// Compiles `rules` (in any order, overlapping freely) into a table. Never fails.
     ///
     /// The rules are kept as given and returned by [`rules`](RangeTable::rules); segments refer
-    /// to them by index. (Only the first `2^31 - 1` rules are compiled; no real rule set comes
+    /// to them by index. (Only the first `2^31 - 2` rules are compiled; no real rule set comes
     /// near that.)
     pub fn build(rules: Vec<Rule>) -> RangeTable {
-        Self::build_with(rules, INDEX_BITS, SPLIT_ABOVE)
+        Self::build_with(rules, Shapes::DEFAULT)
     }
 
     /// A table with no rules: every address is a stranger.
@@ -121,20 +128,23 @@ impl RangeTable {
     /// when no rule contains it. IPv4-mapped IPv6 addresses are looked up as IPv4.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<&Rule> {
-        let label = self.label(ip)?;
-        self.rules.get((label & INDEX_MASK) as usize)
+        let label = self.label(ip);
+        KINDS
+            .get((label >> CODE_SHIFT) as usize)
+            .copied()
+            .flatten()
+            .and_then(|_| self.rules.get((label & INDEX_MASK) as usize))
     }
 
     /// The kind of the rule [`lookup`](RangeTable::lookup) would return (`None`: a stranger),
     /// read from the segment alone: the verdict without touching the rule list.
+    ///
+    /// Computed without a branch on the answer (the label's top two bits index a table), so
+    /// lookups of random addresses do not mispredict here.
     #[inline]
     pub fn kind(&self, ip: IpAddr) -> Option<RuleKind> {
-        let label = self.label(ip)?;
-        Some(if label & DENY_BIT != 0 {
-            RuleKind::Deny
-        } else {
-            RuleKind::Permit
-        })
+        let code = self.label(ip) >> CODE_SHIFT;
+        KINDS.get(code as usize).copied().flatten()
     }
 
     /// All rules the table was built from, in the order given to [`build`](RangeTable::build).
@@ -145,7 +155,7 @@ impl RangeTable {
     /// Number of segments the sweep produced: `(IPv4, IPv6)` (the same as
     /// [`BinarySearchTable::segment_counts`] for the same rules).
     pub fn segment_counts(&self) -> (usize, usize) {
-        (self.v4.segs.len(), self.v6.sweep_segments)
+        (self.v4.index.len(), self.v6.sweep_segments)
     }
 
     /// Bytes allocated for the lookup structures of both families (by capacity; the rules
@@ -157,38 +167,41 @@ impl RangeTable {
     /// Heap use by part, measured from the allocated capacities.
     pub fn memory(&self) -> TableMemory {
         TableMemory {
-            v4_segments: self.v4.segs.len(),
-            v4_segment_bytes: self.v4.segs.capacity() * size_of::<Seg4>(),
-            v4_index_bytes: self.v4.index.heap_bytes(),
+            v4_segments: self.v4.index.len(),
+            v4_segment_bytes: self.v4.index.segment_bytes(),
+            v4_index_bytes: self.v4.index.index_bytes(),
             v6_segments: self.v6.coarse.len(),
-            v6_segment_bytes: self.v6.coarse.heap_bytes(),
-            v6_index_bytes: self.v6.index.heap_bytes(),
+            v6_segment_bytes: self.v6.coarse.segment_bytes(),
+            v6_index_bytes: self.v6.coarse.index_bytes(),
             v6_fine_segments: self.v6.fine.len(),
             v6_fine_bytes: self.v6.fine.heap_bytes(),
+            v4_index_levels: self.v4.index.levels(),
+            v6_index_levels: self.v6.coarse.levels(),
+            v4_searched_leaves: self.v4.index.searched_leaves(),
+            v6_searched_leaves: self.v6.coarse.searched_leaves(),
         }
     }
 
-    /// The segment label (rule index | deny flag) deciding `ip`.
-    #[inline]
-    fn label(&self, ip: IpAddr) -> Option<u32> {
+    /// The segment label (rule index | deny flag) deciding `ip`, or [`NONE`].
+    #[inline(always)]
+    fn label(&self, ip: IpAddr) -> u32 {
         match ip.to_canonical() {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }
     }
 
-    /// [`build`](RangeTable::build) with bucket indexes of at most `2^max_bits` first-level
-    /// buckets (clamped to `0..=16`; fewer when there are few segments), splitting buckets of
-    /// more than `split_above` segments.
-    fn build_with(rules: Vec<Rule>, max_bits: u32, split_above: u32) -> RangeTable {
+    /// [`build`](RangeTable::build) with the index limited to `shape` (tests force small
+    /// roots, narrow nodes and shallow depth limits).
+    fn build_with(rules: Vec<Rule>, shape: Shapes) -> RangeTable {
         let (rules, v4, v6) = sweep(rules);
         let label = |index: u32| match rules.get(index as usize) {
-            Some(r) if r.kind == RuleKind::Deny => index | DENY_BIT,
-            _ => index,
+            Some(r) if r.kind == RuleKind::Deny => index | (DENY_CODE << CODE_SHIFT),
+            _ => index | (PERMIT_CODE << CODE_SHIFT),
         };
         RangeTable {
-            v4: V4Table::new(&v4, &label, max_bits, split_above),
-            v6: V6Table::new(&v6, &label, max_bits, split_above),
+            v4: V4Table::new(&v4, &label, shape.v4),
+            v6: V6Table::new(&v6, &label, shape.v6),
             rules,
         }
     }
@@ -236,34 +249,55 @@ impl BinarySearchTable {
     }
 }
 
-/// Most bits of a first-level bucket index: 65,536 buckets.
-const INDEX_BITS: u32 = 16;
+/// The index shapes of the two families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shapes {
+    v4: Shape,
+    v6: Shape,
+}
 
-/// Bits of a second-level index: 256 sub-buckets.
-const SUB_BITS: u32 = 8;
+impl Shapes {
+    const DEFAULT: Shapes = Shapes {
+        v4: Shape::V4,
+        v6: Shape::V6,
+    };
 
-/// A first-level bucket with more segments than this gets a second level.
-const SPLIT_ABOVE: u32 = 32;
+    /// The same shape for both families (tests).
+    #[cfg(test)]
+    const fn both(shape: Shape) -> Shapes {
+        Shapes {
+            v4: shape,
+            v6: shape,
+        }
+    }
+}
 
-/// Flag of a split bucket in [`BucketIndex::level1`].
-const SPLIT: u32 = 1 << 31;
+/// A segment label is the rule's index with the verdict in the top two bits:
+/// [`PERMIT_CODE`] or [`DENY_CODE`] (3 is [`NONE`] and [`FINE`], never a rule).
+const CODE_SHIFT: u32 = 30;
 
-/// The deny flag in a segment label; the low 31 bits are the rule index.
-const DENY_BIT: u32 = 1 << 31;
+/// The verdict code of a permit rule's label.
+const PERMIT_CODE: u32 = 1;
 
-/// The rule index in a segment label.
-const INDEX_MASK: u32 = DENY_BIT - 1;
+/// The verdict code of a deny rule's label; the deny flag is the top bit.
+const DENY_CODE: u32 = 2;
+
+/// The rule index in a segment label (so at most `2^30` rules are compiled).
+const INDEX_MASK: u32 = (1 << CODE_SHIFT) - 1;
+
+/// The verdict for each code of a label (the top two bits).
+const KINDS: [Option<RuleKind>; 4] = [None, Some(RuleKind::Permit), Some(RuleKind::Deny), None];
 
 /// Label of a 64-bit-key IPv6 segment whose `/64` blocks are resolved in the full-width table.
-/// Never a real label: at most `2^31 - 1` rules are compiled, so indexes stop at `2^31 - 2`.
-const FINE: u32 = u32::MAX;
+/// Never a real label (code 3).
+const FINE: u32 = u32::MAX - 1;
 
 /// The low 64 bits of an IPv6 address (the interface identifier of a `/64`).
 const LOW64: u128 = u64::MAX as u128;
 
 /// Splits `rules` by family and runs the sweep on each.
 fn sweep(mut rules: Vec<Rule>) -> (Vec<Rule>, Segments<u32>, Segments<u128>) {
-    rules.truncate(INDEX_MASK as usize);
+    rules.truncate(INDEX_MASK as usize + 1);
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for (index, rule) in (0u32..).zip(&rules) {
@@ -275,209 +309,38 @@ fn sweep(mut rules: Vec<Rule>) -> (Vec<Rule>, Segments<u32>, Segments<u128>) {
     (rules, Segments::build(v4), Segments::build(v6))
 }
 
-/// Where to search for a key among sorted segment starts: a first level by the key's top
-/// bits and, for crowded first-level buckets, a second level by the next [`SUB_BITS`].
-#[derive(Debug, Clone, Default)]
-struct BucketIndex {
-    /// For each first-level bucket `b` (and one past the last): the number of segments that
-    /// start below the bucket or, for a split bucket, [`SPLIT`] | the offset of its
-    /// `2^SUB_BITS + 1` bounds in `level2` (whose first bound is that number). Empty when
-    /// there are no segments, or too many to index (see `unindexed`).
-    level1: Vec<u32>,
-    /// Second-level bounds (absolute segment positions), `2^SUB_BITS + 1` per split bucket.
-    level2: Vec<u32>,
-    /// `key_bits - first-level bits`: a key's bucket is `key >> shift` (in `u128`).
-    shift: u32,
-    /// With `level1` empty: search all these segments (only for `>= 2^31` segments, which no
-    /// real table has; positions must stay below [`SPLIT`]).
-    unindexed: usize,
-}
-
-impl BucketIndex {
-    /// Indexes `n` sorted starts (`start(i)`, as `u128`) of `key_bits`-bit keys.
-    fn new(
-        n: usize,
-        start: impl Fn(usize) -> u128,
-        key_bits: u32,
-        max_bits: u32,
-        split_above: u32,
-    ) -> Self {
-        if n == 0 || n >= SPLIT as usize {
-            return BucketIndex {
-                unindexed: n,
-                ..BucketIndex::default()
-            };
-        }
-        // About one segment per bucket, at most 2^max_bits buckets.
-        let bits = n
-            .next_power_of_two()
-            .trailing_zeros()
-            .min(max_bits.min(INDEX_BITS));
-        let shift = key_bits - bits;
-        let buckets = 1u128 << bits;
-        // n < 2^31 (checked above), so every position fits.
-        let pos = |i: usize| i as u32;
-        let mut level1 = Vec::with_capacity(buckets as usize + 1);
-        let mut i = 0usize;
-        for b in 0..=buckets {
-            let first = b << shift;
-            while i < n && start(i) < first {
-                i += 1;
-            }
-            level1.push(pos(i));
-        }
-        let mut level2 = Vec::new();
-        if shift >= SUB_BITS {
-            let sub_shift = shift - SUB_BITS;
-            for b in 0..buckets as usize {
-                let (lo, hi) = (level1[b], level1[b + 1] & !SPLIT);
-                if hi - lo <= split_above || level2.len() >= SPLIT as usize / 2 {
-                    continue;
-                }
-                level1[b] = SPLIT | pos(level2.len());
-                let mut j = lo as usize;
-                for s in 0..=(1u128 << SUB_BITS) {
-                    let first = ((b as u128) << shift) + (s << sub_shift);
-                    while j < hi as usize && start(j) < first {
-                        j += 1;
-                    }
-                    level2.push(pos(j));
-                }
-            }
-        }
-        level1.shrink_to_fit();
-        level2.shrink_to_fit();
-        BucketIndex {
-            level1,
-            level2,
-            shift,
-            unindexed: 0,
-        }
-    }
-
-    /// The positions `lo..hi` of the segments that start in `key`'s (sub-)bucket. The
-    /// segment containing `key`, if any, is the last of them starting at or before `key`,
-    /// or else the one just before `lo`; every segment from `hi` on starts after `key`.
-    #[inline]
-    fn range(&self, key: u128) -> Option<(usize, usize)> {
-        let b = usize::try_from(key >> self.shift).ok()?;
-        let Some(&entry) = self.level1.get(b) else {
-            return (self.unindexed > 0).then_some((0, self.unindexed));
-        };
-        if entry & SPLIT == 0 {
-            let next = *self.level1.get(b + 1)?;
-            return Some((entry as usize, self.position(next)?));
-        }
-        // A split bucket implies shift >= SUB_BITS.
-        let s = ((key >> (self.shift - SUB_BITS)) as usize) & ((1 << SUB_BITS) - 1);
-        let at = (entry & !SPLIT) as usize + s;
-        Some((
-            *self.level2.get(at)? as usize,
-            *self.level2.get(at + 1)? as usize,
-        ))
-    }
-
-    /// The segment position a first-level entry stands for.
-    #[inline]
-    fn position(&self, entry: u32) -> Option<usize> {
-        if entry & SPLIT == 0 {
-            Some(entry as usize)
-        } else {
-            self.level2
-                .get((entry & !SPLIT) as usize)
-                .map(|&p| p as usize)
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        (self.level1.capacity() + self.level2.capacity()) * size_of::<u32>()
-    }
-}
-
-/// How many segments a lookup scans without branching (a bucket of at most this many
-/// segments is counted over a fixed window instead of binary-searched).
-const WINDOW: usize = 4;
-
-/// The number of `starts` in `lo..hi` at or before `key`, given that every start from `hi`
-/// on is after `key`: a fixed, branch-free count over `WINDOW` entries for small buckets
-/// (most of them), a binary search otherwise.
-#[inline]
-fn count_at_or_before<T, K: Copy + Ord>(
-    items: &[T],
-    lo: usize,
-    hi: usize,
-    key: K,
-    start: impl Fn(&T) -> K,
-) -> Option<usize> {
-    if hi - lo <= WINDOW {
-        let window = items.get(lo..)?;
-        Some(
-            window
-                .iter()
-                .take(WINDOW)
-                .map(|t| usize::from(start(t) <= key))
-                .sum(),
-        )
-    } else {
-        Some(items.get(lo..hi)?.partition_point(|t| start(t) <= key))
-    }
-}
-
-/// One IPv4 segment: `[start, end]` and its label.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seg4 {
-    start: u32,
-    end: u32,
-    label: u32,
-}
-
-/// IPv4: 12-byte segments and their bucket index.
+/// IPv4: 12-byte segments and their index.
 #[derive(Debug, Clone, Default)]
 struct V4Table {
-    segs: Vec<Seg4>,
-    index: BucketIndex,
+    index: SegIndex<u32>,
 }
 
 impl V4Table {
-    fn new(
-        sweep: &Segments<u32>,
-        label: &impl Fn(u32) -> u32,
-        max_bits: u32,
-        split_above: u32,
-    ) -> Self {
-        let segs: Vec<Seg4> = (0..sweep.len())
-            .map(|i| Seg4 {
+    fn new(sweep: &Segments<u32>, label: &impl Fn(u32) -> u32, shape: Shape) -> Self {
+        let segs = (0..sweep.len())
+            .map(|i| Seg {
                 start: sweep.starts[i],
                 end: sweep.ends[i],
                 label: label(sweep.rule[i]),
             })
             .collect();
-        let index = BucketIndex::new(
-            segs.len(),
-            |i| u128::from(segs[i].start),
-            32,
-            max_bits,
-            split_above,
-        );
-        V4Table { segs, index }
+        V4Table {
+            index: SegIndex::new(segs, shape),
+        }
     }
 
-    #[inline]
-    fn lookup(&self, key: u32) -> Option<u32> {
-        let (lo, hi) = self.index.range(u128::from(key))?;
-        let i = (lo + count_at_or_before(&self.segs, lo, hi, key, |s| s.start)?).checked_sub(1)?;
-        let seg = self.segs.get(i)?;
-        (seg.end >= key).then_some(seg.label)
+    #[inline(always)]
+    fn lookup(&self, key: u32) -> u32 {
+        self.index.lookup(key)
     }
 }
 
-/// IPv6: segments on the top 64 bits (`coarse`, with its bucket index), and the `/64` blocks
-/// that no single segment covers whole, resolved at full width (`fine`).
+/// IPv6: segments on the top 64 bits (`coarse`), and the `/64` blocks that no single segment
+/// covers whole, resolved at full width (`fine`).
 #[derive(Debug, Clone, Default)]
 struct V6Table {
     /// Whole `/64` blocks; label [`FINE`] sends the lookup to `fine`.
-    coarse: Segments<u64>,
-    index: BucketIndex,
+    coarse: SegIndex<u64>,
     /// The parts of the sweep's segments that lie in partly covered `/64` blocks.
     fine: Segments<u128>,
     /// Segments the sweep produced (for `segment_counts`).
@@ -485,12 +348,7 @@ struct V6Table {
 }
 
 impl V6Table {
-    fn new(
-        sweep: &Segments<u128>,
-        label: &impl Fn(u32) -> u32,
-        max_bits: u32,
-        split_above: u32,
-    ) -> Self {
+    fn new(sweep: &Segments<u128>, label: &impl Fn(u32) -> u32, shape: Shape) -> Self {
         let mut coarse = Segments::<u64>::default();
         let mut fine = Segments::<u128>::default();
         let block_of = |k: u128| (k >> 64) as u64;
@@ -526,35 +384,26 @@ impl V6Table {
                 fine.push(block_start(last_block), end, rule);
             }
         }
-        coarse.shrink_to_fit();
         fine.shrink_to_fit();
-        let index = BucketIndex::new(
-            coarse.len(),
-            |i| u128::from(coarse.starts[i]),
-            64,
-            max_bits,
-            split_above,
-        );
+        let segs = (0..coarse.len())
+            .map(|i| Seg {
+                start: coarse.starts[i],
+                end: coarse.ends[i],
+                label: coarse.rule[i],
+            })
+            .collect();
         V6Table {
-            coarse,
-            index,
+            coarse: SegIndex::new(segs, shape),
             fine,
             sweep_segments: sweep.len(),
         }
     }
 
-    #[inline]
-    fn lookup(&self, key: u128) -> Option<u32> {
-        let block = (key >> 64) as u64;
-        let (lo, hi) = self.index.range(u128::from(block))?;
-        let c = &self.coarse;
-        let i = (lo + count_at_or_before(&c.starts, lo, hi, block, |&s| s)?).checked_sub(1)?;
-        if *c.ends.get(i)? < block {
-            return None;
-        }
-        match *c.rule.get(i)? {
-            FINE => self.fine.lookup(key),
-            label => Some(label),
+    #[inline(always)]
+    fn lookup(&self, key: u128) -> u32 {
+        match self.coarse.lookup((key >> 64) as u64) {
+            FINE => self.fine.lookup(key).unwrap_or(NONE),
+            label => label,
         }
     }
 }

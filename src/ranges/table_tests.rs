@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ranges::builtin;
+use crate::ranges::index::WINDOW;
 use crate::ranges::range::Family;
 use crate::ranges::rule::RuleSource;
 use RuleKind::{Deny as D, Permit as P};
@@ -414,15 +415,17 @@ fn check_v4_layout(
     reference: &Segments<u32>,
     rules: &[Rule],
 ) -> Result<(), TestCaseError> {
-    prop_assert_eq!(t.segs.len(), reference.len());
-    for (i, seg) in t.segs.iter().enumerate() {
-        prop_assert_eq!(
-            (seg.start, seg.end),
-            (reference.starts[i], reference.ends[i])
-        );
-        prop_assert_eq!(seg.label & INDEX_MASK, reference.rule[i]);
+    let segs = t.index.segments();
+    prop_assert_eq!(segs.len(), reference.len());
+    for (i, seg) in segs.iter().enumerate() {
+        let (start, end, label) = (seg.start, seg.end, seg.label);
+        prop_assert_eq!((start, end), (reference.starts[i], reference.ends[i]));
+        prop_assert_eq!(label & INDEX_MASK, reference.rule[i]);
         let deny = rules[reference.rule[i] as usize].kind == RuleKind::Deny;
-        prop_assert_eq!(seg.label & DENY_BIT != 0, deny);
+        prop_assert_eq!(
+            label >> CODE_SHIFT,
+            if deny { DENY_CODE } else { PERMIT_CODE }
+        );
     }
     Ok(())
 }
@@ -430,14 +433,16 @@ fn check_v4_layout(
 /// The IPv6 layout: coarse segments sorted, disjoint and merged; every coarse rule a real
 /// index or FINE; fine segments sorted, disjoint, each inside a block marked FINE.
 fn check_v6_layout(t: &V6Table, rules: &[Rule]) -> Result<(), TestCaseError> {
-    let c = &t.coarse;
+    let c = t.coarse.segments();
     for i in 0..c.len() {
-        prop_assert!(c.starts[i] <= c.ends[i]);
-        prop_assert!(c.rule[i] == FINE || ((c.rule[i] & INDEX_MASK) as usize) < rules.len());
-        if i + 1 < c.len() {
-            prop_assert!(c.ends[i] < c.starts[i + 1], "coarse overlap or unsorted");
-            let touching = c.ends[i].successor() == Some(c.starts[i + 1]);
-            prop_assert!(!(touching && c.rule[i] == c.rule[i + 1]), "unmerged coarse");
+        let (start, end, label) = (c[i].start, c[i].end, c[i].label);
+        prop_assert!(start <= end);
+        prop_assert!(label == FINE || ((label & INDEX_MASK) as usize) < rules.len());
+        if let Some(next) = c.get(i + 1) {
+            let (next_start, next_label) = (next.start, next.label);
+            prop_assert!(end < next_start, "coarse overlap or unsorted");
+            let touching = end.successor() == Some(next_start);
+            prop_assert!(!(touching && label == next_label), "unmerged coarse");
         }
     }
     check_segments(&t.fine, rules)?;
@@ -449,8 +454,16 @@ fn check_v6_layout(t: &V6Table, rules: &[Rule]) -> Result<(), TestCaseError> {
             (t.fine.ends[i] >> 64) as u64,
         );
         prop_assert!(b - a <= 1, "a fine segment spans whole blocks");
-        prop_assert_eq!(c.lookup(a), Some(FINE), "fine segment in an unmarked block");
-        prop_assert_eq!(c.lookup(b), Some(FINE), "fine segment in an unmarked block");
+        prop_assert_eq!(
+            t.coarse.lookup(a),
+            FINE,
+            "fine segment in an unmarked block"
+        );
+        prop_assert_eq!(
+            t.coarse.lookup(b),
+            FINE,
+            "fine segment in an unmarked block"
+        );
     }
     Ok(())
 }
@@ -571,6 +584,32 @@ fn edge_rules_strategy() -> impl Strategy<Value = Vec<Rule>> {
     })
 }
 
+/// Index shapes the fast layout is checked at: one-bit nodes with no depth limit (the
+/// deepest trees), a depth limit that leaves binary-searched leaves, and the default.
+const SHAPES: [Shapes; 5] = [
+    Shapes::both(Shape {
+        root_bits: 0,
+        node_bits: 1,
+        max_depth: 128,
+    }),
+    Shapes::both(Shape {
+        root_bits: 3,
+        node_bits: 1,
+        max_depth: 2,
+    }),
+    Shapes::both(Shape {
+        root_bits: 16,
+        node_bits: 2,
+        max_depth: 1,
+    }),
+    Shapes::both(Shape {
+        root_bits: 16,
+        node_bits: 8,
+        max_depth: 4,
+    }),
+    Shapes::DEFAULT,
+];
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -584,14 +623,13 @@ proptest! {
         v6 in prop::collection::vec(v6_block_key(), 0..16),
     ) {
         let reference = BinarySearchTable::build(rules.clone());
-        // Split thresholds 0 and 1 put a second level under (nearly) every bucket.
-        for (bits, split) in [(0, 0), (3, 1), (16, 0), (16, SPLIT_ABOVE)] {
-            let table = RangeTable::build_with(rules.clone(), bits, split);
+        for shape in SHAPES {
+            let table = RangeTable::build_with(rules.clone(), shape);
             check_v6_layout(&table.v6, &rules)?;
             for ip in probes(&rules, &v4, &v6) {
                 let want = naive_lookup(&rules, ip);
                 prop_assert_eq!(reference.lookup(ip), want, "binary search at {}", ip);
-                prop_assert_eq!(table.lookup(ip), want, "fast layout ({} bits, split {}) at {}", bits, split, ip);
+                prop_assert_eq!(table.lookup(ip), want, "fast layout ({:?}) at {}", shape, ip);
                 prop_assert_eq!(table.kind(ip), want.map(|r| r.kind), "kind at {}", ip);
             }
         }
@@ -605,8 +643,8 @@ proptest! {
         v6 in prop::collection::vec(v6_key(), 0..16),
     ) {
         let reference = BinarySearchTable::build(rules.clone());
-        for split in [0, SPLIT_ABOVE] {
-            let table = RangeTable::build_with(rules.clone(), 16, split);
+        for shape in SHAPES {
+            let table = RangeTable::build_with(rules.clone(), shape);
             for ip in probes(&rules, &v4, &v6) {
                 prop_assert_eq!(table.lookup(ip), reference.lookup(ip), "at {}", ip);
                 prop_assert_eq!(table.kind(ip), reference.lookup(ip).map(|r| r.kind), "kind at {}", ip);
@@ -616,24 +654,19 @@ proptest! {
 }
 
 #[test]
-fn v4_index_buckets_point_at_their_segments() {
-    let t = RangeTable::build_with(
-        vec![
-            permit(1, "0.0.0.0-0.0.255.255"),
-            permit(2, "0.1.0.5-0.3.0.0"),
-            deny(3, "0.2.0.0/16"),
-            permit(4, "255.255.0.0/16"),
-        ],
-        16,
-        SPLIT_ABOVE,
-    );
-    let v4 = &t.v4;
-    // permit 2 is split by deny 3: 5 segments give a 3-bit index.
+fn v4_index_sizes_follow_the_table() {
+    let t = RangeTable::build(vec![
+        permit(1, "0.0.0.0-0.0.255.255"),
+        permit(2, "0.1.0.5-0.3.0.0"),
+        deny(3, "0.2.0.0/16"),
+        permit(4, "255.255.0.0/16"),
+    ]);
+    // permit 2 is split by deny 3: 5 segments give a 3-bit root. Four of them start in
+    // 0.0.0.0/3, fewer than the window holds: no node below it.
     assert_eq!(t.segment_counts(), (5, 0));
-    assert_eq!(v4.index.shift, 29);
-    assert_eq!(v4.index.level1.len(), 9);
-    assert!(v4.index.level2.is_empty());
-    assert_eq!(v4.index.level1, [0, 4, 4, 4, 4, 4, 4, 4, 5]);
+    assert_eq!(t.v4.index.root_bits(), 3);
+    assert_eq!(t.v4.index.depth(), (0, 0));
+    assert_eq!(t.memory().v4_index_bytes, 8 * 4);
     assert_eq!(decide(&t, "0.1.0.4"), None);
     assert_eq!(decide(&t, "0.1.255.255"), Some((P, 2)));
     assert_eq!(decide(&t, "0.2.0.0"), Some((D, 3)));
@@ -641,7 +674,7 @@ fn v4_index_buckets_point_at_their_segments() {
     assert_eq!(decide(&t, "0.3.0.1"), None);
     assert_eq!(decide(&t, "255.254.255.255"), None);
     assert_eq!(decide(&t, "255.255.255.255"), Some((P, 4)));
-    // Many segments: the full 65,536-bucket index.
+    // Many segments, evenly spread: the full 65,536-slot root and nothing below it.
     let many: Vec<Rule> = (0..100_000u32)
         .map(|n| Rule {
             id: i64::from(n),
@@ -656,13 +689,11 @@ fn v4_index_buckets_point_at_their_segments() {
         })
         .collect();
     let t = RangeTable::build(many.clone());
-    assert_eq!(t.v4.index.level1.len(), 65_537);
-    assert!(
-        t.v4.index.level2.is_empty(),
-        "no bucket holds more than 32 segments"
-    );
-    assert_eq!(t.memory().v4_index_bytes, 65_537 * 4);
-    assert_eq!(t.memory().v4_segment_bytes, 100_000 * 12);
+    assert_eq!(t.v4.index.root_bits(), 16);
+    assert_eq!(t.v4.index.depth(), (0, 0), "no root slot holds 8 starts");
+    assert_eq!(t.memory().v4_index_bytes, 65_536 * 4);
+    // A sentinel and WINDOW - 1 records of padding.
+    assert_eq!(t.memory().v4_segment_bytes, (100_000 + WINDOW) * 12);
     let reference = BinarySearchTable::build(many.clone());
     for k in (0..u32::MAX - 50_000)
         .step_by(9_973)
@@ -671,7 +702,7 @@ fn v4_index_buckets_point_at_their_segments() {
         let ip = IpAddr::V4(Ipv4Addr::from(k));
         assert_eq!(t.lookup(ip), reference.lookup(ip), "at {ip}");
     }
-    // 4,000 small ranges in 10.7.0.0/16 (one first-level bucket): a second level.
+    // 4,000 small ranges in 10.7.0.0/16 (one root slot): inner nodes below it.
     let mut dense = many;
     dense.retain(|r| !r.range.contains("10.7.0.0".parse().unwrap()));
     for n in 0..4_000u32 {
@@ -693,7 +724,10 @@ fn v4_index_buckets_point_at_their_segments() {
         });
     }
     let t = RangeTable::build(dense.clone());
-    assert_eq!(t.v4.index.level2.len(), 257, "one split bucket");
+    let (depth, big) = t.v4.index.depth();
+    assert!(depth >= 1, "the crowded slot is split");
+    assert_eq!(big, 0, "and never needs a binary search");
+    assert!(t.memory().v4_index_bytes > 65_536 * 4);
     let reference = BinarySearchTable::build(dense);
     let base = u32::from(Ipv4Addr::new(10, 6, 255, 0));
     for k in base..base + 70_000 {
@@ -723,8 +757,8 @@ fn v6_aligned_rules_use_64_bit_keys_only() {
     assert_eq!(m.v6_segments, 5);
     assert_eq!(
         m.v6_segment_bytes,
-        5 * 20,
-        "20 bytes per /64-aligned IPv6 segment"
+        (5 + WINDOW) * 20,
+        "20 bytes per /64-aligned IPv6 segment (and a sentinel and padding)"
     );
     assert_eq!(
         decide(&t, "2001:db8:1:ffff:ffff:ffff:ffff:ffff"),
