@@ -73,10 +73,10 @@ impl Shape {
     };
 
     /// IPv6 (top 64 bits) in the server: allocations crowd at `/32` to `/48`, so two levels
-    /// of up to 4,096 slots.
+    /// of up to 1,024 slots.
     pub(super) const V6: Shape = Shape {
         root_bits: 16,
-        node_bits: 12,
+        node_bits: 10,
         max_depth: 2,
     };
 }

@@ -46,7 +46,7 @@ use super::rule::{Rule, RuleKind};
 /// number of rules.
 ///
 /// * **Index** (both families, [`SegIndex`]): a radix tree over the key's bits, `2^16` slots at
-///   the root (fewer for small tables), nodes of up to 1,024 (IPv4) or 4,096 (IPv6) slots
+///   the root (fewer for small tables), nodes of up to 1,024 slots
 ///   under crowded slots, sized per node; each leaf covers at most 7 segment starts. A lookup walks a fixed number of
 ///   levels and counts over a fixed window of 8 segments, with no data-dependent branch, so
 ///   lookups of random addresses overlap their cache misses (one level for IPv4, two for
@@ -129,22 +129,17 @@ impl RangeTable {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<&Rule> {
         let label = self.label(ip);
-        KINDS
-            .get((label >> CODE_SHIFT) as usize)
-            .copied()
-            .flatten()
-            .and_then(|_| self.rules.get((label & INDEX_MASK) as usize))
+        kind_of(label).and_then(|_| self.rules.get((label & INDEX_MASK) as usize))
     }
 
     /// The kind of the rule [`lookup`](RangeTable::lookup) would return (`None`: a stranger),
     /// read from the segment alone: the verdict without touching the rule list.
     ///
-    /// Computed without a branch on the answer (the label's top two bits index a table), so
-    /// lookups of random addresses do not mispredict here.
+    /// Computed without a branch on the answer, so lookups of random addresses do not
+    /// mispredict here.
     #[inline]
     pub fn kind(&self, ip: IpAddr) -> Option<RuleKind> {
-        let code = self.label(ip) >> CODE_SHIFT;
-        KINDS.get(code as usize).copied().flatten()
+        kind_of(self.label(ip))
     }
 
     /// All rules the table was built from, in the order given to [`build`](RangeTable::build).
@@ -285,8 +280,17 @@ const DENY_CODE: u32 = 2;
 /// The rule index in a segment label (so at most `2^30` rules are compiled).
 const INDEX_MASK: u32 = (1 << CODE_SHIFT) - 1;
 
-/// The verdict for each code of a label (the top two bits).
-const KINDS: [Option<RuleKind>; 4] = [None, Some(RuleKind::Permit), Some(RuleKind::Deny), None];
+/// The verdict a label stands for (`None`: [`NONE`], or [`FINE`] which never leaves the IPv6
+/// table). A four-way match on two bits, which compiles to arithmetic on a constant rather
+/// than a branch or a table in memory (a cold lookup would pay a cache miss for that).
+#[inline(always)]
+fn kind_of(label: u32) -> Option<RuleKind> {
+    match label >> CODE_SHIFT {
+        PERMIT_CODE => Some(RuleKind::Permit),
+        DENY_CODE => Some(RuleKind::Deny),
+        _ => None,
+    }
+}
 
 /// Label of a 64-bit-key IPv6 segment whose `/64` blocks are resolved in the full-width table.
 /// Never a real label (code 3).
