@@ -204,10 +204,10 @@ impl<K: IndexKey> SegIndex<K> {
     pub(super) fn lookup(&self, key: K) -> u32 {
         let mut at = key.bits_at(0, self.root_bits);
         let mut consumed = self.root_bits;
-        let Some(&mut_slot) = self.slots.get(at) else {
+        let Some(&root) = self.slots.get(at) else {
             return NONE;
         };
-        let mut slot = mut_slot;
+        let mut slot = root;
         for _ in 0..self.depth {
             // All ones on an inner node, zero on a leaf (which then re-reads itself).
             let inner = 0u32.wrapping_sub(slot >> 31);
