@@ -66,7 +66,12 @@ fn parse(c: &mut Criterion) {
         .collect();
     let args: Vec<(String, Vec<String>)> = envs
         .iter()
-        .map(|(c, e)| (c.clone(), e.args()))
+        .map(|(c, e)| {
+            (
+                c.clone(),
+                e.args().into_iter().map(String::from).collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, a)| !a.is_empty())
         .collect();
 

@@ -27,27 +27,27 @@ pub struct ScreenRequest {
 pub struct SourceError(pub String);
 
 impl ScreenRequest {
-    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted).
+    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted, as
+    /// [`AgiEnv::args`](crate::agi::env::AgiEnv::args) gives them or as `String`s).
     /// An empty argument list gives an unparseable From.
-    pub fn from_args(args: &[String]) -> ScreenRequest {
-        let from_raw = args.first().map(String::as_str).unwrap_or("");
-        let source = args
-            .get(1)
-            .map(|s| s.trim())
+    pub fn from_args<S: AsRef<str>>(args: &[S]) -> ScreenRequest {
+        let from_raw = args.first().map_or("", AsRef::as_ref);
+        ScreenRequest::new(from_raw, args.get(1).map(AsRef::as_ref))
+    }
+
+    /// A request from the From (or bare address) and an optional source argument: what
+    /// [`ScreenRequest::from_args`] builds from the first two arguments, and what the `check`
+    /// command asks. A source that is empty or only whitespace counts as absent.
+    pub fn new(from_text: &str, source: Option<&str>) -> ScreenRequest {
+        let source = source
+            .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(parse_source);
         ScreenRequest {
-            from_raw: from_raw.to_owned(),
-            from: from::parse(from_raw),
+            from_raw: from_text.to_owned(),
+            from: from::parse(from_text),
             source,
         }
-    }
-
-    /// A request for the `check` command: the From (or bare address) and an optional source.
-    pub fn new(from_text: &str, source: Option<&str>) -> ScreenRequest {
-        let mut args = vec![from_text.to_owned()];
-        args.extend(source.map(str::to_owned));
-        ScreenRequest::from_args(&args)
     }
 }
 
@@ -87,16 +87,20 @@ mod tests {
 
     #[test]
     fn args_to_request() {
-        let r = ScreenRequest::from_args(&[
-            "Bob <sip:bob@203.0.113.7>;tag=1".into(),
-            "127.0.0.1:15201".into(),
-        ]);
+        let r = ScreenRequest::from_args(&["Bob <sip:bob@203.0.113.7>;tag=1", "127.0.0.1:15201"]);
         assert!(r.from.is_ok());
+        assert_eq!(r.from_raw, "Bob <sip:bob@203.0.113.7>;tag=1");
         assert_eq!(r.source, Some(Ok("127.0.0.1".parse().expect("ip"))));
-        let r = ScreenRequest::from_args(&["203.0.113.7".into()]);
+        let r = ScreenRequest::from_args(&[String::from("203.0.113.7")]);
         assert!(r.from.is_ok());
         assert_eq!(r.source, None);
-        let r = ScreenRequest::from_args(&[]);
+        let r = ScreenRequest::from_args::<String>(&[]);
         assert!(r.from.is_err());
+        assert_eq!(r.from_raw, "");
+        // A blank source is no source; a bad one is kept as an error.
+        let r = ScreenRequest::from_args(&["203.0.113.7", " \t"]);
+        assert_eq!(r.source, None);
+        let r = ScreenRequest::new("203.0.113.7", Some(" junk "));
+        assert_eq!(r.source, Some(Err(SourceError("junk".into()))));
     }
 }

@@ -239,9 +239,14 @@ async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     let mut backoff = Duration::from_millis(5);
+    // One shutdown future for the whole loop: it registers with the token once, not twice
+    // per accepted call.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            biased;
+            _ = &mut shutdown => return,
             p = shared.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 // The semaphore is never closed while the server runs.
@@ -249,7 +254,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            biased;
+            _ = &mut shutdown => return,
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -267,6 +273,9 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
             tokio::select! {
+                // The call first: when it finishes on this poll, the hard-stop future is
+                // dropped without having been polled again.
+                biased;
                 _ = serve_one(stream, peer, &ctx) => {}
                 _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
             }

@@ -121,7 +121,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
+    let started = call_started();
     let env = read_env(&mut conn, ctx).await?;
     let outcome = screen(&mut conn, ctx, &env, started).await;
     let _ = conn.shutdown().await;
@@ -138,7 +138,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
+    let started = call_started();
     let env = read_env(&mut conn, ctx).await?;
     let outcome = match env.script() {
         Some("screen") => screen(&mut conn, ctx, &env, started).await,
@@ -184,7 +184,7 @@ async fn screen<R, W>(
     conn: &mut AgiConnection<R, W>,
     ctx: &Context,
     env: &AgiEnv,
-    started: Instant,
+    started: Option<Instant>,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -223,6 +223,9 @@ where
     } else {
         "false"
     };
+    let mut reason = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = decision.reason.write_to(&mut reason);
     let commands = [
         Command::SetVariable {
             name: "STRANGER",
@@ -234,7 +237,7 @@ where
         },
         Command::SetVariable {
             name: "IPCOUNTRY_REASON",
-            value: &decision.reason,
+            value: &reason,
         },
     ];
     for command in &commands {
@@ -297,27 +300,38 @@ pub fn mset_args(decision: &Decision) -> String {
     } else {
         "false"
     };
-    let verdict = decision.verdict.as_str();
-    let mut reason = decision.reason.as_str();
-    if reason.len() > MSET_MAX_REASON {
-        let mut cut = MSET_MAX_REASON;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason = &reason[..cut];
-    }
-    let mut out = String::with_capacity(64 + reason.len());
+    let mut out = String::with_capacity(128);
     out.push_str("STRANGER=");
     out.push_str(stranger);
     out.push_str(",IPCOUNTRY_VERDICT=");
-    out.push_str(verdict);
+    out.push_str(decision.verdict.as_str());
     out.push_str(",IPCOUNTRY_REASON=");
-    out.extend(reason.chars().map(|c| match c {
-        ',' => ';',
-        '"' => '\'',
-        '\\' => '/',
-        c => c,
-    }));
+    // The reason is written straight into the argument, then cut and rewritten in place.
+    let start = out.len();
+    // Writing into a `String` cannot fail.
+    let _ = decision.reason.write_to(&mut out);
+    if out.len() - start > MSET_MAX_REASON {
+        let mut cut = start + MSET_MAX_REASON;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    // Rule reasons are addresses, words and numbers; only notes and DNS errors may hold one of
+    // these characters, so this copy is rare.
+    if out[start..].contains([',', '"', '\\']) {
+        let reason: String = out[start..]
+            .chars()
+            .map(|c| match c {
+                ',' => ';',
+                '"' => '\'',
+                '\\' => '/',
+                c => c,
+            })
+            .collect();
+        out.truncate(start);
+        out.push_str(&reason);
+    }
     out
 }
 
@@ -362,14 +376,23 @@ where
     }
 }
 
+/// When the call started, if the per-call `info` line will be written (otherwise the clock is
+/// not read at all).
+fn call_started() -> Option<Instant> {
+    tracing::enabled!(Level::INFO).then(Instant::now)
+}
+
 fn log_call(
     env: &AgiEnv,
     request: &ScreenRequest,
     decision: &Decision<'_>,
     outcome: &Outcome,
-    started: Instant,
+    started: Option<Instant>,
 ) {
     // Nothing below is computed when the line would not be written.
+    let Some(started) = started else {
+        return;
+    };
     if !tracing::enabled!(Level::INFO) {
         return;
     }
@@ -422,12 +445,12 @@ impl fmt::Display for SourceText<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Verdict;
+    use crate::decision::{Reason, Verdict};
 
     fn decision(verdict: Verdict, reason: &str) -> Decision<'static> {
         Decision {
             verdict,
-            reason: reason.to_owned(),
+            reason: Reason::Text(reason.to_owned()),
             rule: None,
             checks: Vec::new(),
         }

@@ -159,19 +159,29 @@ impl Command<'_> {
 /// escaped with a backslash, every ASCII control character (C0 and DEL; CR, LF, NUL, TAB
 /// included) replaced by a space. The output never contains CR, LF or NUL.
 pub fn quote(value: &str, out: &mut Vec<u8>) {
-    out.reserve(value.len() + 2);
+    let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    for &b in value.as_bytes() {
+    // Copy runs of bytes that need nothing in one go; only the rare special byte is handled
+    // on its own.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'"' | b'\\' => {
+                out.extend_from_slice(&bytes[run..i]);
                 out.push(b'\\');
                 out.push(b);
             }
             // UTF-8 continuation and lead bytes are >= 0x80, so this never splits a character.
-            0x00..=0x1f | 0x7f => out.push(b' '),
-            _ => out.push(b),
+            0x00..=0x1f | 0x7f => {
+                out.extend_from_slice(&bytes[run..i]);
+                out.push(b' ');
+            }
+            _ => continue,
         }
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 

@@ -40,7 +40,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{is_blank_line, AgiEnv, EnvError};
+use crate::agi::env::{find_newline, is_blank_line, AgiEnv, EnvError};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// Minimum free space reserved in the read buffer before each read.
@@ -296,7 +296,7 @@ impl Scan {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, usize)>, ConnError> {
-        match buf[self.pos..].iter().position(|&b| b == b'\n') {
+        match find_newline(&buf[self.pos..]) {
             Some(off) => {
                 let nl = self.pos + off;
                 let start = self.line_start;
