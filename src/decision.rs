@@ -206,14 +206,14 @@ impl Serialize for Reason<'_> {
 /// is trusted, names a domain, and that domain is not allow-listed.
 pub fn host_to_resolve<'r>(
     policy: &Policy,
-    request: &'r ScreenRequest,
+    request: &'r ScreenRequest<'_>,
     trust: Trust,
 ) -> Option<&'r str> {
     if !trust.from() {
         return None;
     }
     match request.from.as_ref().ok()?.host()? {
-        Host::Domain(d) if policy.hosts().matching(d).is_none() => Some(d.as_str()),
+        Host::Domain(d) if policy.hosts().matching(d).is_none() => Some(d),
         _ => None,
     }
 }
@@ -221,7 +221,7 @@ pub fn host_to_resolve<'r>(
 /// Decides a call. `dns` is the resolution of [`host_to_resolve`]'s name (if there was one).
 pub fn decide<'p>(
     policy: &'p Policy,
-    request: &ScreenRequest,
+    request: &ScreenRequest<'_>,
     trust: Trust,
     dns: Option<&HostLookup>,
 ) -> Decision<'p> {
@@ -252,14 +252,14 @@ pub fn decide<'p>(
 
 fn check_from<'p>(
     policy: &'p Policy,
-    request: &ScreenRequest,
+    request: &ScreenRequest<'_>,
     dns: Option<&HostLookup>,
     checks: &mut Vec<Check<'p>>,
 ) {
     let Ok(from) = &request.from else {
         checks.push(unchecked(
             Role::From,
-            &request.from_raw,
+            request.from_raw,
             Reason::Fixed("unparseable From"),
         ));
         return;
@@ -267,7 +267,7 @@ fn check_from<'p>(
     match from.host() {
         None => checks.push(unchecked(
             Role::From,
-            &request.from_raw,
+            request.from_raw,
             Reason::Fixed("From has no host"),
         )),
         Some(Host::Ip(ip)) => checks.push(check_ip(policy, *ip, Role::From)),
@@ -275,7 +275,7 @@ fn check_from<'p>(
             if let Some(pattern) = policy.hosts().matching(name) {
                 checks.push(Check {
                     role: Role::From,
-                    subject: Subject::Text(name.clone()),
+                    subject: Subject::Text(name.to_string()),
                     verdict: Verdict::Permit,
                     reason: Reason::Text(format!("allow-host {pattern}")),
                     rule: None,

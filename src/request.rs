@@ -10,13 +10,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::sip::from::{self, FromError, FromHeader};
 
-/// A parsed screening request.
+/// A parsed screening request. It borrows the argument texts it was built from.
 #[derive(Debug, Clone)]
-pub struct ScreenRequest {
+pub struct ScreenRequest<'a> {
     /// The From header as received (for logs).
-    pub from_raw: String,
+    pub from_raw: &'a str,
     /// The parsed From header, or why it could not be parsed.
-    pub from: Result<FromHeader, FromError>,
+    pub from: Result<FromHeader<'a>, FromError>,
     /// The signalling source address: `None` when the dialplan did not pass one.
     pub source: Option<Result<IpAddr, SourceError>>,
 }
@@ -26,11 +26,11 @@ pub struct ScreenRequest {
 #[error("not an IP address or ip:port: {0:?}")]
 pub struct SourceError(pub String);
 
-impl ScreenRequest {
+impl<'a> ScreenRequest<'a> {
     /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted, as
     /// [`AgiEnv::args`](crate::agi::env::AgiEnv::args) gives them or as `String`s).
     /// An empty argument list gives an unparseable From.
-    pub fn from_args<S: AsRef<str>>(args: &[S]) -> ScreenRequest {
+    pub fn from_args<S: AsRef<str>>(args: &'a [S]) -> ScreenRequest<'a> {
         let from_raw = args.first().map_or("", AsRef::as_ref);
         ScreenRequest::new(from_raw, args.get(1).map(AsRef::as_ref))
     }
@@ -38,13 +38,13 @@ impl ScreenRequest {
     /// A request from the From (or bare address) and an optional source argument: what
     /// [`ScreenRequest::from_args`] builds from the first two arguments, and what the `check`
     /// command asks. A source that is empty or only whitespace counts as absent.
-    pub fn new(from_text: &str, source: Option<&str>) -> ScreenRequest {
+    pub fn new(from_text: &'a str, source: Option<&str>) -> ScreenRequest<'a> {
         let source = source
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(parse_source);
         ScreenRequest {
-            from_raw: from_text.to_owned(),
+            from_raw: from_text,
             from: from::parse(from_text),
             source,
         }
@@ -91,7 +91,8 @@ mod tests {
         assert!(r.from.is_ok());
         assert_eq!(r.from_raw, "Bob <sip:bob@203.0.113.7>;tag=1");
         assert_eq!(r.source, Some(Ok("127.0.0.1".parse().expect("ip"))));
-        let r = ScreenRequest::from_args(&[String::from("203.0.113.7")]);
+        let owned = [String::from("203.0.113.7")];
+        let r = ScreenRequest::from_args(&owned);
         assert!(r.from.is_ok());
         assert_eq!(r.source, None);
         let r = ScreenRequest::from_args::<String>(&[]);

@@ -12,6 +12,7 @@
 //! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
 //! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -284,14 +285,26 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
-    let _ = stream.set_nodelay(true);
-    // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
-    let (r, w) = stream.split();
-    let conn = AgiConnection::new(r, w, ctx.settings.limits);
-    match session::run(conn, ctx, Some(peer)).await {
-        Ok(outcome) => debug!(%peer, ?outcome, "session done"),
-        Err(error) => warn!(%peer, %error, "dropped AGI peer"),
+/// One call on `stream`. A function returning an `async move` block rather than an `async fn`,
+/// which would keep its arguments twice in the call's future (see `session::run`).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+fn serve_one(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+) -> impl Future<Output = ()> + use<'_> {
+    async move {
+        let _ = stream.set_nodelay(true);
+        // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
+        let (r, w) = stream.split();
+        let conn = AgiConnection::new(r, w, ctx.settings.limits);
+        match session::run(conn, ctx, Some(peer)).await {
+            Ok(outcome) => debug!(%peer, ?outcome, "session done"),
+            Err(error) => warn!(%peer, %error, "dropped AGI peer"),
+        }
     }
 }
 

@@ -194,7 +194,8 @@ fn hot_path_allocations() {
     let request_build = allocations(|| {
         std::hint::black_box(ScreenRequest::from_args(&env.args()));
     });
-    let request = ScreenRequest::from_args(&env.args());
+    let args = env.args();
+    let request = ScreenRequest::from_args(&args);
     let decide = allocations(|| {
         std::hint::black_box(decision::decide(&policy, &request, Trust::Both, None));
     });

@@ -40,7 +40,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{find_newline, is_blank_line, AgiEnv, EnvError};
+use crate::agi::env::{is_blank_line, AgiEnv, EnvError, Newlines};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// Minimum free space reserved in the read buffer before each read.
@@ -290,15 +290,16 @@ struct Scan {
 
 impl Scan {
     /// The next complete line, `(start, index of its '\n')`, checking the line length.
-    /// Advances `pos` and `line_start` past it.
+    /// Advances `pos` and `line_start` past it. `newlines` are those of `buf` from `pos` on
+    /// (one iterator for all the lines of a framing call).
     fn next_line(
         &mut self,
+        newlines: &mut Newlines<'_>,
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, usize)>, ConnError> {
-        match find_newline(&buf[self.pos..]) {
-            Some(off) => {
-                let nl = self.pos + off;
+        match newlines.next() {
+            Some(nl) => {
                 let start = self.line_start;
                 if nl - start > limits.max_line {
                     return Err(ConnError::LineTooLong {
@@ -323,7 +324,8 @@ impl Scan {
 
     /// Length of the complete environment block at the start of `buf`, if there is one.
     fn env_frame(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ConnError> {
-        while let Some((start, nl)) = self.next_line(buf, limits)? {
+        let mut newlines = Newlines::new(buf, self.pos);
+        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
             if nl + 1 > limits.max_block {
                 return Err(ConnError::BlockTooLarge {
                     limit: limits.max_block,
@@ -354,7 +356,8 @@ impl Scan {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, bool)>, ConnError> {
-        while let Some((start, nl)) = self.next_line(buf, limits)? {
+        let mut newlines = Newlines::new(buf, self.pos);
+        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
             let line = &buf[start..nl];
             if !self.usage {
                 if !line.starts_with(b"520-") {

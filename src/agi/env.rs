@@ -127,11 +127,12 @@ impl AgiEnv {
         };
         let mut spans: Vec<Span> = Vec::with_capacity(32);
         let mut seen = NameFilter::default();
+        let mut newlines = Newlines::new(block, 0);
         let mut pos = 0usize;
         let mut line_no = 0usize;
         loop {
             line_no += 1;
-            let Some(nl) = find_newline(&block[pos..]).map(|off| pos + off) else {
+            let Some(nl) = newlines.next() else {
                 return Err(EnvError::Unterminated);
             };
             let line = &block[pos..nl];
@@ -274,8 +275,7 @@ impl AgiEnv {
 /// a complete (empty) block of length 1 (or 2 for `\r\n`). `None` while the block is incomplete.
 pub fn find_block_end(buf: &[u8]) -> Option<usize> {
     let mut start = 0;
-    while let Some(off) = find_newline(&buf[start..]) {
-        let nl = start + off;
+    for nl in Newlines::new(buf, 0) {
         if is_blank_line(&buf[start..nl]) {
             return Some(nl + 1);
         }
@@ -284,35 +284,86 @@ pub fn find_block_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The index of the first `\n` in `haystack`.
-///
-/// Word at a time (eight bytes per step, the classic "has a zero byte" bit trick on the
-/// bytes XORed with `\n`), so framing and parsing a 700-byte block take about a hundred steps
-/// instead of seven hundred. Shared with `connection.rs`.
-pub(crate) fn find_newline(haystack: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let mut chunks = haystack.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        // Little-endian: the first byte in memory is the lowest one, so the lowest flagged
-        // byte is the first `\n`. (A flag can be wrong only in a byte *above* a real match,
-        // where the borrow of the subtraction ends up; the lowest one is always right.)
-        let x = u64::from_le_bytes(bytes) ^ NEWLINES;
-        let found = x.wrapping_sub(ONES) & !x & HIGHS;
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
+/// The positions of the `\n`s in `haystack[start..]`, in order (as indexes into
+/// `haystack`), found eight bytes at a time: a 700-byte block takes about ninety steps, plus
+/// one per line. Shared with `connection.rs`, whose framing scans the same way.
+#[derive(Debug, Clone)]
+pub(crate) struct Newlines<'a> {
+    haystack: &'a [u8],
+    /// Index of the first byte of the word `mask` describes.
+    base: usize,
+    /// The high bit of each byte of that word that is a `\n` not yet returned.
+    mask: u64,
+    /// Index of the first byte not yet loaded.
+    next: usize,
+}
+
+impl<'a> Newlines<'a> {
+    /// The `\n`s of `haystack` from index `start` on (none if `start` is past the end).
+    pub(crate) fn new(haystack: &'a [u8], start: usize) -> Self {
+        Newlines {
+            haystack,
+            base: 0,
+            mask: 0,
+            next: start.min(haystack.len()),
         }
-        offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| offset + i)
+}
+
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.mask == 0 {
+            let rest = self.haystack.get(self.next..).unwrap_or_default();
+            let mut words = rest.chunks_exact(8);
+            let mut base = self.next;
+            for word in &mut words {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(word);
+                let mask = newline_mask(bytes);
+                base += 8;
+                if mask != 0 {
+                    self.base = base - 8;
+                    self.mask = mask;
+                    break;
+                }
+            }
+            if self.mask == 0 {
+                // The tail, padded with zero bytes (which are not `\n`s).
+                let tail = words.remainder();
+                let mut bytes = [0u8; 8];
+                for (to, from) in bytes.iter_mut().zip(tail) {
+                    *to = *from;
+                }
+                self.base = base;
+                self.mask = newline_mask(bytes);
+                base += tail.len();
+            }
+            self.next = base;
+            if self.mask == 0 {
+                return None;
+            }
+        }
+        let at = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(at)
+    }
+}
+
+/// The high bit of every byte of `word` that is a `\n`, and no other bit. Little-endian, so
+/// the first byte in memory is the lowest.
+#[inline]
+fn newline_mask(word: [u8; 8]) -> u64 {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    // `x` has a zero byte exactly where the word has a `\n`. Per byte, `(x & 0x7f) + 0x7f`
+    // has its high bit set unless the low seven bits are zero (and never carries into the
+    // next byte: 0x7f + 0x7f < 0x100); `| x` adds the byte's own high bit. What stays clear
+    // is a zero byte.
+    let x = u64::from_le_bytes(word) ^ NEWLINES;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
 /// True for the line (without its `\n`) that terminates a block: empty, or a lone `\r`.
@@ -329,7 +380,10 @@ fn parse_line(block: &[u8], start: usize, end: usize, line_no: usize) -> Result<
     let Some(rest) = line.strip_prefix(b"agi_") else {
         return Err(EnvError::MissingPrefix { line: line_no });
     };
-    let name_len = rest.iter().take_while(|&&b| is_name_byte(b)).count();
+    let name_len = rest
+        .iter()
+        .position(|&b| !NAME_BYTES[usize::from(b)])
+        .unwrap_or(rest.len());
     if !rest[name_len..].starts_with(b": ") {
         // The first `": "` (if any) comes after a byte that cannot be in a name.
         return Err(if rest.windows(2).any(|w| w == b": ") {
@@ -351,10 +405,17 @@ fn parse_line(block: &[u8], start: usize, end: usize, line_no: usize) -> Result<
     })
 }
 
-/// `[A-Za-z0-9_]`, the bytes of a variable name.
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
+/// `[A-Za-z0-9_]`, the bytes of a variable name, as a table (one load per byte).
+static NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// A one-hash Bloom filter of the names seen so far in a block (128 bits): a name not in it
 /// cannot be a duplicate, so the exact comparison with the earlier names runs only on a hit
@@ -757,7 +818,114 @@ pub(crate) mod tests {
         );
     }
 
+    /// `agi_`-block parsing, checking every line on its own: the behaviour `AgiEnv::parse`
+    /// had before it was made a single pass, kept as the oracle for it.
+    fn parse_line_by_line(block: &[u8]) -> Result<Vec<(String, String)>, EnvError> {
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut pos = 0;
+        let mut line_no = 0;
+        loop {
+            line_no += 1;
+            let rest = &block[pos..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                return Err(EnvError::Unterminated);
+            };
+            let line = &rest[..nl];
+            if line.is_empty() || line == b"\r" {
+                if pos + nl + 1 == block.len() {
+                    return Ok(vars);
+                }
+                return Err(EnvError::TrailingData { line: line_no + 1 });
+            }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text =
+                std::str::from_utf8(line).map_err(|_| EnvError::NotUtf8 { line: line_no })?;
+            let rest = text
+                .strip_prefix("agi_")
+                .ok_or(EnvError::MissingPrefix { line: line_no })?;
+            let (name, value) = rest
+                .split_once(": ")
+                .ok_or(EnvError::MissingSeparator { line: line_no })?;
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(EnvError::BadName { line: line_no });
+            }
+            if vars.iter().any(|(n, _)| n == name) {
+                return Err(EnvError::DuplicateName { line: line_no });
+            }
+            vars.push((name.to_owned(), value.to_owned()));
+            pos += nl + 1;
+        }
+    }
+
+    fn owned_vars(env: &AgiEnv) -> Vec<(String, String)> {
+        env.vars()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn single_pass_matches_line_by_line_on_every_capture() {
+        for case in session_cases() {
+            let raw = fixture(&case, "header.raw");
+            let want = parse_line_by_line(&raw);
+            assert_eq!(AgiEnv::parse(&raw).map(|e| owned_vars(&e)), want, "{case}");
+        }
+        // Many names, some sharing length, first and last bytes (Bloom filter collisions).
+        let mut block = String::new();
+        for a in b'a'..=b'z' {
+            for b in [b'x', b'y'] {
+                block.push_str(&format!(
+                    "agi_{}{}_{}: v\n",
+                    a as char, b as char, a as char
+                ));
+            }
+        }
+        block.push('\n');
+        let env = AgiEnv::parse(block.as_bytes()).expect("distinct names");
+        assert_eq!(env.vars().len(), 52);
+        let repeated = format!("{}agi_zy_z: again\n\n", &block[..block.len() - 1]);
+        assert_eq!(
+            AgiEnv::parse(repeated.as_bytes()),
+            Err(EnvError::DuplicateName { line: 53 })
+        );
+    }
+
     proptest! {
+        #[test]
+        fn single_pass_matches_line_by_line(lines in proptest::collection::vec(
+            prop_oneof![
+                "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}",
+                "agi_(network|arg_1|arg_2|a|b|ab|ba)(: )[ -~]{0,6}",
+                proptest::collection::vec(any::<u8>(), 0..12)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+            0..12),
+            raw_tail in proptest::collection::vec(any::<u8>(), 0..4),
+            terminate in any::<bool>(),
+        ) {
+            let mut block = lines.join("\n").into_bytes();
+            if terminate {
+                block.extend_from_slice(b"\n\n");
+            }
+            block.extend_from_slice(&raw_tail);
+            let want = parse_line_by_line(&block);
+            prop_assert_eq!(AgiEnv::parse(&block).map(|e| owned_vars(&e)), want);
+        }
+
+        #[test]
+        fn newlines_finds_every_newline(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\x0b'), Just(b'\x8a'), any::<u8>()], 0..80),
+            start in 0usize..90,
+        ) {
+            let want: Vec<usize> = bytes
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| i >= start && b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(Newlines::new(&bytes, start).collect::<Vec<_>>(), want);
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = AgiEnv::parse(&bytes);
