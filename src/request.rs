@@ -6,7 +6,7 @@
 //! Nothing here does I/O; malformed values are kept as typed errors so the decision can say
 //! why a caller became a stranger.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::sip::from::{self, FromError, FromHeader};
 
@@ -54,6 +54,18 @@ impl<'a> ScreenRequest<'a> {
 /// Parses `ip`, `ip:port`, `[v6]` or `[v6]:port`; the result is canonical (v4-mapped → v4).
 pub fn parse_source(s: &str) -> Result<IpAddr, SourceError> {
     let s = s.trim();
+    // The usual forms first, each with the one parser that can accept it (what the general
+    // chain below would end up with): `ip:port` with an IPv4 address, a bare IPv4 address.
+    if !s.contains('[') {
+        let parsed = match s.bytes().filter(|&b| b == b':').count() {
+            0 => s.parse::<Ipv4Addr>().ok(),
+            1 => s.parse::<SocketAddrV4>().ok().map(|sa| *sa.ip()),
+            _ => None,
+        };
+        if let Some(ip) = parsed {
+            return Ok(IpAddr::V4(ip));
+        }
+    }
     let ip = s
         .parse::<IpAddr>()
         .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
@@ -83,6 +95,42 @@ mod tests {
         assert_eq!(parse_source("[::ffff:127.0.0.1]:5060"), Ok(v4));
         assert!(parse_source("bogus").is_err());
         assert!(parse_source("1.2.3.4:99999").is_err());
+    }
+
+    /// `parse_source` before its fast path, as the oracle.
+    fn parse_source_general(s: &str) -> Result<IpAddr, SourceError> {
+        let s = s.trim();
+        let ip = s
+            .parse::<IpAddr>()
+            .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
+            .or_else(|_| {
+                s.strip_prefix('[')
+                    .and_then(|r| r.strip_suffix(']'))
+                    .ok_or(())
+                    .and_then(|r| r.parse::<IpAddr>().map_err(|_| ()))
+            })
+            .map_err(|_| SourceError(s.chars().take(64).collect()))?;
+        Ok(ip.to_canonical())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_source_forms_agree_with_the_general_parser(
+            s in "[ \t]?[0-9]{0,4}([.][0-9]{0,4}){0,4}(:[+0-9]{0,6})?[ :\\[\\]]?",
+            ip in proptest::prelude::any::<IpAddr>(),
+            port in proptest::prelude::any::<u16>(),
+        ) {
+            proptest::prop_assert_eq!(parse_source(&s), parse_source_general(&s));
+            for text in [
+                ip.to_string(),
+                format!("{ip}:{port}"),
+                format!("[{ip}]:{port}"),
+                format!("[{ip}]"),
+                format!("{ip}:0{port}"),
+            ] {
+                proptest::prop_assert_eq!(parse_source(&text), parse_source_general(&text), "{}", text);
+            }
+        }
     }
 
     #[test]

@@ -273,11 +273,15 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
+            // The call's future (some 850 bytes) is boxed: tokio copies a task's whole future
+            // several times while spawning, running and finishing it, and this way that is a
+            // hundred-odd bytes rather than a kilobyte (one small allocation instead).
+            let call = Box::pin(serve_one(stream, peer, &ctx));
             tokio::select! {
                 // The call first: when it finishes on this poll, the hard-stop future is
                 // dropped without having been polled again.
                 biased;
-                _ = serve_one(stream, peer, &ctx) => {}
+                _ = call => {}
                 _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
             }
             drop(permit);

@@ -214,13 +214,13 @@ where
     W: AsyncWrite + Unpin,
 {
     async move {
-        let args = env.args();
+        let [from, source] = env.first_two_args();
         let policy = ctx.policy.load();
         // The request is not kept across the reply's round trip (it would be most of this
         // future, which is copied as a whole when the call's task is spawned): it lives in this
         // block, and the log line takes the little it needs from it, only when it will be written.
         let (decision, facts) = {
-            let request = ScreenRequest::from_args(&args);
+            let request = ScreenRequest::new(from.as_deref().unwrap_or(""), source.as_deref());
             let trust = ctx.settings.trust;
             let dns = match decision::host_to_resolve(&policy, &request, trust) {
                 // Boxed: the resolver's future is large, and held inline it would make every

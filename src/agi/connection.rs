@@ -292,6 +292,7 @@ impl Scan {
     /// The next complete line, `(start, index of its '\n')`, checking the line length.
     /// Advances `pos` and `line_start` past it. `newlines` are those of `buf` from `pos` on
     /// (one iterator for all the lines of a framing call).
+    #[inline]
     fn next_line(
         &mut self,
         newlines: &mut Newlines<'_>,

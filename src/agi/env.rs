@@ -215,7 +215,7 @@ impl AgiEnv {
         let mut args: Vec<Cow<'_, str>> = Vec::new();
         let mut in_order = true;
         for (name, value) in self.vars() {
-            if let Some(i) = arg_index(name) {
+            if let Some(i) = arg_index(name.as_bytes()) {
                 in_order &= usize::try_from(i).is_ok_and(|i| i == args.len() + 1);
                 args.push(Cow::Borrowed(value));
             }
@@ -223,7 +223,7 @@ impl AgiEnv {
         if !in_order {
             let mut numbered: Vec<(u32, &str)> = self
                 .vars()
-                .filter_map(|(n, v)| Some((arg_index(n)?, v)))
+                .filter_map(|(n, v)| Some((arg_index(n.as_bytes())?, v)))
                 .collect();
             numbered.sort_by_key(|&(i, _)| i);
             return numbered
@@ -242,6 +242,36 @@ impl AgiEnv {
             Suffix::Query(query) => query_args(query),
             Suffix::Pipe(rest) => rest.split('|').map(Cow::Borrowed).collect(),
         }
+    }
+
+    /// The first two of [`AgiEnv::args`]: what a `screen` call uses (the From and the
+    /// source). The same values, without collecting the other arguments: nothing is
+    /// allocated unless an old-style argument has to be percent-decoded.
+    pub fn first_two_args(&self) -> [Option<Cow<'_, str>>; 2] {
+        // The two smallest argument numbers (names are unique, so numbers are too).
+        let mut first: Option<(u32, &str)> = None;
+        let mut second: Option<(u32, &str)> = None;
+        for span in &self.spans {
+            let Some(i) = arg_index(&self.text.as_bytes()[span.name_start..span.name_end]) else {
+                continue;
+            };
+            let value = &self.text[span.value_start..span.value_end];
+            match (first, second) {
+                (None, _) => first = Some((i, value)),
+                (Some((a, _)), _) if i < a => {
+                    second = first;
+                    first = Some((i, value));
+                }
+                (_, None) => second = Some((i, value)),
+                (_, Some((b, _))) if i < b => second = Some((i, value)),
+                _ => {}
+            }
+        }
+        if first.is_some() {
+            return [first, second].map(|arg| arg.map(|(_, value)| Cow::Borrowed(value)));
+        }
+        let mut args = self.args().into_iter();
+        [args.next(), args.next()]
     }
 
     /// `agi_uniqueid`, Asterisk's id of the channel (`1795611310.0`).
@@ -446,13 +476,21 @@ impl NameFilter {
     }
 }
 
-/// `arg_<N>` with canonical decimal `N >= 1` gives `Some(N)`.
-fn arg_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("arg_")?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+/// `arg_<N>` with canonical decimal `N >= 1` (that fits a `u32`) gives `Some(N)`.
+#[inline]
+fn arg_index(name: &[u8]) -> Option<u32> {
+    let digits = name.strip_prefix(b"arg_")?;
+    if digits.is_empty() || digits[0] == b'0' {
         return None;
     }
-    digits.parse().ok()
+    let mut n: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+    }
+    Some(n)
 }
 
 /// What follows the script name in `agi_network_script`.
@@ -910,6 +948,26 @@ pub(crate) mod tests {
             block.extend_from_slice(&raw_tail);
             let want = parse_line_by_line(&block);
             prop_assert_eq!(AgiEnv::parse(&block).map(|e| owned_vars(&e)), want);
+        }
+
+        #[test]
+        fn first_two_args_are_the_first_two_args(
+            numbers in proptest::collection::vec(prop_oneof![1u64..6, Just(10), Just(4_294_967_295), Just(4_294_967_296)], 0..6),
+            script in prop_oneof![Just("screen"), Just("screen?a&b%41&c"), Just("screen?src=x"), Just("screen|p|q")],
+        ) {
+            let mut block = format!("agi_network_script: {script}\n");
+            let mut seen = Vec::new();
+            for n in numbers {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                    block.push_str(&format!("agi_arg_{n}: v{n}\nagi_arg_0{n}: not{n}\n"));
+                }
+            }
+            block.push('\n');
+            let env = AgiEnv::parse(block.as_bytes()).expect("valid block");
+            let args = env.args();
+            let want = [args.first().cloned(), args.get(1).cloned()];
+            prop_assert_eq!(env.first_two_args(), want);
         }
 
         #[test]
