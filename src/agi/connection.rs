@@ -15,6 +15,10 @@
 //! after a frame stay buffered for the next call: Asterisk writes line by line, a block may
 //! arrive in 20+ segments, and an early `HANGUP\n` may arrive right behind the block.
 //!
+//! When the whole environment block is in the buffer at once (it was written in one piece),
+//! framing and parsing are one pass over it (`agi::env`'s `parse_prefix`, which gives what
+//! framing then parsing gives, bounds included).
+//!
 //! Framing is incremental within one call (each byte is examined once), and restarts from the
 //! start of the unconsumed bytes at the beginning of each call. That makes `read_env` and
 //! `read_reply` **cancel-safe**: if a `tokio::time::timeout` drops the future, no byte is
@@ -40,7 +44,9 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{is_blank_line, AgiEnv, EnvError, Newlines};
+use crate::agi::env::{
+    is_blank_line, parse_prefix, AgiEnv, Bound, Bounds, EnvError, Newlines, Prefix,
+};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// Minimum free space reserved in the read buffer before each read.
@@ -74,6 +80,32 @@ impl Default for Limits {
             max_line: 8 * 1024,
             max_block: 64 * 1024,
             max_lines: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The same bounds, for the environment block's single-pass parser.
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            max_line: self.max_line,
+            max_block: self.max_block,
+            max_lines: self.max_lines,
+        }
+    }
+
+    /// The error for a broken bound.
+    fn broken(&self, bound: Bound) -> ConnError {
+        match bound {
+            Bound::Line => ConnError::LineTooLong {
+                limit: self.max_line,
+            },
+            Bound::Block => ConnError::BlockTooLarge {
+                limit: self.max_block,
+            },
+            Bound::Lines => ConnError::TooManyLines {
+                limit: self.max_lines,
+            },
         }
     }
 }
@@ -165,6 +197,20 @@ where
     pub async fn read_env(&mut self) -> Result<AgiEnv, ConnError> {
         let mut scan = Scan::default();
         loop {
+            // The usual case when the block was written at once: it arrives whole, ending
+            // the buffer. Frame and parse it in one pass (same result as the framing below
+            // followed by `AgiEnv::parse`).
+            if scan.pos == 0 && ends_with_blank_line(&self.buf) {
+                match parse_prefix(&self.buf, &self.limits.bounds()) {
+                    Prefix::Complete { len, env } => {
+                        self.advance(len);
+                        return Ok(env?);
+                    }
+                    Prefix::OutOfBounds(bound) => return Err(self.limits.broken(bound)),
+                    // Not possible with an empty line at the end; framed below anyway.
+                    Prefix::Incomplete => {}
+                }
+            }
             if let Some(end) = scan.env_frame(&self.buf, &self.limits)? {
                 let parsed = AgiEnv::parse(&self.buf[..end]);
                 self.advance(end);
@@ -265,6 +311,11 @@ where
     fn advance(&mut self, n: usize) {
         self.buf.drain(..n);
     }
+}
+
+/// Whether `buf` ends with an empty line (`\n\n`, `\n\r\n`, or is one).
+fn ends_with_blank_line(buf: &[u8]) -> bool {
+    buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") || buf == b"\n" || buf == b"\r\n"
 }
 
 fn closed_suffix(partial: &bool) -> &'static str {

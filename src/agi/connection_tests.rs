@@ -547,6 +547,73 @@ proptest! {
         rt.block_on(run_session(case, Chunked::new(chunks)));
     }
 
+    /// Framing and parsing a whole block in one pass (`parse_prefix`, what `read_env` does
+    /// when the block arrives at once) gives what the incremental framing followed by
+    /// `AgiEnv::parse` gives, bounds included; and `read_env` reading it at once or a byte
+    /// at a time ends the same way, leaving the same bytes unconsumed. (Which bound is
+    /// reported first may depend on how the bytes arrive, as it always has: a byte at a time,
+    /// the block can be too large before its long line is too long.)
+    #[test]
+    fn single_pass_frames_like_the_framing(
+        lines in proptest::collection::vec(prop_oneof![
+            "agi_[a-z_0-9]{0,6}: [ -~]{0,12}",
+            "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}",
+            Just(String::new()),
+            Just("\r".to_owned()),
+            Just("agi_a: dup".to_owned()),
+            "[ -~]{20,40}",
+            "agi_(a|b)\u{e9}?: [a-z\u{e9}]{0,4}",
+        ].prop_map(String::into_bytes).boxed().prop_union(
+            proptest::collection::vec(any::<u8>(), 0..10).boxed(),
+        ), 0..14),
+        raw in proptest::collection::vec(any::<u8>(), 0..6),
+        ending in prop_oneof![Just(&b"\n\n"[..]), Just(&b"\n\r\n"[..]), Just(&b"\n"[..]), Just(&b""[..])],
+        max_line in prop_oneof![Just(8192usize), 5usize..40],
+        max_block in prop_oneof![Just(65536usize), 10usize..300],
+        max_lines in prop_oneof![Just(256usize), 1usize..12],
+    ) {
+        let mut input = lines.join(&b'\n');
+        input.extend_from_slice(&raw);
+        input.extend_from_slice(ending);
+        let lim = limits(max_line, max_block, max_lines);
+
+        let mut scan = Scan::default();
+        let want = match scan.env_frame(&input, &lim) {
+            Ok(Some(end)) => format!("complete {end} {:?}", AgiEnv::parse(&input[..end])),
+            Ok(None) => "incomplete".to_owned(),
+            Err(e) => format!("bound {e}"),
+        };
+        let got = match parse_prefix(&input, &lim.bounds()) {
+            Prefix::Complete { len, env } => format!("complete {len} {env:?}"),
+            Prefix::Incomplete => "incomplete".to_owned(),
+            Prefix::OutOfBounds(bound) => format!("bound {}", lim.broken(bound)),
+        };
+        prop_assert_eq!(got, want);
+
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let (whole, each) = rt.block_on(async {
+            let mut outcomes = Vec::new();
+            for reader in [Chunked::new([input.clone()]), Chunked::bytes_each(&input)] {
+                let mut c = AgiConnection::new(reader, tokio::io::sink(), lim);
+                let outcome = match c.read_env().await {
+                    Ok(env) => format!("{env:?}"),
+                    Err(
+                        ConnError::LineTooLong { .. }
+                        | ConnError::BlockTooLarge { .. }
+                        | ConnError::TooManyLines { .. },
+                    ) => "a bound is broken".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                // What is left: buffered, or not read yet.
+                let mut left = c.buf.clone();
+                left.extend(c.reader.chunks.iter().flatten());
+                outcomes.push(format!("{outcome} / left {left:?}"));
+            }
+            (outcomes[0].clone(), outcomes[1].clone())
+        });
+        prop_assert_eq!(whole, each);
+    }
+
     /// Arbitrary bytes never panic the framing; every outcome is a value or a typed error.
     #[test]
     fn arbitrary_input_never_panics(

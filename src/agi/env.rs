@@ -114,60 +114,31 @@ impl AgiEnv {
     /// Parses one complete, framed block: the bytes up to and including the terminating empty
     /// line (as found by [`find_block_end`]). A block that is only `"\n"` gives an empty env.
     ///
-    /// One pass over the block: a single UTF-8 check for all of it, a word-at-a-time search
-    /// for each line's `\n`, and per line only the name's bytes are looked at one by one
-    /// (the value is never scanned again). Errors are the same, and reported for the same
+    /// One pass over the block: a word-at-a-time search for each line's `\n`, per line only
+    /// the name's bytes are looked at one by one (the value is never scanned again), and a
+    /// single UTF-8 check for all of it. Errors are the same, and reported for the same
     /// (first) line, as checking line by line would give.
     pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
-        // Bytes before `valid` are valid UTF-8. A line is valid UTF-8 exactly when it ends at
-        // or before `valid`: lines end at a `\n`, which is always a character boundary.
-        let (text, valid) = match std::str::from_utf8(block) {
-            Ok(text) => (Some(text), block.len()),
-            Err(e) => (None, e.valid_up_to()),
-        };
-        let mut spans: Vec<Span> = Vec::with_capacity(32);
-        let mut seen = NameFilter::default();
-        let mut newlines = Newlines::new(block, 0);
-        let mut pos = 0usize;
-        let mut line_no = 0usize;
-        loop {
-            line_no += 1;
-            let Some(nl) = newlines.next() else {
-                return Err(EnvError::Unterminated);
-            };
-            let line = &block[pos..nl];
-            if is_blank_line(line) {
-                if nl + 1 == block.len() {
-                    // Every line was checked to end before `valid`, and this blank one is
-                    // ASCII, so the whole block is UTF-8: `text` is `Some`. The error only
-                    // avoids a panic path.
-                    let text = text.ok_or(EnvError::NotUtf8 { line: line_no })?;
-                    return Ok(AgiEnv {
-                        text: text.to_owned(),
-                        spans,
+        match scan(block, &Bounds::NONE) {
+            Scanned::Complete {
+                len,
+                blank_line,
+                spans,
+                error,
+            } => {
+                let env = finish(&block[..len], spans, error)?;
+                if len != block.len() {
+                    return Err(EnvError::TrailingData {
+                        line: blank_line + 1,
                     });
                 }
-                return Err(EnvError::TrailingData { line: line_no + 1 });
+                Ok(env)
             }
-            let end = if line.last() == Some(&b'\r') {
-                nl - 1
-            } else {
-                nl
-            };
-            if end > valid {
-                return Err(EnvError::NotUtf8 { line: line_no });
+            Scanned::Incomplete { complete, error } => {
+                Err(first_error(&block[..complete], error).unwrap_or(EnvError::Unterminated))
             }
-            let span = parse_line(block, pos, end, line_no)?;
-            let name = &block[span.name_start..span.name_end];
-            if !seen.insert(name)
-                && spans
-                    .iter()
-                    .any(|s| &block[s.name_start..s.name_end] == name)
-            {
-                return Err(EnvError::DuplicateName { line: line_no });
-            }
-            spans.push(span);
-            pos = nl + 1;
+            // Unreachable without bounds; reported as what it would be, an unfinished block.
+            Scanned::OutOfBounds(_) => Err(EnvError::Unterminated),
         }
     }
 
@@ -300,6 +271,71 @@ impl AgiEnv {
     }
 }
 
+/// Bounds on an environment block, checked while it is scanned (the connection's `Limits`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Longest line, `\n` not counted.
+    pub(crate) max_line: usize,
+    /// Largest block, its empty line included.
+    pub(crate) max_block: usize,
+    /// Most lines, the empty line not counted.
+    pub(crate) max_lines: usize,
+}
+
+impl Bounds {
+    /// No bounds at all.
+    const NONE: Bounds = Bounds {
+        max_line: usize::MAX,
+        max_block: usize::MAX,
+        max_lines: usize::MAX,
+    };
+}
+
+/// Which [`Bounds`] field a block broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// A line is longer than `max_line`.
+    Line,
+    /// The block is larger than `max_block`.
+    Block,
+    /// The block has more than `max_lines` lines.
+    Lines,
+}
+
+/// What [`parse_prefix`] found at the start of a buffer.
+#[derive(Debug)]
+pub(crate) enum Prefix {
+    /// A whole block, `len` bytes long (up to and including its empty line), parsed or not.
+    Complete {
+        /// Length of the block.
+        len: usize,
+        /// The parsed block, or why it does not parse.
+        env: Result<AgiEnv, EnvError>,
+    },
+    /// No empty line yet, and no bound broken.
+    Incomplete,
+    /// A bound is broken (checked as the connection's framing checks it: line by line, in
+    /// order, before anything about the lines' contents).
+    OutOfBounds(Bound),
+}
+
+/// Frames and parses the environment block at the start of `buf` in a single pass: what the
+/// connection's framing followed by [`AgiEnv::parse`] of the framed block would give (unit
+/// tests in `connection_tests.rs` hold the two against each other), for a buffer that holds
+/// the whole block.
+pub(crate) fn parse_prefix(buf: &[u8], bounds: &Bounds) -> Prefix {
+    match scan(buf, bounds) {
+        Scanned::Complete {
+            len, spans, error, ..
+        } => Prefix::Complete {
+            len,
+            env: finish(&buf[..len], spans, error),
+        },
+        Scanned::Incomplete { .. } => Prefix::Incomplete,
+        Scanned::OutOfBounds(bound) => Prefix::OutOfBounds(bound),
+    }
+}
+
 /// Finds the end of an environment block: the index just past the first empty line (`\n`, or
 /// `\r\n`), counting lines from the start of `buf`. A buffer that starts with an empty line is
 /// a complete (empty) block of length 1 (or 2 for `\r\n`). `None` while the block is incomplete.
@@ -402,8 +438,132 @@ pub(crate) fn is_blank_line(line: &[u8]) -> bool {
     line.is_empty() || line == b"\r"
 }
 
+/// The result of [`scan`].
+enum Scanned {
+    Complete {
+        len: usize,
+        /// Line number of the empty line.
+        blank_line: usize,
+        spans: Vec<Span>,
+        /// The first error in the lines' structure (UTF-8 not checked yet).
+        error: Option<EnvError>,
+    },
+    Incomplete {
+        /// Length of the complete lines.
+        complete: usize,
+        /// The first error in the complete lines' structure (UTF-8 not checked yet).
+        error: Option<EnvError>,
+    },
+    OutOfBounds(Bound),
+}
+
+/// One pass over the lines at the start of `buf`, up to the first empty line: the bounds
+/// (in the order the connection's framing checks them), each line's structure and the
+/// duplicate names (up to the first error, which is kept), and the spans.
+fn scan(buf: &[u8], bounds: &Bounds) -> Scanned {
+    let mut spans: Vec<Span> = Vec::with_capacity(32);
+    let mut seen = NameFilter::default();
+    let mut error = None;
+    let mut start = 0usize;
+    let mut lines = 0usize;
+    for nl in Newlines::new(buf, 0) {
+        if nl - start > bounds.max_line {
+            return Scanned::OutOfBounds(Bound::Line);
+        }
+        if nl + 1 > bounds.max_block {
+            return Scanned::OutOfBounds(Bound::Block);
+        }
+        let line = &buf[start..nl];
+        if is_blank_line(line) {
+            return Scanned::Complete {
+                len: nl + 1,
+                blank_line: lines + 1,
+                spans,
+                error,
+            };
+        }
+        lines += 1;
+        if lines > bounds.max_lines {
+            return Scanned::OutOfBounds(Bound::Lines);
+        }
+        if error.is_none() {
+            let end = if line.last() == Some(&b'\r') {
+                nl - 1
+            } else {
+                nl
+            };
+            match parse_line(buf, start, end, lines) {
+                Ok(span) => {
+                    let name = &buf[span.name_start..span.name_end];
+                    if !seen.insert(name)
+                        && spans.iter().any(|s| &buf[s.name_start..s.name_end] == name)
+                    {
+                        error = Some(EnvError::DuplicateName { line: lines });
+                    } else {
+                        spans.push(span);
+                    }
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        start = nl + 1;
+    }
+    if buf.len() - start > bounds.max_line {
+        return Scanned::OutOfBounds(Bound::Line);
+    }
+    if buf.len() > bounds.max_block {
+        return Scanned::OutOfBounds(Bound::Block);
+    }
+    Scanned::Incomplete {
+        complete: start,
+        error,
+    }
+}
+
+/// The environment from a scanned, complete `block`, or the first error of its lines.
+fn finish(block: &[u8], spans: Vec<Span>, error: Option<EnvError>) -> Result<AgiEnv, EnvError> {
+    match std::str::from_utf8(block) {
+        Ok(text) => match error {
+            Some(e) => Err(e),
+            None => Ok(AgiEnv {
+                text: text.to_owned(),
+                spans,
+            }),
+        },
+        Err(_) => Err(first_error(block, error).unwrap_or(EnvError::Unterminated)),
+    }
+}
+
+/// The first error of the complete lines `lines`, given the first error of their structure:
+/// a line that is not UTF-8 is reported as such, before anything else about it.
+fn first_error(lines: &[u8], structure: Option<EnvError>) -> Option<EnvError> {
+    let utf8 = std::str::from_utf8(lines).err().map(|e| {
+        // The invalid sequence starts inside a line (never at a `\n`): its number is one
+        // more than the number of `\n`s before it.
+        let line = 1 + Newlines::new(&lines[..e.valid_up_to()], 0).count();
+        EnvError::NotUtf8 { line }
+    });
+    match (utf8, structure) {
+        (Some(u), Some(s)) => Some(if line_of(&u) <= line_of(&s) { u } else { s }),
+        (u, s) => u.or(s),
+    }
+}
+
+/// The line an error is about.
+fn line_of(e: &EnvError) -> usize {
+    match *e {
+        EnvError::NotUtf8 { line }
+        | EnvError::MissingPrefix { line }
+        | EnvError::MissingSeparator { line }
+        | EnvError::BadName { line }
+        | EnvError::DuplicateName { line }
+        | EnvError::TrailingData { line } => line,
+        EnvError::Unterminated => usize::MAX,
+    }
+}
+
 /// Splits the non-blank line `block[start..end]` (without its `\n` and any `\r` before it;
-/// checked to be UTF-8) into the spans of its name (without `agi_`) and value: the name is
+/// UTF-8 is checked separately) into the spans of its name (without `agi_`) and value: the name is
 /// what comes before the first `": "`, the value everything after it.
 fn parse_line(block: &[u8], start: usize, end: usize, line_no: usize) -> Result<Span, EnvError> {
     let line = &block[start..end];
@@ -832,6 +992,13 @@ pub(crate) mod tests {
             (b"agi_: 1\n\n", EnvError::BadName { line: 1 }),
             (b"agi_a b: 1\n\n", EnvError::BadName { line: 1 }),
             (b"agi_a: 1\nagi_b: \xff\n\n", EnvError::NotUtf8 { line: 2 }),
+            // Not UTF-8 is reported before anything else about the same line.
+            (b"agi_\xff: 1\n\n", EnvError::NotUtf8 { line: 1 }),
+            (b"x\xc3\nagi_a\n\n", EnvError::NotUtf8 { line: 1 }),
+            (
+                b"agi_a: 1\nagi_a: \xe2\x82\n\n",
+                EnvError::NotUtf8 { line: 2 },
+            ),
             (
                 b"agi_a: 1\nagi_a: 2\n\n",
                 EnvError::DuplicateName { line: 2 },
@@ -932,16 +1099,18 @@ pub(crate) mod tests {
         #[test]
         fn single_pass_matches_line_by_line(lines in proptest::collection::vec(
             prop_oneof![
-                "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}",
-                "agi_(network|arg_1|arg_2|a|b|ab|ba)(: )[ -~]{0,6}",
-                proptest::collection::vec(any::<u8>(), 0..12)
-                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}".prop_map(String::into_bytes),
+                "agi_(network|arg_1|arg_2|a|b|ab|ba)(: )[ -~]{0,6}".prop_map(String::into_bytes),
+                // Not UTF-8, in the name, the value or instead of the separator.
+                ("(agi_)?[a-z]{0,3}", prop_oneof![Just(&b"\xff"[..]), Just(&b"\xc3"[..]), Just(&b"\xe2\x82"[..])], "(: )?[a-z]{0,3}")
+                    .prop_map(|(a, bad, b)| [a.as_bytes(), bad, b.as_bytes()].concat()),
+                proptest::collection::vec(any::<u8>(), 0..12),
             ],
             0..12),
             raw_tail in proptest::collection::vec(any::<u8>(), 0..4),
             terminate in any::<bool>(),
         ) {
-            let mut block = lines.join("\n").into_bytes();
+            let mut block = lines.join(&b'\n');
             if terminate {
                 block.extend_from_slice(b"\n\n");
             }
