@@ -164,10 +164,9 @@ pub enum ConnError {
 pub struct AgiConnection<R, W> {
     reader: R,
     writer: W,
-    /// Received, not yet consumed bytes; the next frame starts at index 0.
+    /// Received, not yet consumed bytes; the next frame starts at index 0. While a command is
+    /// being sent, its encoding follows them (see [`AgiConnection::send`]).
     buf: Vec<u8>,
-    /// Reused encode buffer for outgoing commands.
-    out: Vec<u8>,
     limits: Limits,
 }
 
@@ -182,7 +181,6 @@ where
             reader,
             writer,
             buf: Vec::with_capacity(READ_CHUNK),
-            out: Vec::with_capacity(256),
             limits,
         }
     }
@@ -220,18 +218,27 @@ where
         }
     }
 
-    /// Encodes `cmd` into a reusable buffer and writes it with one `write_all`, then flushes.
-    /// On [`ConnError::Command`] nothing is written.
+    /// Encodes `cmd` and writes it with one `write_all`, then flushes. On
+    /// [`ConnError::Command`] nothing is written.
+    ///
+    /// The command is encoded into the read buffer's spare room, after the bytes not consumed
+    /// yet, and taken off again once written (or when the send is dropped): no buffer of its
+    /// own, and the received bytes are untouched.
     pub async fn send(&mut self, cmd: &Command<'_>) -> Result<(), ConnError> {
-        self.out.clear();
-        cmd.encode(&mut self.out)?;
+        let received = self.buf.len();
+        cmd.encode(&mut self.buf)?;
+        let encoded = Truncate {
+            buf: &mut self.buf,
+            len: received,
+        };
         self.writer
-            .write_all(&self.out)
+            .write_all(&encoded.buf[received..])
             .await
             .map_err(|source| ConnError::Io {
                 context: "writing an AGI command",
                 source,
             })?;
+        drop(encoded);
         self.writer.flush().await.map_err(|source| ConnError::Io {
             context: "flushing an AGI command",
             source,
@@ -310,6 +317,19 @@ where
     /// Drops the first `n` bytes (a consumed frame).
     fn advance(&mut self, n: usize) {
         self.buf.drain(..n);
+    }
+}
+
+/// Cuts a buffer back to `len` bytes when dropped: takes an encoded command off the read
+/// buffer however its send ends (written, failed, or dropped half-way).
+struct Truncate<'a> {
+    buf: &'a mut Vec<u8>,
+    len: usize,
+}
+
+impl Drop for Truncate<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
     }
 }
 

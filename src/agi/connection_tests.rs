@@ -420,6 +420,61 @@ async fn send_writes_exact_bytes_and_refuses_bad_commands() {
         );
 }
 
+/// Commands are encoded after the received, unconsumed bytes and taken off again: those
+/// bytes are intact after a send, a failed send, and a send dropped half-way.
+#[tokio::test]
+async fn send_leaves_received_bytes_alone() {
+    // A `HANGUP` and half a reply are buffered, unconsumed.
+    let mut c = AgiConnection::new(
+        Chunked::new([b"HANGUP\n200 res".to_vec()]),
+        tokio::io::sink(),
+        Limits::default(),
+    );
+    assert!(matches!(c.read_reply().await, Ok(Reply::Hangup)));
+    let buffered = c.buf.clone();
+    assert_eq!(buffered, b"200 res");
+    let cmd = Command::SetVariable {
+        name: "IPCOUNTRY_REASON",
+        value: "permit #1 203.0.113.0/24 office",
+    };
+    c.send(&cmd).await.expect("send");
+    assert_eq!(c.buf, buffered, "after a send");
+    assert!(c.send(&Command::GetVariable { name: "" }).await.is_err());
+    assert_eq!(c.buf, buffered, "after a refused command");
+
+    // A writer that takes 10 bytes and then never more: the send is dropped half-way.
+    struct Stalls(usize);
+    impl AsyncWrite for Stalls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if self.0 == 0 {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+    let mut c = AgiConnection::new(
+        Chunked::new([b"HANGUP\n200 res".to_vec()]),
+        Stalls(10),
+        Limits::default(),
+    );
+    assert!(matches!(c.read_reply().await, Ok(Reply::Hangup)));
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(20), c.send(&cmd)).await;
+    assert!(dropped.is_err(), "the send never finishes");
+    assert_eq!(c.buf, buffered, "after a send dropped half-way");
+}
+
 /// A fake Asterisk on loopback TCP that writes the capture one byte per write, answering
 /// in step with the commands it receives.
 #[tokio::test]
