@@ -1,9 +1,10 @@
 //! The `agi_*` environment block Asterisk sends first on every AGI session.
 //!
 //! Data flow: `agi::connection` frames the block (everything up to and including the first empty
-//! line, see [`find_block_end`]) and hands the complete bytes to [`AgiEnv::parse`]; the session
-//! then reads typed values ([`AgiEnv::script`], [`AgiEnv::args`], ...) and builds a screening
-//! request from them. Nothing here does I/O.
+//! line, see [`find_block_end`]) and hands the complete bytes to [`AgiEnv::parse`] (or, when
+//! the whole block arrived at once, frames and parses it in the same single pass); the
+//! session then reads typed values ([`AgiEnv::script`], [`AgiEnv::first_two_args`], ...) and
+//! builds a screening request from them. Nothing here does I/O.
 //!
 //! # Wire format (Asterisk 20, see `shared/fixtures/asterisk-agi/README.md`)
 //!

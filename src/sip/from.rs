@@ -32,6 +32,13 @@
 //! [`MAX_LEN`] bytes, and inputs containing control characters (CR, LF, NUL, … but not
 //! HTAB), are refused before parsing. Every step is linear in the input length.
 //!
+//! # Speed
+//!
+//! The parsed header borrows from the input (a part is copied only when unescaped or
+//! lower-cased). The usual shape, `[name] <sip:[user@]host[:port]>[;token=token]...`, is read
+//! by a short hand-written path; everything else, and every error, goes through the general
+//! parser, which the fast path is tested against.
+//!
 //! # Known limits
 //!
 //! - A `<` inside a quoted header-parameter value (`;x="<"`) confuses the "last `<`" rule;
