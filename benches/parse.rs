@@ -66,7 +66,12 @@ fn parse(c: &mut Criterion) {
         .collect();
     let args: Vec<(String, Vec<String>)> = envs
         .iter()
-        .map(|(c, e)| (c.clone(), e.args()))
+        .map(|(c, e)| {
+            (
+                c.clone(),
+                e.args().into_iter().map(String::from).collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, a)| !a.is_empty())
         .collect();
 
@@ -93,7 +98,11 @@ fn parse(c: &mut Criterion) {
         .find(|(c, _)| c == "pjsip-ipv4")
         .expect("pjsip-ipv4 fixture");
     group.bench_function("env_args_and_request_pjsip_ipv4", |b| {
-        b.iter(|| black_box(ScreenRequest::from_args(&black_box(pjsip).args())))
+        b.iter(|| {
+            let args = black_box(pjsip).args();
+            let request = ScreenRequest::from_args(&args);
+            black_box(&request);
+        })
     });
     let (_, block) = all
         .iter()
@@ -102,7 +111,9 @@ fn parse(c: &mut Criterion) {
     group.bench_function("block_to_request_pjsip_ipv4", |b| {
         b.iter(|| {
             let env = AgiEnv::parse(black_box(block)).expect("fixture parses");
-            black_box(ScreenRequest::from_args(&env.args()))
+            let args = env.args();
+            let request = ScreenRequest::from_args(&args);
+            black_box(&request);
         })
     });
     group.finish();

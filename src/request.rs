@@ -6,17 +6,17 @@
 //! Nothing here does I/O; malformed values are kept as typed errors so the decision can say
 //! why a caller became a stranger.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::sip::from::{self, FromError, FromHeader};
 
-/// A parsed screening request.
+/// A parsed screening request. It borrows the argument texts it was built from.
 #[derive(Debug, Clone)]
-pub struct ScreenRequest {
+pub struct ScreenRequest<'a> {
     /// The From header as received (for logs).
-    pub from_raw: String,
+    pub from_raw: &'a str,
     /// The parsed From header, or why it could not be parsed.
-    pub from: Result<FromHeader, FromError>,
+    pub from: Result<FromHeader<'a>, FromError>,
     /// The signalling source address: `None` when the dialplan did not pass one.
     pub source: Option<Result<IpAddr, SourceError>>,
 }
@@ -26,34 +26,46 @@ pub struct ScreenRequest {
 #[error("not an IP address or ip:port: {0:?}")]
 pub struct SourceError(pub String);
 
-impl ScreenRequest {
-    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted).
+impl<'a> ScreenRequest<'a> {
+    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted, as
+    /// [`AgiEnv::args`](crate::agi::env::AgiEnv::args) gives them or as `String`s).
     /// An empty argument list gives an unparseable From.
-    pub fn from_args(args: &[String]) -> ScreenRequest {
-        let from_raw = args.first().map(String::as_str).unwrap_or("");
-        let source = args
-            .get(1)
-            .map(|s| s.trim())
+    pub fn from_args<S: AsRef<str>>(args: &'a [S]) -> ScreenRequest<'a> {
+        let from_raw = args.first().map_or("", AsRef::as_ref);
+        ScreenRequest::new(from_raw, args.get(1).map(AsRef::as_ref))
+    }
+
+    /// A request from the From (or bare address) and an optional source argument: what
+    /// [`ScreenRequest::from_args`] builds from the first two arguments, and what the `check`
+    /// command asks. A source that is empty or only whitespace counts as absent.
+    pub fn new(from_text: &'a str, source: Option<&str>) -> ScreenRequest<'a> {
+        let source = source
+            .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(parse_source);
         ScreenRequest {
-            from_raw: from_raw.to_owned(),
-            from: from::parse(from_raw),
+            from_raw: from_text,
+            from: from::parse(from_text),
             source,
         }
-    }
-
-    /// A request for the `check` command: the From (or bare address) and an optional source.
-    pub fn new(from_text: &str, source: Option<&str>) -> ScreenRequest {
-        let mut args = vec![from_text.to_owned()];
-        args.extend(source.map(str::to_owned));
-        ScreenRequest::from_args(&args)
     }
 }
 
 /// Parses `ip`, `ip:port`, `[v6]` or `[v6]:port`; the result is canonical (v4-mapped → v4).
 pub fn parse_source(s: &str) -> Result<IpAddr, SourceError> {
     let s = s.trim();
+    // The usual forms first, each with the one parser that can accept it (what the general
+    // chain below would end up with): `ip:port` with an IPv4 address, a bare IPv4 address.
+    if !s.contains('[') {
+        let parsed = match s.bytes().filter(|&b| b == b':').count() {
+            0 => s.parse::<Ipv4Addr>().ok(),
+            1 => s.parse::<SocketAddrV4>().ok().map(|sa| *sa.ip()),
+            _ => None,
+        };
+        if let Some(ip) = parsed {
+            return Ok(IpAddr::V4(ip));
+        }
+    }
     let ip = s
         .parse::<IpAddr>()
         .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
@@ -85,18 +97,59 @@ mod tests {
         assert!(parse_source("1.2.3.4:99999").is_err());
     }
 
+    /// `parse_source` before its fast path, as the oracle.
+    fn parse_source_general(s: &str) -> Result<IpAddr, SourceError> {
+        let s = s.trim();
+        let ip = s
+            .parse::<IpAddr>()
+            .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
+            .or_else(|_| {
+                s.strip_prefix('[')
+                    .and_then(|r| r.strip_suffix(']'))
+                    .ok_or(())
+                    .and_then(|r| r.parse::<IpAddr>().map_err(|_| ()))
+            })
+            .map_err(|_| SourceError(s.chars().take(64).collect()))?;
+        Ok(ip.to_canonical())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_source_forms_agree_with_the_general_parser(
+            s in "[ \t]?[0-9]{0,4}([.][0-9]{0,4}){0,4}(:[+0-9]{0,6})?[ :\\[\\]]?",
+            ip in proptest::prelude::any::<IpAddr>(),
+            port in proptest::prelude::any::<u16>(),
+        ) {
+            proptest::prop_assert_eq!(parse_source(&s), parse_source_general(&s));
+            for text in [
+                ip.to_string(),
+                format!("{ip}:{port}"),
+                format!("[{ip}]:{port}"),
+                format!("[{ip}]"),
+                format!("{ip}:0{port}"),
+            ] {
+                proptest::prop_assert_eq!(parse_source(&text), parse_source_general(&text), "{}", text);
+            }
+        }
+    }
+
     #[test]
     fn args_to_request() {
-        let r = ScreenRequest::from_args(&[
-            "Bob <sip:bob@203.0.113.7>;tag=1".into(),
-            "127.0.0.1:15201".into(),
-        ]);
+        let r = ScreenRequest::from_args(&["Bob <sip:bob@203.0.113.7>;tag=1", "127.0.0.1:15201"]);
         assert!(r.from.is_ok());
+        assert_eq!(r.from_raw, "Bob <sip:bob@203.0.113.7>;tag=1");
         assert_eq!(r.source, Some(Ok("127.0.0.1".parse().expect("ip"))));
-        let r = ScreenRequest::from_args(&["203.0.113.7".into()]);
+        let owned = [String::from("203.0.113.7")];
+        let r = ScreenRequest::from_args(&owned);
         assert!(r.from.is_ok());
         assert_eq!(r.source, None);
-        let r = ScreenRequest::from_args(&[]);
+        let r = ScreenRequest::from_args::<String>(&[]);
         assert!(r.from.is_err());
+        assert_eq!(r.from_raw, "");
+        // A blank source is no source; a bad one is kept as an error.
+        let r = ScreenRequest::from_args(&["203.0.113.7", " \t"]);
+        assert_eq!(r.source, None);
+        let r = ScreenRequest::new("203.0.113.7", Some(" junk "));
+        assert_eq!(r.source, Some(Err(SourceError("junk".into()))));
     }
 }

@@ -12,6 +12,7 @@
 //! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
 //! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -239,9 +240,14 @@ async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     let mut backoff = Duration::from_millis(5);
+    // One shutdown future for the whole loop: it registers with the token once, not twice
+    // per accepted call.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            biased;
+            _ = &mut shutdown => return,
             p = shared.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 // The semaphore is never closed while the server runs.
@@ -249,7 +255,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            biased;
+            _ = &mut shutdown => return,
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -266,8 +273,15 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
+            // The call's future (some 850 bytes) is boxed: tokio copies a task's whole future
+            // several times while spawning, running and finishing it, and this way that is a
+            // hundred-odd bytes rather than a kilobyte (one small allocation instead).
+            let call = Box::pin(serve_one(stream, peer, &ctx));
             tokio::select! {
-                _ = serve_one(stream, peer, &ctx) => {}
+                // The call first: when it finishes on this poll, the hard-stop future is
+                // dropped without having been polled again.
+                biased;
+                _ = call => {}
                 _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
             }
             drop(permit);
@@ -275,14 +289,26 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
-    let _ = stream.set_nodelay(true);
-    // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
-    let (r, w) = stream.split();
-    let conn = AgiConnection::new(r, w, ctx.settings.limits);
-    match session::run(conn, ctx, Some(peer)).await {
-        Ok(outcome) => debug!(%peer, ?outcome, "session done"),
-        Err(error) => warn!(%peer, %error, "dropped AGI peer"),
+/// One call on `stream`. A function returning an `async move` block rather than an `async fn`,
+/// which would keep its arguments twice in the call's future (see `session::run`).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+fn serve_one(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+) -> impl Future<Output = ()> + use<'_> {
+    async move {
+        let _ = stream.set_nodelay(true);
+        // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
+        let (r, w) = stream.split();
+        let conn = AgiConnection::new(r, w, ctx.settings.limits);
+        match session::run(conn, ctx, Some(peer)).await {
+            Ok(outcome) => debug!(%peer, ?outcome, "session done"),
+            Err(error) => warn!(%peer, %error, "dropped AGI peer"),
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 //! happens to commas in the values).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,9 @@ use crate::agi::env::AgiEnv;
 use crate::agi::reply::Reply;
 use crate::decision::{self, Decision, Trust};
 use crate::policy::SharedPolicy;
-use crate::request::ScreenRequest;
+use crate::request::{ScreenRequest, SourceError};
 use crate::resolve::HostResolver;
+use crate::sip::from::Host;
 
 /// Deadlines and bounds of a session.
 #[derive(Debug, Clone)]
@@ -111,58 +113,75 @@ pub enum SessionError {
     Env(#[source] ConnError),
 }
 
+// `run` and `run_stdio` are written as functions returning an `async move` block rather than
+// as `async fn`s: an `async fn` keeps its arguments twice in its future (as captured and as
+// moved-in local), and the connection is the largest of them. Every byte of a call's future is
+// copied several times when the server spawns the call's task.
+
 /// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,...)`): always screens, since
 /// a plain AGI has no script name in the FastAGI sense.
-pub async fn run_stdio<R, W>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+pub fn run_stdio<'a, R, W>(
     mut conn: AgiConnection<R, W>,
-    ctx: &Context,
-) -> Result<Outcome, SessionError>
+    ctx: &'a Context,
+) -> impl Future<Output = Result<Outcome, SessionError>> + use<'a, R, W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
-    let env = read_env(&mut conn, ctx).await?;
-    let outcome = screen(&mut conn, ctx, &env, started).await;
-    let _ = conn.shutdown().await;
-    Ok(outcome)
+    async move {
+        let started = call_started();
+        let env = read_env(&mut conn, ctx).await?;
+        let outcome = screen(&mut conn, ctx, &env, started).await;
+        let _ = conn.shutdown().await;
+        Ok(outcome)
+    }
 }
 
 /// Runs one FastAGI call on `conn`, dispatching on `agi_network_script`. `peer` is the TCP peer.
-pub async fn run<R, W>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+pub fn run<'a, R, W>(
     mut conn: AgiConnection<R, W>,
-    ctx: &Context,
+    ctx: &'a Context,
     peer: Option<SocketAddr>,
-) -> Result<Outcome, SessionError>
+) -> impl Future<Output = Result<Outcome, SessionError>> + use<'a, R, W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
-    let env = read_env(&mut conn, ctx).await?;
-    let outcome = match env.script() {
-        Some("screen") => screen(&mut conn, ctx, &env, started).await,
-        Some("reload") if peer.is_none_or(|p| p.ip().is_loopback()) => {
-            ctx.reload.notify_one();
-            info!(?peer, "reload requested over AGI");
-            Outcome::Reloaded
-        }
-        other => {
-            warn!(script = ?other, ?peer, uniqueid = env.uniqueid(), "unknown AGI script; nothing set");
-            // Tell the admin on the Asterisk console; set nothing, so the dialplan goes on as
-            // if the server had not answered.
-            let message = format!("ipcountry: unknown AGI script {:?}", other.unwrap_or(""));
-            let verbose = Command::Verbose {
-                message: &message,
-                level: 1,
-            };
-            let _ = exchange(&mut conn, ctx.settings.reply_timeout, &verbose).await;
-            Outcome::Unknown
-        }
-    };
-    // Asterisk never closes the socket itself (not even after HANGUP): we must.
-    let _ = conn.shutdown().await;
-    Ok(outcome)
+    async move {
+        let started = call_started();
+        let env = read_env(&mut conn, ctx).await?;
+        let outcome = match env.script() {
+            Some("screen") => screen(&mut conn, ctx, &env, started).await,
+            Some("reload") if peer.is_none_or(|p| p.ip().is_loopback()) => {
+                ctx.reload.notify_one();
+                info!(?peer, "reload requested over AGI");
+                Outcome::Reloaded
+            }
+            other => {
+                warn!(script = ?other, ?peer, uniqueid = env.uniqueid(), "unknown AGI script; nothing set");
+                // Tell the admin on the Asterisk console; set nothing, so the dialplan goes on
+                // as if the server had not answered.
+                let message = format!("ipcountry: unknown AGI script {:?}", other.unwrap_or(""));
+                let verbose = Command::Verbose {
+                    message: &message,
+                    level: 1,
+                };
+                let _ = exchange(&mut conn, ctx.settings.reply_timeout, &verbose).await;
+                Outcome::Unknown
+            }
+        };
+        // Asterisk never closes the socket itself (not even after HANGUP): we must.
+        let _ = conn.shutdown().await;
+        Ok(outcome)
+    }
 }
 
 async fn read_env<R, W>(
@@ -180,32 +199,48 @@ where
     }
 }
 
-async fn screen<R, W>(
-    conn: &mut AgiConnection<R, W>,
-    ctx: &Context,
-    env: &AgiEnv,
-    started: Instant,
-) -> Outcome
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+fn screen<'a, R, W>(
+    conn: &'a mut AgiConnection<R, W>,
+    ctx: &'a Context,
+    env: &'a AgiEnv,
+    started: Option<Instant>,
+) -> impl Future<Output = Outcome> + use<'a, R, W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let request = ScreenRequest::from_args(&env.args());
-    let policy = ctx.policy.load();
-    let trust = ctx.settings.trust;
-    let dns = match decision::host_to_resolve(&policy, &request, trust) {
-        // Boxed: the resolver's future is large, and held inline it would make every call's
-        // task large too (most calls have an IP literal and never resolve anything).
-        Some(name) => Some(Box::pin(ctx.resolver.lookup(name)).await),
-        None => None,
-    };
-    let decision = decision::decide(&policy, &request, trust, dns.as_ref());
-    let outcome = match ctx.settings.reply {
-        ReplyMode::SetVariable => reply(conn, ctx.settings.reply_timeout, &decision).await,
-        ReplyMode::MSet => reply_mset(conn, ctx.settings.reply_timeout, &decision).await,
-    };
-    log_call(env, &request, &decision, &outcome, started);
-    outcome
+    async move {
+        let [from, source] = env.first_two_args();
+        let policy = ctx.policy.load();
+        // The request is not kept across the reply's round trip (it would be most of this
+        // future, which is copied as a whole when the call's task is spawned): it lives in this
+        // block, and the log line takes the little it needs from it, only when it will be written.
+        let (decision, facts) = {
+            let request = ScreenRequest::new(from.as_deref().unwrap_or(""), source.as_deref());
+            let trust = ctx.settings.trust;
+            let dns = match decision::host_to_resolve(&policy, &request, trust) {
+                // Boxed: the resolver's future is large, and held inline it would make every
+                // call's task large too (most calls have an IP literal and resolve nothing).
+                Some(name) => Some(Box::pin(ctx.resolver.lookup(name)).await),
+                None => None,
+            };
+            let decision = decision::decide(&policy, &request, trust, dns.as_ref());
+            let facts = started.map(|started| Box::new(CallFacts::new(request, started)));
+            (decision, facts)
+        };
+        let outcome = match ctx.settings.reply {
+            ReplyMode::SetVariable => reply(conn, ctx.settings.reply_timeout, &decision).await,
+            ReplyMode::MSet => reply_mset(conn, ctx.settings.reply_timeout, &decision).await,
+        };
+        if let Some(facts) = facts {
+            log_call(env, *facts, &decision, &outcome);
+        }
+        outcome
+    }
 }
 
 /// Sets STRANGER, IPCOUNTRY_VERDICT and IPCOUNTRY_REASON, one command at a time.
@@ -223,25 +258,28 @@ where
     } else {
         "false"
     };
-    let commands = [
-        Command::SetVariable {
-            name: "STRANGER",
-            value: stranger,
-        },
-        Command::SetVariable {
-            name: "IPCOUNTRY_VERDICT",
-            value: decision.verdict.as_str(),
-        },
-        Command::SetVariable {
-            name: "IPCOUNTRY_REASON",
-            value: &decision.reason,
-        },
-    ];
-    for command in &commands {
+    let mut reason = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = decision.reason.write_to(&mut reason);
+    for n in 0..3 {
         if conn.hangup_pending() {
             return Outcome::HungUp;
         }
-        match exchange(conn, reply_timeout, command).await {
+        let command = match n {
+            0 => Command::SetVariable {
+                name: "STRANGER",
+                value: stranger,
+            },
+            1 => Command::SetVariable {
+                name: "IPCOUNTRY_VERDICT",
+                value: decision.verdict.as_str(),
+            },
+            _ => Command::SetVariable {
+                name: "IPCOUNTRY_REASON",
+                value: &reason,
+            },
+        };
+        match exchange(conn, reply_timeout, &command).await {
             Step::Next => {}
             Step::Stop(outcome) => return outcome,
         }
@@ -297,27 +335,41 @@ pub fn mset_args(decision: &Decision) -> String {
     } else {
         "false"
     };
-    let verdict = decision.verdict.as_str();
-    let mut reason = decision.reason.as_str();
-    if reason.len() > MSET_MAX_REASON {
-        let mut cut = MSET_MAX_REASON;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason = &reason[..cut];
-    }
-    let mut out = String::with_capacity(64 + reason.len());
+    let mut out = String::with_capacity(128);
     out.push_str("STRANGER=");
     out.push_str(stranger);
     out.push_str(",IPCOUNTRY_VERDICT=");
-    out.push_str(verdict);
+    out.push_str(decision.verdict.as_str());
     out.push_str(",IPCOUNTRY_REASON=");
-    out.extend(reason.chars().map(|c| match c {
-        ',' => ';',
-        '"' => '\'',
-        '\\' => '/',
-        c => c,
-    }));
+    // The reason is written straight into the argument, then cut and rewritten in place.
+    let start = out.len();
+    // Writing into a `String` cannot fail.
+    let _ = decision.reason.write_to(&mut out);
+    if out.len() - start > MSET_MAX_REASON {
+        let mut cut = start + MSET_MAX_REASON;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    // Rule reasons are addresses, words and numbers; only notes and DNS errors may hold one of
+    // these characters, so this copy is rare.
+    if out.as_bytes()[start..]
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\\'))
+    {
+        let reason: String = out[start..]
+            .chars()
+            .map(|c| match c {
+                ',' => ';',
+                '"' => '\'',
+                '\\' => '/',
+                c => c,
+            })
+            .collect();
+        out.truncate(start);
+        out.push_str(&reason);
+    }
     out
 }
 
@@ -327,54 +379,77 @@ enum Step {
 }
 
 /// Sends one command and waits for its reply.
-async fn exchange<R, W>(
-    conn: &mut AgiConnection<R, W>,
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` stores its arguments twice"
+)]
+fn exchange<'a, R, W>(
+    conn: &'a mut AgiConnection<R, W>,
     reply_timeout: Duration,
-    command: &Command<'_>,
-) -> Step
+    command: &'a Command<'_>,
+) -> impl Future<Output = Step> + use<'a, R, W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    if let Err(error) = conn.send(command).await {
-        debug!(%error, "cannot send AGI command");
-        return Step::Stop(Outcome::Abandoned);
-    }
-    match timeout(reply_timeout, conn.read_reply()).await {
-        Err(_) => {
-            warn!(
-                ?reply_timeout,
-                "Asterisk did not answer an AGI command in time"
-            );
-            Step::Stop(Outcome::Abandoned)
+    async move {
+        if let Err(error) = conn.send(command).await {
+            debug!(%error, "cannot send AGI command");
+            return Step::Stop(Outcome::Abandoned);
         }
-        Ok(Err(error)) => {
-            debug!(%error, "AGI connection lost while waiting for a reply");
-            Step::Stop(Outcome::Abandoned)
-        }
-        Ok(Ok(Reply::Success { .. })) => Step::Next,
-        // HANGUP comes once, unprompted, when the caller hangs up: the call is over.
-        Ok(Ok(Reply::Hangup)) | Ok(Ok(Reply::DeadChannel)) => Step::Stop(Outcome::HungUp),
-        Ok(Ok(other)) => {
-            warn!(reply = ?other, "Asterisk refused an AGI command; going on");
-            Step::Next
+        match timeout(reply_timeout, conn.read_reply()).await {
+            Err(_) => {
+                warn!(
+                    ?reply_timeout,
+                    "Asterisk did not answer an AGI command in time"
+                );
+                Step::Stop(Outcome::Abandoned)
+            }
+            Ok(Err(error)) => {
+                debug!(%error, "AGI connection lost while waiting for a reply");
+                Step::Stop(Outcome::Abandoned)
+            }
+            Ok(Ok(Reply::Success { .. })) => Step::Next,
+            // HANGUP comes once, unprompted, when the caller hangs up: the call is over.
+            Ok(Ok(Reply::Hangup)) | Ok(Ok(Reply::DeadChannel)) => Step::Stop(Outcome::HungUp),
+            Ok(Ok(other)) => {
+                warn!(reply = ?other, "Asterisk refused an AGI command; going on");
+                Step::Next
+            }
         }
     }
 }
 
-fn log_call(
-    env: &AgiEnv,
-    request: &ScreenRequest,
-    decision: &Decision<'_>,
-    outcome: &Outcome,
+/// When the call started, if the per-call `info` line will be written (otherwise the clock is
+/// not read at all).
+fn call_started() -> Option<Instant> {
+    tracing::enabled!(Level::INFO).then(Instant::now)
+}
+
+/// What the per-call `info` line needs from the request.
+struct CallFacts<'a> {
     started: Instant,
-) {
+    from_host: Option<Host<'a>>,
+    source: Option<Result<IpAddr, SourceError>>,
+}
+
+impl<'a> CallFacts<'a> {
+    fn new(request: ScreenRequest<'a>, started: Instant) -> Self {
+        CallFacts {
+            started,
+            from_host: request.from.ok().and_then(|f| f.uri.host),
+            source: request.source,
+        }
+    }
+}
+
+fn log_call(env: &AgiEnv, facts: CallFacts<'_>, decision: &Decision<'_>, outcome: &Outcome) {
     // Nothing below is computed when the line would not be written.
     if !tracing::enabled!(Level::INFO) {
         return;
     }
-    let from_host = OrDash(request.from.as_ref().ok().and_then(|f| f.host()));
-    let source = OrDash(request.source.as_ref().map(|s| match s {
+    let from_host = OrDash(facts.from_host.as_ref());
+    let source = OrDash(facts.source.as_ref().map(|s| match s {
         Ok(ip) => SourceText::Ip(*ip),
         Err(e) => SourceText::Bad(&e.0),
     }));
@@ -387,7 +462,7 @@ fn log_call(
         reason = %decision.reason,
         country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
         ?outcome,
-        micros = started.elapsed().as_micros() as u64,
+        micros = facts.started.elapsed().as_micros() as u64,
         "screened call"
     );
 }
@@ -422,12 +497,12 @@ impl fmt::Display for SourceText<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Verdict;
+    use crate::decision::{Reason, Verdict};
 
     fn decision(verdict: Verdict, reason: &str) -> Decision<'static> {
         Decision {
             verdict,
-            reason: reason.to_owned(),
+            reason: Reason::Text(reason.to_owned()),
             rule: None,
             checks: Vec::new(),
         }

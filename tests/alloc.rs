@@ -5,11 +5,14 @@
 //!
 //! What is asserted:
 //! * a table lookup, a verdict (`kind`) and a snapshot `load()` allocate nothing;
-//! * a whole call through `session::run` allocates no more than its parts need: the
-//!   connection's two buffers, parsing the block (`AgiEnv::parse`), building the request
-//!   (`env.args()` + `ScreenRequest::from_args`), `decide`, and (for `--reply mset`) the
-//!   `MSet` argument, plus at most [`SLACK`] more. Sending the commands reuses the
-//!   connection's buffer and allocates nothing.
+//! * each part of a call allocates exactly what it is known to need (so a new allocation
+//!   fails the test where it is made): the connection its read buffer (commands are encoded
+//!   into its spare room), parsing the block (`AgiEnv::parse`) the text and the spans,
+//!   building the request (`first_two_args` + `ScreenRequest::new`) only the From's
+//!   parameter list, `decide` the list of checks, and the reason's text (`MSet` argument, or
+//!   the `SET VARIABLE` value) one string;
+//! * a whole call through `session::run` allocates exactly the sum of its parts, plus at
+//!   most [`SLACK`]: the session, the timers, sending and replies add nothing.
 //!
 //! The counts are printed (`cargo test --test alloc -- --nocapture`) and quoted in
 //! BENCHMARKS.md. One `#[test]` only: the counters are global, and tests run in parallel.
@@ -33,9 +36,9 @@ use tokio::sync::Notify;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Allocations a whole call may make beyond the sum of its parts (futures are not boxed,
-/// so this is a margin for the runtime's own bookkeeping, not for the session).
-const SLACK: usize = 2;
+/// Allocations a whole call may make beyond the sum of its parts: none (the session's
+/// futures live in the caller's, and the runtime's timers and pipes need nothing per call).
+const SLACK: usize = 0;
 
 const CALLS: usize = 200;
 
@@ -186,24 +189,50 @@ fn hot_path_allocations() {
     });
     assert_eq!(n, 0, "lookup, kind and load() must not allocate");
 
-    // The parts of a call, measured alone.
+    // The parts of a call, measured alone, each with the count it is known to need.
+    let connection = allocations(|| {
+        std::hint::black_box(AgiConnection::new(
+            tokio::io::empty(),
+            tokio::io::sink(),
+            Limits::default(),
+        ));
+    });
+    assert_eq!(connection, 1, "AgiConnection::new: the read buffer only");
     let env_parse = allocations(|| {
         std::hint::black_box(AgiEnv::parse(&block).expect("parses"));
     });
+    assert_eq!(env_parse, 2, "AgiEnv::parse: the text and the spans");
     let env = AgiEnv::parse(&block).expect("parses");
     let request_build = allocations(|| {
-        std::hint::black_box(ScreenRequest::from_args(&env.args()));
+        let [from, source] = env.first_two_args();
+        let request = ScreenRequest::new(from.as_deref().unwrap_or(""), source.as_deref());
+        std::hint::black_box(&request);
     });
-    let request = ScreenRequest::from_args(&env.args());
+    assert_eq!(
+        request_build, 1,
+        "first_two_args + ScreenRequest::new: the From's parameter list (`;tag=...`)"
+    );
+    let [from, source] = env.first_two_args();
+    let request = ScreenRequest::new(from.as_deref().unwrap_or(""), source.as_deref());
     let decide = allocations(|| {
         std::hint::black_box(decision::decide(&policy, &request, Trust::Both, None));
     });
+    assert_eq!(
+        decide, 1,
+        "decide: the list of checks (reasons are not text yet)"
+    );
     let d = decision::decide(&policy, &request, Trust::Both, None);
     let mset_args = allocations(|| {
         std::hint::black_box(session::mset_args(&d));
     });
-    let connection_buffers = 2; // AgiConnection::new: the read buffer and the encode buffer
-    let parts = connection_buffers + env_parse + request_build + decide;
+    assert_eq!(mset_args, 1, "mset_args: the argument string");
+    let reason_text = allocations(|| {
+        let mut text = String::new();
+        let _ = d.reason.write_to(&mut text);
+        std::hint::black_box(text);
+    });
+    assert_eq!(reason_text, 1, "the reason's text for SET VARIABLE");
+    let parts = connection + env_parse + request_build + decide;
 
     let shared = Arc::new(SharedPolicy::new(policy));
     let context = |reply| Context {
@@ -242,17 +271,18 @@ fn hot_path_allocations() {
     println!("  session, SET VARIABLE x3: {set_variable} (floor included)");
     println!("  session, EXEC MSet:       {mset} (floor included)");
     println!(
-        "  parts: connection buffers {connection_buffers}, AgiEnv::parse {env_parse}, \
-         env.args()+ScreenRequest {request_build}, decide {decide}, mset_args {mset_args}; \
-         no subscriber installed: {tracing_off}"
+        "  parts: connection {connection}, AgiEnv::parse {env_parse}, \
+         first_two_args+ScreenRequest {request_build}, decide {decide}, mset_args {mset_args}, \
+         reason text {reason_text}; no subscriber installed: {tracing_off}"
+    );
+    assert_eq!(floor, 0, "the in-memory floor exchange allocates nothing");
+    assert!(
+        set_variable <= parts + reason_text + SLACK,
+        "SET VARIABLE call: {set_variable} > parts {parts} + reason text {reason_text} + {SLACK}"
     );
     assert!(
-        set_variable <= floor + parts + SLACK,
-        "SET VARIABLE call: {set_variable} > floor {floor} + parts {parts} + {SLACK}"
-    );
-    assert!(
-        mset <= floor + parts + mset_args + SLACK,
-        "MSet call: {mset} > floor {floor} + parts {parts} + mset_args {mset_args} + {SLACK}"
+        mset <= parts + mset_args + SLACK,
+        "MSet call: {mset} > parts {parts} + mset_args {mset_args} + {SLACK}"
     );
     // The three SET VARIABLEs cost no more allocations than the one EXEC: encoding reuses
     // the connection's buffer.

@@ -15,6 +15,10 @@
 //! after a frame stay buffered for the next call: Asterisk writes line by line, a block may
 //! arrive in 20+ segments, and an early `HANGUP\n` may arrive right behind the block.
 //!
+//! When the whole environment block is in the buffer at once (it was written in one piece),
+//! framing and parsing are one pass over it (`agi::env`'s `parse_prefix`, which gives what
+//! framing then parsing gives, bounds included).
+//!
 //! Framing is incremental within one call (each byte is examined once), and restarts from the
 //! start of the unconsumed bytes at the beginning of each call. That makes `read_env` and
 //! `read_reply` **cancel-safe**: if a `tokio::time::timeout` drops the future, no byte is
@@ -40,7 +44,9 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{is_blank_line, AgiEnv, EnvError};
+use crate::agi::env::{
+    is_blank_line, parse_prefix, AgiEnv, Bound, Bounds, EnvError, Newlines, Prefix,
+};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// Minimum free space reserved in the read buffer before each read.
@@ -74,6 +80,32 @@ impl Default for Limits {
             max_line: 8 * 1024,
             max_block: 64 * 1024,
             max_lines: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The same bounds, for the environment block's single-pass parser.
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            max_line: self.max_line,
+            max_block: self.max_block,
+            max_lines: self.max_lines,
+        }
+    }
+
+    /// The error for a broken bound.
+    fn broken(&self, bound: Bound) -> ConnError {
+        match bound {
+            Bound::Line => ConnError::LineTooLong {
+                limit: self.max_line,
+            },
+            Bound::Block => ConnError::BlockTooLarge {
+                limit: self.max_block,
+            },
+            Bound::Lines => ConnError::TooManyLines {
+                limit: self.max_lines,
+            },
         }
     }
 }
@@ -132,10 +164,9 @@ pub enum ConnError {
 pub struct AgiConnection<R, W> {
     reader: R,
     writer: W,
-    /// Received, not yet consumed bytes; the next frame starts at index 0.
+    /// Received, not yet consumed bytes; the next frame starts at index 0. While a command is
+    /// being sent, its encoding follows them (see [`AgiConnection::send`]).
     buf: Vec<u8>,
-    /// Reused encode buffer for outgoing commands.
-    out: Vec<u8>,
     limits: Limits,
 }
 
@@ -150,7 +181,6 @@ where
             reader,
             writer,
             buf: Vec::with_capacity(READ_CHUNK),
-            out: Vec::with_capacity(256),
             limits,
         }
     }
@@ -165,6 +195,20 @@ where
     pub async fn read_env(&mut self) -> Result<AgiEnv, ConnError> {
         let mut scan = Scan::default();
         loop {
+            // The usual case when the block was written at once: it arrives whole, ending
+            // the buffer. Frame and parse it in one pass (same result as the framing below
+            // followed by `AgiEnv::parse`).
+            if scan.pos == 0 && ends_with_blank_line(&self.buf) {
+                match parse_prefix(&self.buf, &self.limits.bounds()) {
+                    Prefix::Complete { len, env } => {
+                        self.advance(len);
+                        return Ok(env?);
+                    }
+                    Prefix::OutOfBounds(bound) => return Err(self.limits.broken(bound)),
+                    // Not possible with an empty line at the end; framed below anyway.
+                    Prefix::Incomplete => {}
+                }
+            }
             if let Some(end) = scan.env_frame(&self.buf, &self.limits)? {
                 let parsed = AgiEnv::parse(&self.buf[..end]);
                 self.advance(end);
@@ -174,18 +218,27 @@ where
         }
     }
 
-    /// Encodes `cmd` into a reusable buffer and writes it with one `write_all`, then flushes.
-    /// On [`ConnError::Command`] nothing is written.
+    /// Encodes `cmd` and writes it with one `write_all`, then flushes. On
+    /// [`ConnError::Command`] nothing is written.
+    ///
+    /// The command is encoded into the read buffer's spare room, after the bytes not consumed
+    /// yet, and taken off again once written (or when the send is dropped): no buffer of its
+    /// own, and the received bytes are untouched.
     pub async fn send(&mut self, cmd: &Command<'_>) -> Result<(), ConnError> {
-        self.out.clear();
-        cmd.encode(&mut self.out)?;
+        let received = self.buf.len();
+        cmd.encode(&mut self.buf)?;
+        let encoded = Truncate {
+            buf: &mut self.buf,
+            len: received,
+        };
         self.writer
-            .write_all(&self.out)
+            .write_all(&encoded.buf[received..])
             .await
             .map_err(|source| ConnError::Io {
                 context: "writing an AGI command",
                 source,
             })?;
+        drop(encoded);
         self.writer.flush().await.map_err(|source| ConnError::Io {
             context: "flushing an AGI command",
             source,
@@ -267,6 +320,24 @@ where
     }
 }
 
+/// Cuts a buffer back to `len` bytes when dropped: takes an encoded command off the read
+/// buffer however its send ends (written, failed, or dropped half-way).
+struct Truncate<'a> {
+    buf: &'a mut Vec<u8>,
+    len: usize,
+}
+
+impl Drop for Truncate<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
+}
+
+/// Whether `buf` ends with an empty line (`\n\n`, `\n\r\n`, or is one).
+fn ends_with_blank_line(buf: &[u8]) -> bool {
+    buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") || buf == b"\n" || buf == b"\r\n"
+}
+
 fn closed_suffix(partial: &bool) -> &'static str {
     if *partial {
         " in the middle of a frame"
@@ -290,15 +361,17 @@ struct Scan {
 
 impl Scan {
     /// The next complete line, `(start, index of its '\n')`, checking the line length.
-    /// Advances `pos` and `line_start` past it.
+    /// Advances `pos` and `line_start` past it. `newlines` are those of `buf` from `pos` on
+    /// (one iterator for all the lines of a framing call).
+    #[inline]
     fn next_line(
         &mut self,
+        newlines: &mut Newlines<'_>,
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, usize)>, ConnError> {
-        match buf[self.pos..].iter().position(|&b| b == b'\n') {
-            Some(off) => {
-                let nl = self.pos + off;
+        match newlines.next() {
+            Some(nl) => {
                 let start = self.line_start;
                 if nl - start > limits.max_line {
                     return Err(ConnError::LineTooLong {
@@ -323,7 +396,8 @@ impl Scan {
 
     /// Length of the complete environment block at the start of `buf`, if there is one.
     fn env_frame(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ConnError> {
-        while let Some((start, nl)) = self.next_line(buf, limits)? {
+        let mut newlines = Newlines::new(buf, self.pos);
+        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
             if nl + 1 > limits.max_block {
                 return Err(ConnError::BlockTooLarge {
                     limit: limits.max_block,
@@ -354,7 +428,8 @@ impl Scan {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, bool)>, ConnError> {
-        while let Some((start, nl)) = self.next_line(buf, limits)? {
+        let mut newlines = Newlines::new(buf, self.pos);
+        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
             let line = &buf[start..nl];
             if !self.usage {
                 if !line.starts_with(b"520-") {

@@ -420,6 +420,61 @@ async fn send_writes_exact_bytes_and_refuses_bad_commands() {
         );
 }
 
+/// Commands are encoded after the received, unconsumed bytes and taken off again: those
+/// bytes are intact after a send, a failed send, and a send dropped half-way.
+#[tokio::test]
+async fn send_leaves_received_bytes_alone() {
+    // A `HANGUP` and half a reply are buffered, unconsumed.
+    let mut c = AgiConnection::new(
+        Chunked::new([b"HANGUP\n200 res".to_vec()]),
+        tokio::io::sink(),
+        Limits::default(),
+    );
+    assert!(matches!(c.read_reply().await, Ok(Reply::Hangup)));
+    let buffered = c.buf.clone();
+    assert_eq!(buffered, b"200 res");
+    let cmd = Command::SetVariable {
+        name: "IPCOUNTRY_REASON",
+        value: "permit #1 203.0.113.0/24 office",
+    };
+    c.send(&cmd).await.expect("send");
+    assert_eq!(c.buf, buffered, "after a send");
+    assert!(c.send(&Command::GetVariable { name: "" }).await.is_err());
+    assert_eq!(c.buf, buffered, "after a refused command");
+
+    // A writer that takes 10 bytes and then never more: the send is dropped half-way.
+    struct Stalls(usize);
+    impl AsyncWrite for Stalls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if self.0 == 0 {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+    let mut c = AgiConnection::new(
+        Chunked::new([b"HANGUP\n200 res".to_vec()]),
+        Stalls(10),
+        Limits::default(),
+    );
+    assert!(matches!(c.read_reply().await, Ok(Reply::Hangup)));
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(20), c.send(&cmd)).await;
+    assert!(dropped.is_err(), "the send never finishes");
+    assert_eq!(c.buf, buffered, "after a send dropped half-way");
+}
+
 /// A fake Asterisk on loopback TCP that writes the capture one byte per write, answering
 /// in step with the commands it receives.
 #[tokio::test]
@@ -545,6 +600,73 @@ proptest! {
         }
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(run_session(case, Chunked::new(chunks)));
+    }
+
+    /// Framing and parsing a whole block in one pass (`parse_prefix`, what `read_env` does
+    /// when the block arrives at once) gives what the incremental framing followed by
+    /// `AgiEnv::parse` gives, bounds included; and `read_env` reading it at once or a byte
+    /// at a time ends the same way, leaving the same bytes unconsumed. (Which bound is
+    /// reported first may depend on how the bytes arrive, as it always has: a byte at a time,
+    /// the block can be too large before its long line is too long.)
+    #[test]
+    fn single_pass_frames_like_the_framing(
+        lines in proptest::collection::vec(prop_oneof![
+            "agi_[a-z_0-9]{0,6}: [ -~]{0,12}",
+            "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}",
+            Just(String::new()),
+            Just("\r".to_owned()),
+            Just("agi_a: dup".to_owned()),
+            "[ -~]{20,40}",
+            "agi_(a|b)\u{e9}?: [a-z\u{e9}]{0,4}",
+        ].prop_map(String::into_bytes).boxed().prop_union(
+            proptest::collection::vec(any::<u8>(), 0..10).boxed(),
+        ), 0..14),
+        raw in proptest::collection::vec(any::<u8>(), 0..6),
+        ending in prop_oneof![Just(&b"\n\n"[..]), Just(&b"\n\r\n"[..]), Just(&b"\n"[..]), Just(&b""[..])],
+        max_line in prop_oneof![Just(8192usize), 5usize..40],
+        max_block in prop_oneof![Just(65536usize), 10usize..300],
+        max_lines in prop_oneof![Just(256usize), 1usize..12],
+    ) {
+        let mut input = lines.join(&b'\n');
+        input.extend_from_slice(&raw);
+        input.extend_from_slice(ending);
+        let lim = limits(max_line, max_block, max_lines);
+
+        let mut scan = Scan::default();
+        let want = match scan.env_frame(&input, &lim) {
+            Ok(Some(end)) => format!("complete {end} {:?}", AgiEnv::parse(&input[..end])),
+            Ok(None) => "incomplete".to_owned(),
+            Err(e) => format!("bound {e}"),
+        };
+        let got = match parse_prefix(&input, &lim.bounds()) {
+            Prefix::Complete { len, env } => format!("complete {len} {env:?}"),
+            Prefix::Incomplete => "incomplete".to_owned(),
+            Prefix::OutOfBounds(bound) => format!("bound {}", lim.broken(bound)),
+        };
+        prop_assert_eq!(got, want);
+
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let (whole, each) = rt.block_on(async {
+            let mut outcomes = Vec::new();
+            for reader in [Chunked::new([input.clone()]), Chunked::bytes_each(&input)] {
+                let mut c = AgiConnection::new(reader, tokio::io::sink(), lim);
+                let outcome = match c.read_env().await {
+                    Ok(env) => format!("{env:?}"),
+                    Err(
+                        ConnError::LineTooLong { .. }
+                        | ConnError::BlockTooLarge { .. }
+                        | ConnError::TooManyLines { .. },
+                    ) => "a bound is broken".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                // What is left: buffered, or not read yet.
+                let mut left = c.buf.clone();
+                left.extend(c.reader.chunks.iter().flatten());
+                outcomes.push(format!("{outcome} / left {left:?}"));
+            }
+            (outcomes[0].clone(), outcomes[1].clone())
+        });
+        prop_assert_eq!(whole, each);
     }
 
     /// Arbitrary bytes never panic the framing; every outcome is a value or a typed error.

@@ -1,9 +1,10 @@
 //! The `agi_*` environment block Asterisk sends first on every AGI session.
 //!
 //! Data flow: `agi::connection` frames the block (everything up to and including the first empty
-//! line, see [`find_block_end`]) and hands the complete bytes to [`AgiEnv::parse`]; the session
-//! then reads typed values ([`AgiEnv::script`], [`AgiEnv::args`], ...) and builds a screening
-//! request from them. Nothing here does I/O.
+//! line, see [`find_block_end`]) and hands the complete bytes to [`AgiEnv::parse`] (or, when
+//! the whole block arrived at once, frames and parses it in the same single pass); the
+//! session then reads typed values ([`AgiEnv::script`], [`AgiEnv::first_two_args`], ...) and
+//! builds a screening request from them. Nothing here does I/O.
 //!
 //! # Wire format (Asterisk 20, see `shared/fixtures/asterisk-agi/README.md`)
 //!
@@ -46,11 +47,13 @@ pub struct AgiEnv {
     spans: Vec<Span>,
 }
 
-/// Where one `agi_<name>: <value>` line's parts are in [`AgiEnv::text`].
-#[derive(Debug, Clone)]
+/// Where one `agi_<name>: <value>` line's parts are in [`AgiEnv::text`] (byte offsets).
+#[derive(Debug, Clone, Copy)]
 struct Span {
-    name: std::ops::Range<usize>,
-    value: std::ops::Range<usize>,
+    name_start: usize,
+    name_end: usize,
+    value_start: usize,
+    value_end: usize,
 }
 
 impl PartialEq for AgiEnv {
@@ -111,43 +114,32 @@ pub enum EnvError {
 impl AgiEnv {
     /// Parses one complete, framed block: the bytes up to and including the terminating empty
     /// line (as found by [`find_block_end`]). A block that is only `"\n"` gives an empty env.
+    ///
+    /// One pass over the block: a word-at-a-time search for each line's `\n`, per line only
+    /// the name's bytes are looked at one by one (the value is never scanned again), and a
+    /// single UTF-8 check for all of it. Errors are the same, and reported for the same
+    /// (first) line, as checking line by line would give.
     pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
-        let mut spans: Vec<Span> = Vec::with_capacity(32);
-        let mut pos = 0usize;
-        let mut line_no = 0usize;
-        loop {
-            line_no += 1;
-            let rest = &block[pos..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                return Err(EnvError::Unterminated);
-            };
-            let line = &rest[..nl];
-            if is_blank_line(line) {
-                if pos + nl + 1 == block.len() {
-                    // Every non-blank line was checked to be UTF-8 and blank lines are ASCII,
-                    // so this cannot fail; the error is only there to avoid a panic path.
-                    let text = String::from_utf8(block.to_vec())
-                        .map_err(|_| EnvError::NotUtf8 { line: line_no })?;
-                    return Ok(AgiEnv { text, spans });
+        match scan(block, &Bounds::NONE) {
+            Scanned::Complete {
+                len,
+                blank_line,
+                spans,
+                error,
+            } => {
+                let env = finish(&block[..len], spans, error)?;
+                if len != block.len() {
+                    return Err(EnvError::TrailingData {
+                        line: blank_line + 1,
+                    });
                 }
-                return Err(EnvError::TrailingData { line: line_no + 1 });
+                Ok(env)
             }
-            let (name, value) = parse_line(line, line_no)?;
-            // parse_line strips the 4-byte `agi_` prefix and splits at the 2-byte `: `.
-            let name_start = pos + 4;
-            let value_start = name_start + name.len() + 2;
-            let span = Span {
-                name: name_start..name_start + name.len(),
-                value: value_start..value_start + value.len(),
-            };
-            if spans
-                .iter()
-                .any(|s| &block[s.name.clone()] == name.as_bytes())
-            {
-                return Err(EnvError::DuplicateName { line: line_no });
+            Scanned::Incomplete { complete, error } => {
+                Err(first_error(&block[..complete], error).unwrap_or(EnvError::Unterminated))
             }
-            spans.push(span);
-            pos += nl + 1;
+            // Unreachable without bounds; reported as what it would be, an unfinished block.
+            Scanned::OutOfBounds(_) => Err(EnvError::Unterminated),
         }
     }
 
@@ -186,14 +178,33 @@ impl AgiEnv {
     ///
     ///    Whichever of `?` and `|` comes first decides the style.
     /// 3. Otherwise no arguments.
-    pub fn args(&self) -> Vec<String> {
-        let mut numbered: Vec<(u32, &str)> = self
-            .vars()
-            .filter_map(|(n, v)| Some((arg_index(n)?, v)))
-            .collect();
-        if !numbered.is_empty() {
+    ///
+    /// Values are borrowed from the block where they can be (everything but percent-decoded
+    /// query parts), so the usual call allocates only the returned `Vec`.
+    pub fn args(&self) -> Vec<Cow<'_, str>> {
+        // Asterisk sends `agi_arg_1..N` in order: collect them in one pass, and sort only
+        // when they were not in order.
+        let mut args: Vec<Cow<'_, str>> = Vec::new();
+        let mut in_order = true;
+        for (name, value) in self.vars() {
+            if let Some(i) = arg_index(name.as_bytes()) {
+                in_order &= usize::try_from(i).is_ok_and(|i| i == args.len() + 1);
+                args.push(Cow::Borrowed(value));
+            }
+        }
+        if !in_order {
+            let mut numbered: Vec<(u32, &str)> = self
+                .vars()
+                .filter_map(|(n, v)| Some((arg_index(n.as_bytes())?, v)))
+                .collect();
             numbered.sort_by_key(|&(i, _)| i);
-            return numbered.into_iter().map(|(_, v)| v.to_owned()).collect();
+            return numbered
+                .into_iter()
+                .map(|(_, v)| Cow::Borrowed(v))
+                .collect();
+        }
+        if !args.is_empty() {
+            return args;
         }
         let Some(raw) = self.get("network_script") else {
             return Vec::new();
@@ -201,8 +212,38 @@ impl AgiEnv {
         match split_script(raw).1 {
             Suffix::None => Vec::new(),
             Suffix::Query(query) => query_args(query),
-            Suffix::Pipe(rest) => rest.split('|').map(str::to_owned).collect(),
+            Suffix::Pipe(rest) => rest.split('|').map(Cow::Borrowed).collect(),
         }
+    }
+
+    /// The first two of [`AgiEnv::args`]: what a `screen` call uses (the From and the
+    /// source). The same values, without collecting the other arguments: nothing is
+    /// allocated unless an old-style argument has to be percent-decoded.
+    pub fn first_two_args(&self) -> [Option<Cow<'_, str>>; 2] {
+        // The two smallest argument numbers (names are unique, so numbers are too).
+        let mut first: Option<(u32, &str)> = None;
+        let mut second: Option<(u32, &str)> = None;
+        for span in &self.spans {
+            let Some(i) = arg_index(&self.text.as_bytes()[span.name_start..span.name_end]) else {
+                continue;
+            };
+            let value = &self.text[span.value_start..span.value_end];
+            match (first, second) {
+                (None, _) => first = Some((i, value)),
+                (Some((a, _)), _) if i < a => {
+                    second = first;
+                    first = Some((i, value));
+                }
+                (_, None) => second = Some((i, value)),
+                (_, Some((b, _))) if i < b => second = Some((i, value)),
+                _ => {}
+            }
+        }
+        if first.is_some() {
+            return [first, second].map(|arg| arg.map(|(_, value)| Cow::Borrowed(value)));
+        }
+        let mut args = self.args().into_iter();
+        [args.next(), args.next()]
     }
 
     /// `agi_uniqueid`, Asterisk's id of the channel (`1795611310.0`).
@@ -222,9 +263,77 @@ impl AgiEnv {
 
     /// All variables in the order received, names without the `agi_` prefix.
     pub fn vars(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.spans
-            .iter()
-            .map(|s| (&self.text[s.name.clone()], &self.text[s.value.clone()]))
+        self.spans.iter().map(|s| {
+            (
+                &self.text[s.name_start..s.name_end],
+                &self.text[s.value_start..s.value_end],
+            )
+        })
+    }
+}
+
+/// Bounds on an environment block, checked while it is scanned (the connection's `Limits`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Longest line, `\n` not counted.
+    pub(crate) max_line: usize,
+    /// Largest block, its empty line included.
+    pub(crate) max_block: usize,
+    /// Most lines, the empty line not counted.
+    pub(crate) max_lines: usize,
+}
+
+impl Bounds {
+    /// No bounds at all.
+    const NONE: Bounds = Bounds {
+        max_line: usize::MAX,
+        max_block: usize::MAX,
+        max_lines: usize::MAX,
+    };
+}
+
+/// Which [`Bounds`] field a block broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// A line is longer than `max_line`.
+    Line,
+    /// The block is larger than `max_block`.
+    Block,
+    /// The block has more than `max_lines` lines.
+    Lines,
+}
+
+/// What [`parse_prefix`] found at the start of a buffer.
+#[derive(Debug)]
+pub(crate) enum Prefix {
+    /// A whole block, `len` bytes long (up to and including its empty line), parsed or not.
+    Complete {
+        /// Length of the block.
+        len: usize,
+        /// The parsed block, or why it does not parse.
+        env: Result<AgiEnv, EnvError>,
+    },
+    /// No empty line yet, and no bound broken.
+    Incomplete,
+    /// A bound is broken (checked as the connection's framing checks it: line by line, in
+    /// order, before anything about the lines' contents).
+    OutOfBounds(Bound),
+}
+
+/// Frames and parses the environment block at the start of `buf` in a single pass: what the
+/// connection's framing followed by [`AgiEnv::parse`] of the framed block would give (unit
+/// tests in `connection_tests.rs` hold the two against each other), for a buffer that holds
+/// the whole block.
+pub(crate) fn parse_prefix(buf: &[u8], bounds: &Bounds) -> Prefix {
+    match scan(buf, bounds) {
+        Scanned::Complete {
+            len, spans, error, ..
+        } => Prefix::Complete {
+            len,
+            env: finish(&buf[..len], spans, error),
+        },
+        Scanned::Incomplete { .. } => Prefix::Incomplete,
+        Scanned::OutOfBounds(bound) => Prefix::OutOfBounds(bound),
     }
 }
 
@@ -233,8 +342,7 @@ impl AgiEnv {
 /// a complete (empty) block of length 1 (or 2 for `\r\n`). `None` while the block is incomplete.
 pub fn find_block_end(buf: &[u8]) -> Option<usize> {
     let mut start = 0;
-    while let Some(off) = buf[start..].iter().position(|&b| b == b'\n') {
-        let nl = start + off;
+    for nl in Newlines::new(buf, 0) {
         if is_blank_line(&buf[start..nl]) {
             return Some(nl + 1);
         }
@@ -243,35 +351,307 @@ pub fn find_block_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// The positions of the `\n`s in `haystack[start..]`, in order (as indexes into
+/// `haystack`), found eight bytes at a time: a 700-byte block takes about ninety steps, plus
+/// one per line. Shared with `connection.rs`, whose framing scans the same way.
+#[derive(Debug, Clone)]
+pub(crate) struct Newlines<'a> {
+    haystack: &'a [u8],
+    /// Index of the first byte of the word `mask` describes.
+    base: usize,
+    /// The high bit of each byte of that word that is a `\n` not yet returned.
+    mask: u64,
+    /// Index of the first byte not yet loaded.
+    next: usize,
+}
+
+impl<'a> Newlines<'a> {
+    /// The `\n`s of `haystack` from index `start` on (none if `start` is past the end).
+    pub(crate) fn new(haystack: &'a [u8], start: usize) -> Self {
+        Newlines {
+            haystack,
+            base: 0,
+            mask: 0,
+            next: start.min(haystack.len()),
+        }
+    }
+}
+
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.mask == 0 {
+            let rest = self.haystack.get(self.next..).unwrap_or_default();
+            let mut words = rest.chunks_exact(8);
+            let mut base = self.next;
+            for word in &mut words {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(word);
+                let mask = newline_mask(bytes);
+                base += 8;
+                if mask != 0 {
+                    self.base = base - 8;
+                    self.mask = mask;
+                    break;
+                }
+            }
+            if self.mask == 0 {
+                // The tail, padded with zero bytes (which are not `\n`s).
+                let tail = words.remainder();
+                let mut bytes = [0u8; 8];
+                for (to, from) in bytes.iter_mut().zip(tail) {
+                    *to = *from;
+                }
+                self.base = base;
+                self.mask = newline_mask(bytes);
+                base += tail.len();
+            }
+            self.next = base;
+            if self.mask == 0 {
+                return None;
+            }
+        }
+        let at = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(at)
+    }
+}
+
+/// The high bit of every byte of `word` that is a `\n`, and no other bit. Little-endian, so
+/// the first byte in memory is the lowest.
+#[inline]
+fn newline_mask(word: [u8; 8]) -> u64 {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    // `x` has a zero byte exactly where the word has a `\n`. Per byte, `(x & 0x7f) + 0x7f`
+    // has its high bit set unless the low seven bits are zero (and never carries into the
+    // next byte: 0x7f + 0x7f < 0x100); `| x` adds the byte's own high bit. What stays clear
+    // is a zero byte.
+    let x = u64::from_le_bytes(word) ^ NEWLINES;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
 /// True for the line (without its `\n`) that terminates a block: empty, or a lone `\r`.
 /// Shared with `connection.rs` so framing and parsing agree on what ends a block.
 pub(crate) fn is_blank_line(line: &[u8]) -> bool {
     line.is_empty() || line == b"\r"
 }
 
-/// Splits one non-blank line (without `\n`) into name (without `agi_`) and value.
-fn parse_line(line: &[u8], line_no: usize) -> Result<(&str, &str), EnvError> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let text = std::str::from_utf8(line).map_err(|_| EnvError::NotUtf8 { line: line_no })?;
-    let rest = text
-        .strip_prefix("agi_")
-        .ok_or(EnvError::MissingPrefix { line: line_no })?;
-    let (name, value) = rest
-        .split_once(": ")
-        .ok_or(EnvError::MissingSeparator { line: line_no })?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(EnvError::BadName { line: line_no });
-    }
-    Ok((name, value))
+/// The result of [`scan`].
+enum Scanned {
+    Complete {
+        len: usize,
+        /// Line number of the empty line.
+        blank_line: usize,
+        spans: Vec<Span>,
+        /// The first error in the lines' structure (UTF-8 not checked yet).
+        error: Option<EnvError>,
+    },
+    Incomplete {
+        /// Length of the complete lines.
+        complete: usize,
+        /// The first error in the complete lines' structure (UTF-8 not checked yet).
+        error: Option<EnvError>,
+    },
+    OutOfBounds(Bound),
 }
 
-/// `arg_<N>` with canonical decimal `N >= 1` gives `Some(N)`.
-fn arg_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("arg_")?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+/// One pass over the lines at the start of `buf`, up to the first empty line: the bounds
+/// (in the order the connection's framing checks them), each line's structure and the
+/// duplicate names (up to the first error, which is kept), and the spans.
+fn scan(buf: &[u8], bounds: &Bounds) -> Scanned {
+    let mut spans: Vec<Span> = Vec::with_capacity(32);
+    let mut seen = NameFilter::default();
+    let mut error = None;
+    let mut start = 0usize;
+    let mut lines = 0usize;
+    for nl in Newlines::new(buf, 0) {
+        if nl - start > bounds.max_line {
+            return Scanned::OutOfBounds(Bound::Line);
+        }
+        if nl + 1 > bounds.max_block {
+            return Scanned::OutOfBounds(Bound::Block);
+        }
+        let line = &buf[start..nl];
+        if is_blank_line(line) {
+            return Scanned::Complete {
+                len: nl + 1,
+                blank_line: lines + 1,
+                spans,
+                error,
+            };
+        }
+        lines += 1;
+        if lines > bounds.max_lines {
+            return Scanned::OutOfBounds(Bound::Lines);
+        }
+        if error.is_none() {
+            let end = if line.last() == Some(&b'\r') {
+                nl - 1
+            } else {
+                nl
+            };
+            match parse_line(buf, start, end, lines) {
+                Ok(span) => {
+                    let name = &buf[span.name_start..span.name_end];
+                    if !seen.insert(name)
+                        && spans.iter().any(|s| &buf[s.name_start..s.name_end] == name)
+                    {
+                        error = Some(EnvError::DuplicateName { line: lines });
+                    } else {
+                        spans.push(span);
+                    }
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        start = nl + 1;
+    }
+    if buf.len() - start > bounds.max_line {
+        return Scanned::OutOfBounds(Bound::Line);
+    }
+    if buf.len() > bounds.max_block {
+        return Scanned::OutOfBounds(Bound::Block);
+    }
+    Scanned::Incomplete {
+        complete: start,
+        error,
+    }
+}
+
+/// The environment from a scanned, complete `block`, or the first error of its lines.
+fn finish(block: &[u8], spans: Vec<Span>, error: Option<EnvError>) -> Result<AgiEnv, EnvError> {
+    match std::str::from_utf8(block) {
+        Ok(text) => match error {
+            Some(e) => Err(e),
+            None => Ok(AgiEnv {
+                text: text.to_owned(),
+                spans,
+            }),
+        },
+        Err(_) => Err(first_error(block, error).unwrap_or(EnvError::Unterminated)),
+    }
+}
+
+/// The first error of the complete lines `lines`, given the first error of their structure:
+/// a line that is not UTF-8 is reported as such, before anything else about it.
+fn first_error(lines: &[u8], structure: Option<EnvError>) -> Option<EnvError> {
+    let utf8 = std::str::from_utf8(lines).err().map(|e| {
+        // The invalid sequence starts inside a line (never at a `\n`): its number is one
+        // more than the number of `\n`s before it.
+        let line = 1 + Newlines::new(&lines[..e.valid_up_to()], 0).count();
+        EnvError::NotUtf8 { line }
+    });
+    match (utf8, structure) {
+        (Some(u), Some(s)) => Some(if line_of(&u) <= line_of(&s) { u } else { s }),
+        (u, s) => u.or(s),
+    }
+}
+
+/// The line an error is about.
+fn line_of(e: &EnvError) -> usize {
+    match *e {
+        EnvError::NotUtf8 { line }
+        | EnvError::MissingPrefix { line }
+        | EnvError::MissingSeparator { line }
+        | EnvError::BadName { line }
+        | EnvError::DuplicateName { line }
+        | EnvError::TrailingData { line } => line,
+        EnvError::Unterminated => usize::MAX,
+    }
+}
+
+/// Splits the non-blank line `block[start..end]` (without its `\n` and any `\r` before it;
+/// UTF-8 is checked separately) into the spans of its name (without `agi_`) and value: the name is
+/// what comes before the first `": "`, the value everything after it.
+fn parse_line(block: &[u8], start: usize, end: usize, line_no: usize) -> Result<Span, EnvError> {
+    let line = &block[start..end];
+    let Some(rest) = line.strip_prefix(b"agi_") else {
+        return Err(EnvError::MissingPrefix { line: line_no });
+    };
+    let name_len = rest
+        .iter()
+        .position(|&b| !NAME_BYTES[usize::from(b)])
+        .unwrap_or(rest.len());
+    if !rest[name_len..].starts_with(b": ") {
+        // The first `": "` (if any) comes after a byte that cannot be in a name.
+        return Err(if rest.windows(2).any(|w| w == b": ") {
+            EnvError::BadName { line: line_no }
+        } else {
+            EnvError::MissingSeparator { line: line_no }
+        });
+    }
+    if name_len == 0 {
+        return Err(EnvError::BadName { line: line_no });
+    }
+    let name_start = start + 4;
+    let name_end = name_start + name_len;
+    Ok(Span {
+        name_start,
+        name_end,
+        value_start: name_end + 2,
+        value_end: end,
+    })
+}
+
+/// `[A-Za-z0-9_]`, the bytes of a variable name, as a table (one load per byte).
+static NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
+/// A one-hash Bloom filter of the names seen so far in a block (128 bits): a name not in it
+/// cannot be a duplicate, so the exact comparison with the earlier names runs only on a hit
+/// (a repeated name, or now and then two names sharing a bit).
+#[derive(Default)]
+struct NameFilter(u128);
+
+impl NameFilter {
+    /// Adds `name`; false if its bit was already set (the name may have been seen).
+    fn insert(&mut self, name: &[u8]) -> bool {
+        // Length, first and last two bytes: enough to tell Asterisk's names apart
+        // (`arg_1`/`arg_2`, `callingpres`/`callingani2`); a collision only costs a scan.
+        let byte = |i: Option<usize>| i.and_then(|i| name.get(i)).copied().unwrap_or(0);
+        let key = u64::from_le_bytes([
+            byte(Some(0)),
+            byte(name.len().checked_sub(1)),
+            byte(name.len().checked_sub(2)),
+            name.len() as u8,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        let bit = 1u128 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
+    }
+}
+
+/// `arg_<N>` with canonical decimal `N >= 1` (that fits a `u32`) gives `Some(N)`.
+#[inline]
+fn arg_index(name: &[u8]) -> Option<u32> {
+    let digits = name.strip_prefix(b"arg_")?;
+    if digits.is_empty() || digits[0] == b'0' {
         return None;
     }
-    digits.parse().ok()
+    let mut n: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+    }
+    Some(n)
 }
 
 /// What follows the script name in `agi_network_script`.
@@ -291,22 +671,18 @@ fn split_script(raw: &str) -> (&str, Suffix<'_>) {
 }
 
 /// Arguments from a URL query; see [`AgiEnv::args`] for the rules.
-fn query_args(query: &str) -> Vec<String> {
+fn query_args(query: &str) -> Vec<Cow<'_, str>> {
     if query.is_empty() {
         return Vec::new();
     }
     let parts: Vec<&str> = query.split('&').collect();
     if !parts.iter().any(|p| p.contains('=')) {
-        return parts
-            .into_iter()
-            .map(|p| percent_decode(p).into_owned())
-            .collect();
+        return parts.into_iter().map(percent_decode).collect();
     }
     let named = |key: &str| {
         parts.iter().find_map(|p| {
             let (k, v) = p.split_once('=')?;
-            k.eq_ignore_ascii_case(key)
-                .then(|| percent_decode(v).into_owned())
+            k.eq_ignore_ascii_case(key).then(|| percent_decode(v))
         })
     };
     match (named("from"), named("src")) {
@@ -617,6 +993,13 @@ pub(crate) mod tests {
             (b"agi_: 1\n\n", EnvError::BadName { line: 1 }),
             (b"agi_a b: 1\n\n", EnvError::BadName { line: 1 }),
             (b"agi_a: 1\nagi_b: \xff\n\n", EnvError::NotUtf8 { line: 2 }),
+            // Not UTF-8 is reported before anything else about the same line.
+            (b"agi_\xff: 1\n\n", EnvError::NotUtf8 { line: 1 }),
+            (b"x\xc3\nagi_a\n\n", EnvError::NotUtf8 { line: 1 }),
+            (
+                b"agi_a: 1\nagi_a: \xe2\x82\n\n",
+                EnvError::NotUtf8 { line: 2 },
+            ),
             (
                 b"agi_a: 1\nagi_a: 2\n\n",
                 EnvError::DuplicateName { line: 2 },
@@ -641,7 +1024,136 @@ pub(crate) mod tests {
         );
     }
 
+    /// `agi_`-block parsing, checking every line on its own: the behaviour `AgiEnv::parse`
+    /// had before it was made a single pass, kept as the oracle for it.
+    fn parse_line_by_line(block: &[u8]) -> Result<Vec<(String, String)>, EnvError> {
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut pos = 0;
+        let mut line_no = 0;
+        loop {
+            line_no += 1;
+            let rest = &block[pos..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                return Err(EnvError::Unterminated);
+            };
+            let line = &rest[..nl];
+            if line.is_empty() || line == b"\r" {
+                if pos + nl + 1 == block.len() {
+                    return Ok(vars);
+                }
+                return Err(EnvError::TrailingData { line: line_no + 1 });
+            }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text =
+                std::str::from_utf8(line).map_err(|_| EnvError::NotUtf8 { line: line_no })?;
+            let rest = text
+                .strip_prefix("agi_")
+                .ok_or(EnvError::MissingPrefix { line: line_no })?;
+            let (name, value) = rest
+                .split_once(": ")
+                .ok_or(EnvError::MissingSeparator { line: line_no })?;
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(EnvError::BadName { line: line_no });
+            }
+            if vars.iter().any(|(n, _)| n == name) {
+                return Err(EnvError::DuplicateName { line: line_no });
+            }
+            vars.push((name.to_owned(), value.to_owned()));
+            pos += nl + 1;
+        }
+    }
+
+    fn owned_vars(env: &AgiEnv) -> Vec<(String, String)> {
+        env.vars()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn single_pass_matches_line_by_line_on_every_capture() {
+        for case in session_cases() {
+            let raw = fixture(&case, "header.raw");
+            let want = parse_line_by_line(&raw);
+            assert_eq!(AgiEnv::parse(&raw).map(|e| owned_vars(&e)), want, "{case}");
+        }
+        // Many names, some sharing length, first and last bytes (Bloom filter collisions).
+        let mut block = String::new();
+        for a in b'a'..=b'z' {
+            for b in [b'x', b'y'] {
+                block.push_str(&format!(
+                    "agi_{}{}_{}: v\n",
+                    a as char, b as char, a as char
+                ));
+            }
+        }
+        block.push('\n');
+        let env = AgiEnv::parse(block.as_bytes()).expect("distinct names");
+        assert_eq!(env.vars().len(), 52);
+        let repeated = format!("{}agi_zy_z: again\n\n", &block[..block.len() - 1]);
+        assert_eq!(
+            AgiEnv::parse(repeated.as_bytes()),
+            Err(EnvError::DuplicateName { line: 53 })
+        );
+    }
+
     proptest! {
+        #[test]
+        fn single_pass_matches_line_by_line(lines in proptest::collection::vec(
+            prop_oneof![
+                "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}".prop_map(String::into_bytes),
+                "agi_(network|arg_1|arg_2|a|b|ab|ba)(: )[ -~]{0,6}".prop_map(String::into_bytes),
+                // Not UTF-8, in the name, the value or instead of the separator.
+                ("(agi_)?[a-z]{0,3}", prop_oneof![Just(&b"\xff"[..]), Just(&b"\xc3"[..]), Just(&b"\xe2\x82"[..])], "(: )?[a-z]{0,3}")
+                    .prop_map(|(a, bad, b)| [a.as_bytes(), bad, b.as_bytes()].concat()),
+                proptest::collection::vec(any::<u8>(), 0..12),
+            ],
+            0..12),
+            raw_tail in proptest::collection::vec(any::<u8>(), 0..4),
+            terminate in any::<bool>(),
+        ) {
+            let mut block = lines.join(&b'\n');
+            if terminate {
+                block.extend_from_slice(b"\n\n");
+            }
+            block.extend_from_slice(&raw_tail);
+            let want = parse_line_by_line(&block);
+            prop_assert_eq!(AgiEnv::parse(&block).map(|e| owned_vars(&e)), want);
+        }
+
+        #[test]
+        fn first_two_args_are_the_first_two_args(
+            numbers in proptest::collection::vec(prop_oneof![1u64..6, Just(10), Just(4_294_967_295), Just(4_294_967_296)], 0..6),
+            script in prop_oneof![Just("screen"), Just("screen?a&b%41&c"), Just("screen?src=x"), Just("screen|p|q")],
+        ) {
+            let mut block = format!("agi_network_script: {script}\n");
+            let mut seen = Vec::new();
+            for n in numbers {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                    block.push_str(&format!("agi_arg_{n}: v{n}\nagi_arg_0{n}: not{n}\n"));
+                }
+            }
+            block.push('\n');
+            let env = AgiEnv::parse(block.as_bytes()).expect("valid block");
+            let args = env.args();
+            let want = [args.first().cloned(), args.get(1).cloned()];
+            prop_assert_eq!(env.first_two_args(), want);
+        }
+
+        #[test]
+        fn newlines_finds_every_newline(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\x0b'), Just(b'\x8a'), any::<u8>()], 0..80),
+            start in 0usize..90,
+        ) {
+            let want: Vec<usize> = bytes
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| i >= start && b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(Newlines::new(&bytes, start).collect::<Vec<_>>(), want);
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = AgiEnv::parse(&bytes);

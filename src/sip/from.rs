@@ -32,6 +32,13 @@
 //! [`MAX_LEN`] bytes, and inputs containing control characters (CR, LF, NUL, … but not
 //! HTAB), are refused before parsing. Every step is linear in the input length.
 //!
+//! # Speed
+//!
+//! The parsed header borrows from the input (a part is copied only when unescaped or
+//! lower-cased). The usual shape, `[name] <sip:[user@]host[:port]>[;token=token]...`, is read
+//! by a short hand-written path; everything else, and every error, goes through the general
+//! parser, which the fast path is tested against.
+//!
 //! # Known limits
 //!
 //! - A `<` inside a quoted header-parameter value (`;x="<"`) confuses the "last `<`" rule;
@@ -41,14 +48,15 @@
 //! - IPv4-mapped IPv6 addresses (`[::ffff:203.0.113.7]`) stay IPv6 here; canonicalising them
 //!   is the range lookup's job.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nom::branch::alt;
 use nom::bytes::complete::{take_while, take_while1};
-use nom::character::complete::{anychar, char, digit1, satisfy, space0};
+use nom::character::complete::{char, digit1, satisfy, space0};
 use nom::combinator::{opt, recognize};
-use nom::multi::{fold_many0, many0, many0_count, many1_count, separated_list1};
+use nom::multi::{many0, many0_count, many1_count, separated_list1};
 use nom::sequence::preceded;
 use nom::{IResult, Parser};
 use serde::Serialize;
@@ -58,15 +66,18 @@ use serde::Serialize;
 pub const MAX_LEN: usize = 4096;
 
 /// A parsed From header: `[display-name] <uri>;header-params`, an addr-spec, or a bare host.
+///
+/// It borrows from the parsed text: a part is copied only when parsing changes it (an
+/// unescaped quoted-string, a lower-cased name). [`FromHeader::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FromHeader {
+pub struct FromHeader<'a> {
     /// The display name, unquoted and unescaped when it was a quoted-string, otherwise as it
     /// arrived (trimmed). `None` when absent or empty.
-    pub display_name: Option<String>,
+    pub display_name: Option<Cow<'a, str>>,
     /// The URI (the last `<…>` of a name-addr, or the addr-spec, or the bare host).
-    pub uri: Uri,
+    pub uri: Uri<'a>,
     /// Header parameters after the URI (`tag` and friends), in order of appearance.
-    pub params: Vec<Param>,
+    pub params: Vec<Param<'a>>,
 }
 
 /// The scheme of a [`Uri`].
@@ -84,39 +95,39 @@ pub enum Scheme {
 
 /// A SIP, SIPS or tel URI, or a bare host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Uri {
+pub struct Uri<'a> {
     /// The scheme.
     pub scheme: Scheme,
     /// The user part as written (case kept, percent-escapes not decoded), without any
     /// password; for `tel:` the telephone number. `None` when the URI has no user part.
-    pub user: Option<String>,
+    pub user: Option<Cow<'a, str>>,
     /// The host; `None` only for `tel:` URIs.
-    pub host: Option<Host>,
+    pub host: Option<Host<'a>>,
     /// The port, when one was written.
     pub port: Option<u16>,
     /// URI parameters (`;transport=udp`, `;user=phone`), in order of appearance.
-    pub params: Vec<Param>,
+    pub params: Vec<Param<'a>>,
     /// URI headers (`?X-Foo=bar&…`), in order of appearance; each has a value, maybe empty.
-    pub headers: Vec<Param>,
+    pub headers: Vec<Param<'a>>,
 }
 
 /// One `name[=value]` parameter or URI header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Param {
+pub struct Param<'a> {
     /// The name, ASCII lower-cased (SIP parameter and header names are case-insensitive).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The value as written (quoted-string values unquoted and unescaped); `None` for a bare
     /// flag such as `;lr`.
-    pub value: Option<String>,
+    pub value: Option<Cow<'a, str>>,
 }
 
 /// The host of a URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub enum Host {
+pub enum Host<'a> {
     /// A literal IPv4 or IPv6 address (IPv6 without its brackets).
     Ip(IpAddr),
     /// A hostname, ASCII lower-cased, without a trailing dot.
-    Domain(String),
+    Domain(Cow<'a, str>),
 }
 
 /// Why a From value could not be parsed. Cheap to copy; the `&'static str` fields say what
@@ -165,22 +176,30 @@ pub enum FromError {
 /// Parses a From value in any of the forms described in the [module docs](self): a
 /// name-addr (raw or mangled by Asterisk's argument parsing), an addr-spec, or a legacy bare
 /// host. Never panics; malformed input is a [`FromError`].
-pub fn parse(input: &str) -> Result<FromHeader, FromError> {
+pub fn parse(input: &str) -> Result<FromHeader<'_>, FromError> {
     if input.len() > MAX_LEN {
         return Err(FromError::TooLong(MAX_LEN));
     }
-    if let Some((at, _)) = input
-        .char_indices()
-        .find(|&(_, c)| c.is_control() && c != '\t')
-    {
+    let control = if input.is_ascii() {
+        // The usual case, a byte at a time: C0 controls but HTAB, and DEL.
+        input
+            .bytes()
+            .position(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    } else {
+        input
+            .char_indices()
+            .find(|&(_, c)| c.is_control() && c != '\t')
+            .map(|(at, _)| at)
+    };
+    if let Some(at) = control {
         return Err(FromError::ControlCharacter(at));
     }
     parse_unbounded(input)
 }
 
-impl FromHeader {
+impl FromHeader<'_> {
     /// The URI's host; `None` for `tel:` URIs.
-    pub fn host(&self) -> Option<&Host> {
+    pub fn host(&self) -> Option<&Host<'_>> {
         self.uri.host.as_ref()
     }
 
@@ -193,7 +212,50 @@ impl FromHeader {
     }
 }
 
-impl Host {
+impl FromHeader<'_> {
+    /// The same header, owning all its text.
+    pub fn into_owned(self) -> FromHeader<'static> {
+        FromHeader {
+            display_name: self.display_name.map(owned),
+            uri: self.uri.into_owned(),
+            params: self.params.into_iter().map(Param::into_owned).collect(),
+        }
+    }
+}
+
+impl Uri<'_> {
+    /// The same URI, owning all its text.
+    pub fn into_owned(self) -> Uri<'static> {
+        Uri {
+            scheme: self.scheme,
+            user: self.user.map(owned),
+            host: self.host.map(Host::into_owned),
+            port: self.port,
+            params: self.params.into_iter().map(Param::into_owned).collect(),
+            headers: self.headers.into_iter().map(Param::into_owned).collect(),
+        }
+    }
+}
+
+impl Param<'_> {
+    /// The same parameter, owning its text.
+    pub fn into_owned(self) -> Param<'static> {
+        Param {
+            name: owned(self.name),
+            value: self.value.map(owned),
+        }
+    }
+}
+
+impl Host<'_> {
+    /// The same host, owning its text.
+    pub fn into_owned(self) -> Host<'static> {
+        match self {
+            Host::Ip(ip) => Host::Ip(ip),
+            Host::Domain(name) => Host::Domain(owned(name)),
+        }
+    }
+
     /// The address, when the host is a literal IP address.
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
@@ -203,7 +265,7 @@ impl Host {
     }
 }
 
-impl fmt::Display for Host {
+impl fmt::Display for Host<'_> {
     /// IP addresses in their standard form (IPv6 without brackets), names as stored.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -221,12 +283,15 @@ type Res<'a, T> = IResult<&'a str, T>;
 
 /// Everything [`parse`] does except the length and control-character checks, so tests can
 /// show the parser itself stays linear on inputs far beyond [`MAX_LEN`].
-fn parse_unbounded(input: &str) -> Result<FromHeader, FromError> {
+fn parse_unbounded(input: &str) -> Result<FromHeader<'_>, FromError> {
     let s = trim_lws(input);
     if s.is_empty() {
         return Err(FromError::Empty);
     }
     if let Some(open) = s.rfind('<') {
+        if let Some(header) = usual_name_addr(s, open) {
+            return Ok(header);
+        }
         return name_addr(s, open);
     }
     match scheme(s) {
@@ -236,7 +301,7 @@ fn parse_unbounded(input: &str) -> Result<FromHeader, FromError> {
 }
 
 /// `display-name <uri> *(;param)`, with the URI opening at `open`, the last `<` of `s`.
-fn name_addr(s: &str, open: usize) -> Result<FromHeader, FromError> {
+fn name_addr(s: &str, open: usize) -> Result<FromHeader<'_>, FromError> {
     // `<` and `>` are single bytes, so these slices fall on char boundaries.
     let (before, after_open) = (&s[..open], &s[open + 1..]);
     let display_name = display_name(before)?;
@@ -250,9 +315,98 @@ fn name_addr(s: &str, open: usize) -> Result<FromHeader, FromError> {
     })
 }
 
+/// The usual shape of a From value, `[display-name] <sip:[user@]host[:port]>[;name=value]...`
+/// (what Asterisk passes for nearly every call), read without the general parser's machinery.
+///
+/// For every input it accepts this gives exactly what [`name_addr`] gives (property test
+/// `usual_shape_agrees_with_the_general_parser`); for anything else it gives `None` and
+/// [`name_addr`] decides, errors included: a quoted display name, a scheme other than `sip`
+/// or `sips`, `%` escapes, URI parameters or headers, quoted or bracketed parameter values,
+/// anything malformed.
+fn usual_name_addr(s: &str, open: usize) -> Option<FromHeader<'_>> {
+    let (before, after_open) = (&s[..open], &s[open + 1..]);
+    if trim_lws(before).starts_with('"') {
+        return None;
+    }
+    let display_name = display_name(before).ok()?;
+    let close = after_open.find('>')?;
+    let uri = &after_open[..close];
+    let (scheme, rest) = match uri.as_bytes().get(..5) {
+        Some(p) if p[..4].eq_ignore_ascii_case(b"sip:") => (Scheme::Sip, &uri[4..]),
+        Some(p) if p.eq_ignore_ascii_case(b"sips:") => (Scheme::Sips, &uri[5..]),
+        _ => return None,
+    };
+    // `user [":" password] "@"`, or no user part at all (then the host starts right here).
+    let user_len = count_while(rest, is_user_char);
+    let after_user = &rest[user_len..];
+    let password_len = after_user
+        .strip_prefix(':')
+        .map(|password| count_while(password, is_password_char));
+    let at = user_len + password_len.map_or(0, |n| n + 1);
+    let (user, host_text) = match rest.as_bytes().get(at) {
+        Some(b'%') => return None,
+        Some(b'@') if user_len > 0 => (Some(Cow::Borrowed(&rest[..user_len])), &rest[at + 1..]),
+        _ => (None, rest),
+    };
+    let (rest, host) = host(host_text).ok()?;
+    let (rest, port) = port(rest).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    // `*( SEMI token [ EQUAL token ] )`, with spaces and tabs around `;` and `=`.
+    let mut params = Vec::new();
+    let mut rest = &after_open[close + 1..];
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            break;
+        }
+        rest = rest.strip_prefix(';')?.trim_start_matches([' ', '\t']);
+        let (name, after_name) = rest.split_at(count_while(rest, is_token_char));
+        if name.is_empty() {
+            return None;
+        }
+        let value = match after_name.trim_start_matches([' ', '\t']).strip_prefix('=') {
+            Some(value) => {
+                let value = value.trim_start_matches([' ', '\t']);
+                let (value, after_value) = value.split_at(count_while(value, is_token_char));
+                if value.is_empty() {
+                    return None;
+                }
+                rest = after_value;
+                Some(Cow::Borrowed(value))
+            }
+            None => {
+                rest = after_name;
+                None
+            }
+        };
+        params.push(param(name, value));
+    }
+    Some(FromHeader {
+        display_name,
+        uri: Uri {
+            scheme,
+            user,
+            host: Some(host),
+            port,
+            params: Vec::new(),
+            headers: Vec::new(),
+        },
+        params,
+    })
+}
+
+/// The length of the longest prefix of `text` made of ASCII characters in `class`.
+fn count_while(text: &str, class: fn(char) -> bool) -> usize {
+    text.bytes()
+        .take_while(|&b| b.is_ascii() && class(char::from(b)))
+        .count()
+}
+
 /// The text before the URI's `<`. A complete quoted-string (raw form) is unquoted; any other
 /// text (token words, or a display name mangled by Asterisk) is kept as it is, trimmed.
-fn display_name(text: &str) -> Result<Option<String>, FromError> {
+fn display_name(text: &str) -> Result<Option<Cow<'_, str>>, FromError> {
     let t = trim_lws(text);
     if t.is_empty() {
         return Ok(None);
@@ -262,15 +416,15 @@ fn display_name(text: &str) -> Result<Option<String>, FromError> {
             Ok(("", name)) => Ok(Some(name).filter(|n| !n.is_empty())),
             // A quoted section followed by more text: a mangled name such as
             // `"the" Bob` (from `"\"the\" Bob"`). Keep it whole.
-            Ok(_) => Ok(Some(t.to_owned())),
+            Ok(_) => Ok(Some(Cow::Borrowed(t))),
             Err(_) => Err(FromError::UnterminatedQuote),
         };
     }
-    Ok(Some(t.to_owned()))
+    Ok(Some(Cow::Borrowed(t)))
 }
 
 /// The addr-spec form: the URI without its own parameters, then header parameters.
-fn addr_spec(scheme: Scheme, rest: &str) -> Result<FromHeader, FromError> {
+fn addr_spec(scheme: Scheme, rest: &str) -> Result<FromHeader<'_>, FromError> {
     let (rest, uri) = uri_core(scheme, rest)?;
     let params = header_params(rest)?;
     Ok(FromHeader {
@@ -281,7 +435,7 @@ fn addr_spec(scheme: Scheme, rest: &str) -> Result<FromHeader, FromError> {
 }
 
 /// The legacy form: a bare IP address or hostname, maybe with `:port` and `;params`.
-fn bare_host(s: &str) -> Result<FromHeader, FromError> {
+fn bare_host(s: &str) -> Result<FromHeader<'_>, FromError> {
     let host_part = s.find(';').map_or(s, |i| &s[..i]);
     let (rest, host, port) = if !host_part.starts_with('[') && host_part.matches(':').count() >= 2 {
         // An unbracketed IPv6 address; it cannot carry a port.
@@ -332,7 +486,7 @@ fn bare_host(s: &str) -> Result<FromHeader, FromError> {
 // ---------------------------------------------------------------------------------------
 
 /// A whole URI between `<` and `>`: scheme, user, host, port, parameters and headers.
-fn uri_in_brackets(text: &str) -> Result<Uri, FromError> {
+fn uri_in_brackets(text: &str) -> Result<Uri<'_>, FromError> {
     if trim_lws(text).is_empty() {
         return Err(FromError::NoUri);
     }
@@ -379,7 +533,7 @@ fn scheme(i: &str) -> Res<'_, Scheme> {
 
 /// The part of a URI after the scheme and before its parameters: `[userinfo@]host[:port]`
 /// for SIP and SIPS, the number for tel.
-fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri), FromError> {
+fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri<'_>), FromError> {
     let mut uri = Uri {
         scheme,
         user: None,
@@ -395,7 +549,7 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri), FromError> {
         if !number.bytes().any(|b| b.is_ascii_digit()) {
             return Err(FromError::BadUser("telephone number without digits"));
         }
-        uri.user = Some(number.to_owned());
+        uri.user = Some(Cow::Borrowed(number));
         return Ok((rest, uri));
     }
     // `opt` backtracks when there is no `@`: then the text is the host.
@@ -404,7 +558,7 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri), FromError> {
         .map_err(|_| FromError::BadUser("malformed user part"))?;
     let (rest, host) = host(rest)?;
     let (rest, port) = port(rest)?;
-    uri.user = user.map(str::to_owned);
+    uri.user = user.map(Cow::Borrowed);
     uri.host = Some(host);
     uri.port = port;
     Ok((rest, uri))
@@ -419,7 +573,7 @@ fn userinfo(i: &str) -> Res<'_, &str> {
 }
 
 /// `IPv6reference / IPv4address / hostname`.
-fn host(i: &str) -> Result<(&str, Host), FromError> {
+fn host(i: &str) -> Result<(&str, Host<'_>), FromError> {
     if let Some(inner) = i.strip_prefix('[') {
         let (rest, addr) = take_while::<_, _, nom::error::Error<&str>>(|c: char| {
             c.is_ascii_hexdigit() || c == ':' || c == '.'
@@ -453,7 +607,7 @@ fn host(i: &str) -> Result<(&str, Host), FromError> {
 }
 
 /// Checks the RFC 3261 hostname grammar (plus DNS length limits) and normalises the name.
-fn hostname(token: &str) -> Result<String, FromError> {
+fn hostname(token: &str) -> Result<Cow<'_, str>, FromError> {
     let name = token.strip_suffix('.').unwrap_or(token);
     if name.len() > 253 {
         return Err(FromError::BadHost("hostname longer than 253 bytes"));
@@ -487,7 +641,7 @@ fn hostname(token: &str) -> Result<String, FromError> {
             "the last hostname label must start with a letter",
         ));
     }
-    Ok(name.to_ascii_lowercase())
+    Ok(lowercase(name))
 }
 
 /// `[":" port]`.
@@ -504,7 +658,7 @@ fn port(i: &str) -> Result<(&str, Option<u16>), FromError> {
 }
 
 /// `*( ";" pname [ "=" pvalue ] )` inside a URI.
-fn uri_params(i: &str) -> Result<(&str, Vec<Param>), FromError> {
+fn uri_params(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
     let (rest, params) = many0(preceded(char(';'), uri_param))
         .parse(i)
         .map_err(|_| FromError::BadParam("malformed URI parameter"))?;
@@ -514,14 +668,14 @@ fn uri_params(i: &str) -> Result<(&str, Vec<Param>), FromError> {
     Ok((rest, params))
 }
 
-fn uri_param(i: &str) -> Res<'_, Param> {
+fn uri_param(i: &str) -> Res<'_, Param<'_>> {
     let (i, name) = escaped_run1(is_param_char).parse(i)?;
     let (i, value) = opt(preceded(char('='), escaped_run1(is_param_char))).parse(i)?;
-    Ok((i, param(name, value.map(str::to_owned))))
+    Ok((i, param(name, value.map(Cow::Borrowed))))
 }
 
 /// `[ "?" hname "=" hvalue *( "&" hname "=" hvalue ) ]`.
-fn uri_headers(i: &str) -> Result<(&str, Vec<Param>), FromError> {
+fn uri_headers(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
     let Ok((rest, _)) = char::<_, nom::error::Error<&str>>('?').parse(i) else {
         return Ok((i, Vec::new()));
     };
@@ -534,15 +688,15 @@ fn uri_headers(i: &str) -> Result<(&str, Vec<Param>), FromError> {
     Ok((rest, headers))
 }
 
-fn uri_header(i: &str) -> Res<'_, Param> {
+fn uri_header(i: &str) -> Res<'_, Param<'_>> {
     let (i, name) = escaped_run1(is_header_char).parse(i)?;
     let (i, _) = char('=').parse(i)?;
     let (i, value) = escaped_run0(is_header_char).parse(i)?;
-    Ok((i, param(name, Some(value.to_owned()))))
+    Ok((i, param(name, Some(Cow::Borrowed(value)))))
 }
 
 /// `*( SEMI generic-param )` to the end of the value.
-fn header_params(i: &str) -> Result<Vec<Param>, FromError> {
+fn header_params(i: &str) -> Result<Vec<Param<'_>>, FromError> {
     let (rest, params) = many0(preceded((space0, char(';'), space0), generic_param))
         .parse(i)
         .map_err(|_| FromError::BadParam("malformed header parameter"))?;
@@ -559,7 +713,7 @@ fn header_params(i: &str) -> Result<Vec<Param>, FromError> {
 }
 
 /// `token [ EQUAL gen-value ]`, gen-value being a token, host or quoted-string.
-fn generic_param(i: &str) -> Res<'_, Param> {
+fn generic_param(i: &str) -> Res<'_, Param<'_>> {
     let (i, name) = take_while1(is_token_char).parse(i)?;
     let (i, value) = opt(preceded(
         (space0, char('='), space0),
@@ -570,31 +724,47 @@ fn generic_param(i: &str) -> Res<'_, Param> {
                 take_while1(|c: char| c.is_ascii_hexdigit() || c == ':' || c == '.'),
                 char(']'),
             ))
-            .map(str::to_owned),
-            take_while1(is_token_char).map(str::to_owned),
+            .map(Cow::Borrowed),
+            take_while1(is_token_char).map(Cow::Borrowed),
         )),
     ))
     .parse(i)?;
     Ok((i, param(name, value)))
 }
 
-/// `"…"` with `\x` escapes; returns the content unescaped.
-fn quoted_string(i: &str) -> Res<'_, String> {
-    let (i, _) = char('"').parse(i)?;
-    let (i, content) = fold_many0(
-        alt((
-            take_while1(|c| c != '"' && c != '\\'),
-            preceded(char('\\'), recognize(anychar)),
-        )),
-        String::new,
-        |mut acc, part| {
-            acc.push_str(part);
-            acc
-        },
-    )
-    .parse(i)?;
-    let (i, _) = char('"').parse(i)?;
-    Ok((i, content))
+/// `"…"` with `\x` escapes; returns the content unescaped (borrowed when it has no escape).
+fn quoted_string(i: &str) -> Res<'_, Cow<'_, str>> {
+    let fail = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Char));
+    let body = i.strip_prefix('"').ok_or_else(fail)?;
+    // `"` and `\` are ASCII, so every index where one is found is a character boundary.
+    let mut unescaped: Option<String> = None;
+    let mut run = 0;
+    let mut at = 0;
+    loop {
+        match body.as_bytes().get(at) {
+            None => return Err(fail()),
+            Some(b'"') => {
+                let content = match unescaped {
+                    None => Cow::Borrowed(&body[..at]),
+                    Some(mut text) => {
+                        text.push_str(&body[run..at]);
+                        Cow::Owned(text)
+                    }
+                };
+                return Ok((&body[at + 1..], content));
+            }
+            Some(b'\\') => {
+                // The escaped character, whatever it is; a `\` at the very end is an error.
+                let escaped = body[at + 1..].chars().next().ok_or_else(fail)?;
+                let text = unescaped.get_or_insert_with(String::new);
+                text.push_str(&body[run..at]);
+                text.push(escaped);
+                at += 1 + escaped.len_utf8();
+                run = at;
+            }
+            Some(_) => at += 1,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -624,11 +794,24 @@ fn pct_escape(i: &str) -> Res<'_, &str> {
     .parse(i)
 }
 
-fn param(name: &str, value: Option<String>) -> Param {
+fn param<'a>(name: &'a str, value: Option<Cow<'a, str>>) -> Param<'a> {
     Param {
-        name: name.to_ascii_lowercase(),
+        name: lowercase(name),
         value,
     }
+}
+
+/// `text` ASCII lower-cased, copied only when it has an upper-case letter.
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
 }
 
 /// Trims SP and HTAB (not Unicode whitespace) at both ends.

@@ -67,10 +67,10 @@ impl Want {
     }
 }
 
-fn host_of(text: &str) -> Host {
+fn host_of(text: &str) -> Host<'_> {
     match text.parse::<IpAddr>() {
         Ok(ip) => Host::Ip(ip),
-        Err(_) => Host::Domain(text.to_owned()),
+        Err(_) => Host::Domain(text.into()),
     }
 }
 
@@ -922,4 +922,97 @@ proptest! {
         prop_assert_eq!(h.uri.port, Some(port));
         prop_assert_eq!(h.tag(), Some(tag.as_str()));
     }
+
+    /// The fast reading of the usual shape never disagrees with the general parser: on
+    /// near-valid From values built from good and bad pieces, whenever it answers, its
+    /// answer is the general parser's.
+    #[test]
+    fn usual_shape_agrees_with_the_general_parser(
+        display in prop::sample::select(vec!["", "Bob ", "\"Bob\" ", "Doe, John ", "a<b> ", " \t", "\"x"]),
+        scheme in prop::sample::select(vec!["sip:", "SIP:", "sips:", "SiPs:", "tel:", "http:", "sip", ""]),
+        user in prop::sample::select(vec![
+            "", "bob@", "Bob.X-1@", "bob:pw@", "bob:@", ":pw@", "b%41b@", "bob;x=1@", "@", "bo b@", "bob:p%41@",
+        ]),
+        host in prop::sample::select(vec![
+            "203.0.113.7", "[2001:db8::1]", "gw.Example.COM", "gw.example.com.", "203.0.113.300", "[::1",
+            "a_b", "", "localhost", "[::ffff:1.2.3.4]",
+        ]),
+        port in prop::sample::select(vec!["", ":5060", ":", ":99999", ":x", ":0"]),
+        uri_rest in prop::sample::select(vec!["", "", ";transport=udp", "?x=1", " "]),
+        close in prop::sample::select(vec![">", ">", ""]),
+        params in prop::collection::vec(prop::sample::select(vec![
+            ";tag=abc", " ; tag = x", ";lr", ";x=\"q\"", ";x=[::1]", ";", ";=", " junk", ";TAG=Ab",
+            "\t;a=b%", ";a=", "; a", ";a =b", ";é=1", " ",
+        ]), 0..4),
+        noise in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(vec![
+            '<', '>', '"', '\\', ';', '=', ':', '@', '%', ' ', '\t', 'é', 'A', '[', ']', '?',
+        ]))),
+    ) {
+        let mut input = format!("{display}<{scheme}{user}{host}{port}{uri_rest}{close}{}", params.concat());
+        if let Some((at, c)) = noise {
+            let mut at = at.index(input.len() + 1);
+            while !input.is_char_boundary(at) {
+                at -= 1;
+            }
+            input.insert(at, c);
+        }
+        let s = trim_lws(&input);
+        if let Some(open) = s.rfind('<') {
+            if let Some(fast) = usual_name_addr(s, open) {
+                prop_assert_eq!(Ok(fast), name_addr(s, open), "{:?}", input);
+            }
+        }
+    }
+}
+
+#[test]
+fn usual_shape_is_read_by_the_fast_path() {
+    for input in [
+        "Bob <sip:bob@203.0.113.7>;tag=27303SIPpTag001",
+        "<sip:bob@[2001:db8::1]:5060>;tag=x;lr",
+        "Doe, John <SIPS:john:pw@gw.Example.COM.> ; TAG = Ab ",
+        "<sip:203.0.113.7:5060>",
+    ] {
+        let s = trim_lws(input);
+        let open = s.rfind('<').expect("a name-addr");
+        let fast = usual_name_addr(s, open);
+        assert!(fast.is_some(), "{input:?} takes the fast path");
+        assert_eq!(fast.map(Ok), Some(name_addr(s, open)), "{input:?}");
+    }
+    for input in [
+        "\"Bob\" <sip:bob@203.0.113.7>",
+        "<sip:bob@203.0.113.7;transport=udp>",
+        "<tel:+15551234>",
+        "<sip:b%41b@203.0.113.7>",
+        "<sip:bob@203.0.113.7>;x=\"y\"",
+        "<sip:bob@203.0.113.300>",
+    ] {
+        let s = trim_lws(input);
+        let open = s.rfind('<').expect("a name-addr");
+        assert_eq!(
+            usual_name_addr(s, open),
+            None,
+            "{input:?} is left to the parser"
+        );
+    }
+    // Most recorded `agi_arg_1` values take the fast path.
+    let args = fixture_files("sessions", ".header.raw");
+    let (mut fast, mut total) = (0, 0);
+    for (_, header) in &args {
+        let Some(arg) = header.lines().find_map(|l| l.strip_prefix("agi_arg_1: ")) else {
+            continue;
+        };
+        let s = trim_lws(arg);
+        if let Some(open) = s.rfind('<') {
+            total += 1;
+            if let Some(h) = usual_name_addr(s, open) {
+                fast += 1;
+                assert_eq!(Ok(h), name_addr(s, open), "{arg:?}");
+            }
+        }
+    }
+    assert!(
+        total >= 20 && fast * 2 > total,
+        "{fast} of {total} recorded From values"
+    );
 }
