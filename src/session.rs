@@ -261,24 +261,16 @@ where
     let mut reason = String::new();
     // Writing into a `String` cannot fail.
     let _ = decision.reason.write_to(&mut reason);
-    for n in 0..3 {
+    let commands = [
+        ("STRANGER", stranger),
+        ("IPCOUNTRY_VERDICT", decision.verdict.as_str()),
+        ("IPCOUNTRY_REASON", reason.as_str()),
+    ];
+    for (name, value) in commands {
         if conn.hangup_pending() {
             return Outcome::HungUp;
         }
-        let command = match n {
-            0 => Command::SetVariable {
-                name: "STRANGER",
-                value: stranger,
-            },
-            1 => Command::SetVariable {
-                name: "IPCOUNTRY_VERDICT",
-                value: decision.verdict.as_str(),
-            },
-            _ => Command::SetVariable {
-                name: "IPCOUNTRY_REASON",
-                value: &reason,
-            },
-        };
+        let command = Command::SetVariable { name, value };
         match exchange(conn, reply_timeout, &command).await {
             Step::Next => {}
             Step::Stop(outcome) => return outcome,

@@ -89,23 +89,26 @@ async fn asterisk(
     }
 }
 
-/// One call through `session::run` on fresh in-memory pipes (created, and filled once with
-/// a throwaway byte so their buffers exist, before counting starts).
-async fn one_call(ctx: &Context, block: &[u8]) -> (usize, usize) {
+/// Two in-memory pipes (server in/client out, server out/client in), each written and
+/// drained once so their buffers exist before any counting starts.
+async fn primed_pipes() -> (DuplexStream, DuplexStream, DuplexStream, DuplexStream) {
     let (mut srv_in, mut cli_out) = tokio::io::duplex(64 * 1024);
     let (mut srv_out, mut cli_in) = tokio::io::duplex(64 * 1024);
-    // Pre-grow both pipes, outside the count.
-    cli_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
     let mut sink = vec![0u8; 4096];
+    cli_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
     srv_in.read_exact(&mut sink).await.expect("drain");
     srv_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
     cli_in.read_exact(&mut sink).await.expect("drain");
+    (srv_in, cli_out, srv_out, cli_in)
+}
+
+/// One call through `session::run` on fresh in-memory pipes (created, and filled once with
+/// a throwaway byte so their buffers exist, before counting starts).
+async fn one_call(ctx: &Context, block: &[u8]) -> (usize, usize) {
+    let (srv_in, cli_out, srv_out, cli_in) = primed_pipes().await;
     let region = Region::new(GLOBAL);
     let conn = AgiConnection::new(srv_in, srv_out, Limits::default());
     let session = session::run(conn, ctx, None);
-    if std::env::var_os("PRINT_FUTURE_SIZE").is_some() {
-        println!("session future: {} bytes", std::mem::size_of_val(&session));
-    }
     let (outcome, commands) = tokio::join!(session, asterisk(cli_out, cli_in, block));
     let n = region.change().allocations;
     assert_eq!(outcome.expect("session"), Outcome::Screened);
@@ -115,13 +118,7 @@ async fn one_call(ctx: &Context, block: &[u8]) -> (usize, usize) {
 /// The same exchange against a server that only frames the block and sends one fixed
 /// command (the in-memory "floor"): what the pipes and the fake Asterisk cost.
 async fn floor_call(block: &[u8]) -> usize {
-    let (mut srv_in, mut cli_out) = tokio::io::duplex(64 * 1024);
-    let (mut srv_out, mut cli_in) = tokio::io::duplex(64 * 1024);
-    cli_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
-    let mut sink = vec![0u8; 4096];
-    srv_in.read_exact(&mut sink).await.expect("drain");
-    srv_out.write_all(&[0u8; 4096]).await.expect("pre-grow");
-    cli_in.read_exact(&mut sink).await.expect("drain");
+    let (mut srv_in, cli_out, mut srv_out, cli_in) = primed_pipes().await;
     let mut buf = Vec::with_capacity(4096);
     let region = Region::new(GLOBAL);
     let server = async {
