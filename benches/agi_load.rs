@@ -199,7 +199,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The recorded pjsip block with `agi_arg_1`/`agi_arg_2` (and the uniqueid) replaced.
+/// The recorded pjsip block with its arguments (source first, then the From) and the uniqueid
+/// replaced.
 fn make_blocks(cat: &common::Catalog) -> Vec<Vec<u8>> {
     let path = common::fixtures_dir().join("sessions/pjsip-ipv4.header.raw");
     let header = String::from_utf8(std::fs::read(&path).expect("fixture block")).expect("UTF-8");
@@ -216,11 +217,11 @@ fn make_blocks(cat: &common::Catalog) -> Vec<Vec<u8>> {
             let mut out = String::with_capacity(header.len() + 64);
             for line in header.split_inclusive('\n') {
                 if line.starts_with("agi_arg_1: ") {
-                    out.push_str(&format!(
-                        "agi_arg_1: Bob <sip:bob@{host}>;tag={n}SIPpTag001\n"
-                    ));
+                    out.push_str(&format!("agi_arg_1: {host}:5060\n"));
                 } else if line.starts_with("agi_arg_2: ") {
-                    out.push_str(&format!("agi_arg_2: {host}:5060\n"));
+                    out.push_str(&format!(
+                        "agi_arg_2: Bob <sip:bob@{host}>;tag={n}SIPpTag001\n"
+                    ));
                 } else if line.starts_with("agi_uniqueid: ") {
                     out.push_str(&format!("agi_uniqueid: 1795611310.{n}\n"));
                 } else {

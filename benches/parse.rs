@@ -1,6 +1,6 @@
 //! Parsing benchmarks on the recorded Asterisk sessions: the `agi_*` environment block
 //! (`AgiEnv::parse`), the From header (`sip::from::parse`) and the whole request
-//! (`ScreenRequest::from_args`), for every `screen` header block in
+//! (`CallArgs` + `ScreenRequest::parse`), for every `screen` header block in
 //! `../shared/fixtures/asterisk-agi/sessions/` (one criterion benchmark per representative
 //! case, and one pass over all of them).
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipcountry::agi::env::AgiEnv;
-use ipcountry::request::ScreenRequest;
+use ipcountry::request::{CallArgs, ScreenRequest};
 use ipcountry::sip::from;
 
 /// `(case, header block)` for every recorded session.
@@ -59,19 +59,14 @@ fn parse(c: &mut Criterion) {
     });
     group.finish();
 
-    // The From headers and source arguments as Asterisk passed them.
+    // The From headers as Asterisk passed them (the recordings have the From first).
     let envs: Vec<(String, AgiEnv)> = all
         .iter()
         .filter_map(|(c, b)| Some((c.clone(), AgiEnv::parse(b).ok()?)))
         .collect();
     let args: Vec<(String, Vec<String>)> = envs
         .iter()
-        .map(|(c, e)| {
-            (
-                c.clone(),
-                e.args().into_iter().map(String::from).collect::<Vec<_>>(),
-            )
-        })
+        .map(|(c, e)| (c.clone(), e.args().map(String::from).collect::<Vec<_>>()))
         .filter(|(_, a)| !a.is_empty())
         .collect();
 
@@ -93,26 +88,29 @@ fn parse(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("request");
-    let (_, pjsip) = envs
+    // pjsip-ipv4 with its two arguments in the source-first order.
+    let (_, recorded) = all
         .iter()
         .find(|(c, _)| c == "pjsip-ipv4")
         .expect("pjsip-ipv4 fixture");
+    let block = String::from_utf8_lossy(recorded)
+        .replace("agi_arg_2: 127.0.0.1:15201\n", "")
+        .replace("agi_arg_1: ", "agi_arg_1: 127.0.0.1:15201\nagi_arg_2: ")
+        .into_bytes();
+    let pjsip = AgiEnv::parse(&block).expect("the rewritten block parses");
+    assert_eq!(pjsip.args().next(), Some("127.0.0.1:15201"));
     group.bench_function("env_args_and_request_pjsip_ipv4", |b| {
         b.iter(|| {
-            let args = black_box(pjsip).args();
-            let request = ScreenRequest::from_args(&args);
+            let call = CallArgs::new(black_box(&pjsip).args());
+            let request = ScreenRequest::parse(&call);
             black_box(&request);
         })
     });
-    let (_, block) = all
-        .iter()
-        .find(|(c, _)| c == "pjsip-ipv4")
-        .expect("pjsip-ipv4 fixture");
     group.bench_function("block_to_request_pjsip_ipv4", |b| {
         b.iter(|| {
-            let env = AgiEnv::parse(black_box(block)).expect("fixture parses");
-            let args = env.args();
-            let request = ScreenRequest::from_args(&args);
+            let env = AgiEnv::parse(black_box(&block)).expect("block parses");
+            let call = CallArgs::new(env.args());
+            let request = ScreenRequest::parse(&call);
             black_box(&request);
         })
     });

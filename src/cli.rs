@@ -1,5 +1,7 @@
-//! The command line (clap derive): raw arguments only. `main.rs` turns them into settings and
-//! runs the command.
+//! The command line (clap derive): raw arguments only, each checked as it is parsed (a zero
+//! deadline, a session cap out of range or an unknown flag is refused before anything starts).
+//! The library's settings types know nothing of clap: [`TrustArg`] and [`ReplyArg`] map onto
+//! them here. `main.rs` runs the command.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use ipcountry::decision::Trust;
+use ipcountry::server::MAX_SESSIONS;
 use ipcountry::session::ReplyMode;
 
 /// Screen inbound Asterisk/FreePBX calls by the caller's IP address.
@@ -37,9 +40,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the FastAGI server (default 127.0.0.1:4573).
     Serve(ServeArgs),
-    /// Screen one call as a plain AGI over stdin/stdout: `AGI(ipcountry,agi,${FROM},${SRC})`.
-    Agi(ScreenArgs),
-    /// Show the verdict for an IP address or a From header (exit 0 permitted, 1 denied or stranger, 2 error).
+    /// Screen one call as a plain AGI over stdin/stdout: `AGI(ipcountry,agi,${SRC},${FROM})`.
+    Agi(AgiArgs),
+    /// Show the verdict a call would get: a source address, and the From header if any
+    /// (exit 0 permitted, 1 denied or stranger, 2 error).
     Check(CheckArgs),
     /// Print the integer value of IP addresses (or the address of an integer).
     Ip {
@@ -170,12 +174,55 @@ pub(crate) enum HostAction {
     List,
 }
 
+/// `--trust`: which addresses of a call are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TrustArg {
+    /// The signalling source and the From host; a stranger if either is.
+    Both,
+    /// The signalling source only.
+    Source,
+    /// The From host only (forgeable: anyone can write a permitted address into a From).
+    From,
+}
+
+impl From<TrustArg> for Trust {
+    fn from(t: TrustArg) -> Trust {
+        match t {
+            TrustArg::Both => Trust::Both,
+            TrustArg::Source => Trust::Source,
+            TrustArg::From => Trust::From,
+        }
+    }
+}
+
+/// `--reply`: how the verdict is written back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReplyArg {
+    /// Three `SET VARIABLE`s (three round trips).
+    SetVariable,
+    /// One `EXEC MSet` (one round trip; commas, double quotes and backslashes in the reason
+    /// become `;`, `'` and `/`).
+    Mset,
+}
+
+impl From<ReplyArg> for ReplyMode {
+    fn from(r: ReplyArg) -> ReplyMode {
+        match r {
+            ReplyArg::SetVariable => ReplyMode::SetVariable,
+            ReplyArg::Mset => ReplyMode::MSet,
+        }
+    }
+}
+
 /// Hostname resolution, shared by everything that screens or checks.
 #[derive(Debug, Args)]
 pub(crate) struct DnsArgs {
     /// Deadline for resolving a From hostname.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = positive_duration)]
     pub(crate) dns_timeout: Duration,
+    /// How long a failed or timed-out lookup is remembered (0 s: not at all).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub(crate) dns_failure_ttl: Duration,
     /// Ask this DNS server (ip:port) instead of the system resolver.
     #[arg(long)]
     pub(crate) dns_server: Option<SocketAddr>,
@@ -185,15 +232,28 @@ pub(crate) struct DnsArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ScreenArgs {
     /// Which addresses to check: the signalling source, the From host, or both.
-    #[arg(long, value_enum, default_value_t = Trust::Both)]
-    pub(crate) trust: Trust,
+    #[arg(long, value_enum, default_value_t = TrustArg::Both)]
+    pub(crate) trust: TrustArg,
     /// How From hostnames are resolved.
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
-    /// Arguments Asterisk passes on the command line in plain-AGI mode (ignored: the
-    /// `agi_arg_N` lines of the environment carry the same values).
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub(crate) rest: Vec<String>,
+}
+
+/// `agi`: plain AGI, whose arguments come on the command line.
+#[derive(Debug, Args)]
+pub(crate) struct AgiArgs {
+    /// Screening settings (before the call's arguments).
+    #[command(flatten)]
+    pub(crate) screen: ScreenArgs,
+    /// What the dialplan passes after `agi`: the source address, then the From header (as
+    /// many arguments as Asterisk split it into). Everything from the first one on is taken
+    /// as it is, flags included: the From is written by the caller.
+    #[arg(
+        value_name = "SOURCE [FROM]...",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) call: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -202,31 +262,31 @@ pub(crate) struct ServeArgs {
     #[arg(long = "listen", default_value = "127.0.0.1:4573")]
     pub(crate) listen: Vec<SocketAddr>,
     /// Calls handled at once; more connections wait in the backlog.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = max_sessions)]
     pub(crate) max_sessions: usize,
     /// How often to check the store for changes.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub(crate) poll: Duration,
     /// Time calls in flight get to finish on SIGINT/SIGTERM.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration)]
     pub(crate) grace: Duration,
     /// Deadline for the AGI environment block.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = positive_duration)]
     pub(crate) env_timeout: Duration,
     /// Deadline for each reply from Asterisk.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
     pub(crate) reply_timeout: Duration,
     /// How the verdict is written back: three `SET VARIABLE`s, or one `EXEC MSet` (one round
     /// trip; commas, double quotes and backslashes in the reason become `;`, `'` and `/`).
-    #[arg(long, value_enum, default_value_t = ReplyMode::SetVariable)]
-    pub(crate) reply: ReplyMode,
+    #[arg(long, value_enum, default_value_t = ReplyArg::SetVariable)]
+    pub(crate) reply: ReplyArg,
     /// Async runtime: one single-threaded runtime per worker thread (`per-core`), or tokio's
     /// work-stealing `multi-thread` runtime.
     #[arg(long, value_enum, default_value_t = Runtime::PerCore)]
     pub(crate) runtime: Runtime,
     /// Worker threads (0: one per CPU).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) threads: usize,
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub(crate) threads: u16,
     /// Screening settings.
     #[command(flatten)]
     pub(crate) screen: ScreenArgs,
@@ -243,36 +303,47 @@ pub(crate) enum Runtime {
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    /// An IP address, a host name, or a From header (`"Bob" <sip:bob@203.0.113.7>;tag=1`).
-    pub(crate) subject: String,
-    /// The signalling source address, if any (`203.0.113.7:5060`).
-    #[arg(long)]
-    pub(crate) source: Option<String>,
+    /// The signalling source address (`203.0.113.7`, `203.0.113.7:5060`, `[2001:db8::1]:5060`),
+    /// as the dialplan's first argument.
+    pub(crate) source: String,
+    /// The From header as it is on the wire (`"Bob" <sip:bob@203.0.113.7>;tag=1`), if the call
+    /// has one. It goes through Asterisk's argument splitting, as in a call.
+    pub(crate) from: Option<String>,
     /// Which addresses to check.
-    #[arg(long, value_enum, default_value_t = Trust::Both)]
-    pub(crate) trust: Trust,
+    #[arg(long, value_enum, default_value_t = TrustArg::Both)]
+    pub(crate) trust: TrustArg,
     /// How hostnames are resolved.
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
 }
 
-/// `500ms`, `5s`, `2m`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration: `500ms`, `5s`, `2m`, `1h 30m` (humantime's format), or plain seconds.
+fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?} (use 500ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("not a duration: {s:?} ({e}; use 500ms, 5s, 2m)"))
+}
+
+/// A [`duration`] that is not zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// `--max-sessions`: 1 to [`MAX_SESSIONS`].
+fn max_sessions(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_SESSIONS).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {MAX_SESSIONS}")),
+    }
 }
 
 /// Where `--db` points, as a path for messages (`sqlite://x.db` → `x.db`).
@@ -286,12 +357,54 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        assert!(duration("x").is_err());
+        assert!(duration("5 parsecs").is_err());
+        assert!(positive_duration("0").is_err());
+        assert!(positive_duration("0ms").is_err());
+        assert_eq!(positive_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert!(max_sessions("0").is_err());
+        assert!(max_sessions(&(MAX_SESSIONS + 1).to_string()).is_err());
+        assert_eq!(max_sessions("1024"), Ok(1024));
+    }
+
+    #[test]
+    fn misspelt_flags_and_stray_arguments_are_refused() {
+        use clap::Parser as _;
+        for args in [
+            &["ipcountry", "serve", "--lisen", "0.0.0.0:4573"][..],
+            &["ipcountry", "serve", "extra"],
+            &["ipcountry", "serve", "--trust", "sorce"],
+            &["ipcountry", "serve", "--poll", "0"],
+            &["ipcountry", "serve", "--env-timeout", "0s"],
+            &["ipcountry", "serve", "--reply-timeout", "0"],
+            &["ipcountry", "serve", "--max-sessions", "0"],
+            &["ipcountry", "serve", "--max-sessions", "99999999999"],
+            &["ipcountry", "check", "198.51.100.9", "<sip:a@b.c>", "stray"],
+            &["ipcountry", "check", "198.51.100.9", "--sorce", "x"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} was accepted");
+        }
+        // `agi` takes what Asterisk appends, flags included, once the source is there.
+        let cli = Cli::try_parse_from([
+            "ipcountry",
+            "agi",
+            "--trust",
+            "source",
+            "198.51.100.9",
+            "--trust=from",
+            "<sip:a@b.c>",
+        ])
+        .expect("agi args");
+        let Command::Agi(agi) = cli.command else {
+            panic!("not agi");
+        };
+        assert_eq!(agi.screen.trust, TrustArg::Source);
+        assert_eq!(agi.call, ["198.51.100.9", "--trust=from", "<sip:a@b.c>"]);
     }
 
     #[test]

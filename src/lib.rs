@@ -12,11 +12,13 @@
 //! `session` never touches the store: it sees only the current snapshot.
 //!
 //! # Layout
-//! - [`agi`]: the FastAGI wire protocol (framing, environment block, replies, commands).
+//! - [`agi`]: the FastAGI wire protocol (framing, environment block, replies, commands, and
+//!   Asterisk's argument splitter).
 //! - [`sip`]: the SIP From-header parser.
 //! - [`ranges`]: IP ranges, rules, and the compiled interval snapshot.
 //! - [`request`]: a screening request built from an AGI environment.
-//! - [`decision`]: the pure verdict function (deny beats permit).
+//! - [`decision`]: the pure verdict function (deny beats permit); [`escape`]: caller text made
+//!   safe for logs.
 //! - [`policy`]: the compiled snapshot (ranges + allow-hosts) behind an atomic pointer;
 //!   [`hosts`]: allow-host patterns.
 //! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
@@ -26,6 +28,7 @@
 
 pub mod agi;
 pub mod decision;
+pub mod escape;
 pub mod hosts;
 pub mod import;
 pub mod policy;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) if args.threads > 0 => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(args.threads);
+            b.worker_threads(usize::from(args.threads));
             b
         }
         _ => tokio::runtime::Builder::new_multi_thread(),

@@ -1,77 +1,113 @@
 //! `ScreenRequest`: what a `screen` call asks, built only by parsing the AGI arguments.
 //!
-//! Argument 1 is the From header (or, in the legacy dialplan, a bare IP or hostname);
-//! argument 2 is the signalling source address (`ip:port`, `[v6]:port` from
-//! `CHANNEL(pjsip,remote_addr)`, or a bare IP from chan_sip's `CHANNEL(recvip)`).
+//! # The argument contract
+//!
+//! `AGI(agi://127.0.0.1:4573/screen,${source},${From})`:
+//!
+//! * **Argument 1 is the signalling source address**: `ip:port`, `[v6]:port` (from
+//!   `CHANNEL(pjsip,remote_addr)`) or a bare IP (chan_sip's `CHANNEL(recvip)`, IAX2's
+//!   `CHANNEL(peerip)`). Anything else is a bad source ([`SourceError`]).
+//! * **The From header is every argument after it, joined again with `,`**: Asterisk splits
+//!   `AGI()`'s text at commas (see `agi::args`), and the From is written by the caller, so the
+//!   number of arguments after argument 1 is his to choose. Nothing he writes can move text
+//!   across the earlier comma, so argument 1 is always the real source.
+//! * Exactly one argument: a source and no From header (IAX2, or a dialplan that passes one
+//!   address). `agi_arg_2` present but empty is an *empty* From (what
+//!   `${PJSIP_HEADER(read,From)}` gives for a header too long for it): it does not parse.
+//! * No argument at all: no source.
+//!
 //! Nothing here does I/O; malformed values are kept as typed errors so the decision can say
 //! why a caller became a stranger.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::sip::from::{self, FromError, FromHeader};
 
-/// A parsed screening request. It borrows the argument texts it was built from.
+/// The texts of a `screen` call's arguments: the source and the From, split as the contract
+/// says. A [`ScreenRequest`] borrows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallArgs<'a> {
+    /// Argument 1, if there is one.
+    pub source: Option<&'a str>,
+    /// Arguments 2..N joined with `,`, if there are any.
+    pub from: Option<Cow<'a, str>>,
+}
+
+impl<'a> CallArgs<'a> {
+    /// Splits the arguments (`agi_arg_1..N` in order) by the contract.
+    pub fn new<I>(args: I) -> CallArgs<'a>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut args = args.into_iter();
+        let source = args.next();
+        let from = args.next().map(|first| match args.next() {
+            None => Cow::Borrowed(first),
+            Some(second) => {
+                let mut joined = format!("{first},{second}");
+                for more in args {
+                    joined.push(',');
+                    joined.push_str(more);
+                }
+                Cow::Owned(joined)
+            }
+        });
+        CallArgs { source, from }
+    }
+}
+
+/// A parsed screening request.
 #[derive(Debug, Clone)]
 pub struct ScreenRequest<'a> {
-    /// The From header as received (for logs).
-    pub from_raw: &'a str,
-    /// The parsed From header, or why it could not be parsed.
-    pub from: Result<FromHeader<'a>, FromError>,
-    /// The signalling source address: `None` when the dialplan did not pass one.
-    pub source: Option<Result<IpAddr, SourceError>>,
+    /// The signalling source address, or why there is none.
+    pub source: Result<IpAddr, SourceError>,
+    /// The From header: `None` when the call has no From argument.
+    pub from: Option<FromArg<'a>>,
 }
 
-/// The source argument was not an address.
+/// The From argument as received and as parsed.
+#[derive(Debug, Clone)]
+pub struct FromArg<'a> {
+    /// The text as received (Asterisk's argument parsing already removed quotes and
+    /// backslashes). Written by the caller: escape it before logging.
+    pub raw: &'a str,
+    /// The parsed header, or why it could not be parsed.
+    pub header: Result<FromHeader<'a>, FromError>,
+}
+
+/// Why a call has no usable source address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an IP address or ip:port: {0:?}")]
-pub struct SourceError(pub String);
+pub enum SourceError {
+    /// The call has no argument 1, or it is empty.
+    #[error("no source address")]
+    Missing,
+    /// Argument 1 is not an address; the text (at most 64 characters) is kept for `check` and
+    /// the logs.
+    #[error("bad source address")]
+    Bad(String),
+}
 
 impl<'a> ScreenRequest<'a> {
-    /// Builds the request from the AGI arguments (`agi_arg_1..N`, already extracted, as
-    /// [`AgiEnv::args`](crate::agi::env::AgiEnv::args) gives them or as `String`s).
-    /// An empty argument list gives an unparseable From.
-    pub fn from_args<S: AsRef<str>>(args: &'a [S]) -> ScreenRequest<'a> {
-        let from_raw = args.first().map_or("", AsRef::as_ref);
-        ScreenRequest::new(from_raw, args.get(1).map(AsRef::as_ref))
-    }
-
-    /// A request from the From (or bare address) and an optional source argument: what
-    /// [`ScreenRequest::from_args`] builds from the first two arguments, and what the `check`
-    /// command asks. A source that is empty or only whitespace counts as absent.
-    pub fn new(from_text: &'a str, source: Option<&str>) -> ScreenRequest<'a> {
-        let source = source
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(parse_source);
+    /// Parses the call's arguments.
+    pub fn parse(args: &'a CallArgs<'_>) -> ScreenRequest<'a> {
         ScreenRequest {
-            from_raw: from_text,
-            from: from::parse(from_text),
-            source,
+            source: args.source.map_or(Err(SourceError::Missing), parse_source),
+            from: args.from.as_deref().map(|raw| FromArg {
+                raw,
+                header: from::parse(raw),
+            }),
         }
     }
 }
 
-/// Parses `ip`, `ip:port`, `[v6]` or `[v6]:port`; the result is canonical (v4-mapped → v4).
+/// Parses `ip`, `ip:port`, `[v6]` or `[v6]:port` (spaces around it allowed); the result is
+/// canonical (IPv4-mapped IPv6 → IPv4).
 pub fn parse_source(s: &str) -> Result<IpAddr, SourceError> {
     let s = s.trim();
-    // The usual forms first, each with the one parser that can accept it (what the general
-    // chain below would end up with): `ip:port` with an IPv4 address, a bare IPv4 address.
-    if !s.contains('[') {
-        let parsed = match s.bytes().filter(|&b| b == b':').count() {
-            0 => s.parse::<Ipv4Addr>().ok(),
-            1 => s.parse::<SocketAddrV4>().ok().map(|sa| *sa.ip()),
-            _ => None,
-        };
-        if let Some(ip) = parsed {
-            return Ok(IpAddr::V4(ip));
-        }
+    if s.is_empty() {
+        return Err(SourceError::Missing);
     }
-    parse_source_general(s)
-}
-
-/// Every form `parse_source` accepts, by trying each parser in turn (the fast path's oracle).
-fn parse_source_general(s: &str) -> Result<IpAddr, SourceError> {
-    let s = s.trim();
     let ip = s
         .parse::<IpAddr>()
         .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
@@ -81,7 +117,7 @@ fn parse_source_general(s: &str) -> Result<IpAddr, SourceError> {
                 .ok_or(())
                 .and_then(|r| r.parse::<IpAddr>().map_err(|_| ()))
         })
-        .map_err(|_| SourceError(s.chars().take(64).collect()))?;
+        .map_err(|_| SourceError::Bad(s.chars().take(64).collect()))?;
     Ok(ip.to_canonical())
 }
 
@@ -95,51 +131,56 @@ mod tests {
         let v6: IpAddr = "::1".parse().expect("ip");
         assert_eq!(parse_source("127.0.0.1:15201"), Ok(v4));
         assert_eq!(parse_source("127.0.0.1"), Ok(v4));
+        assert_eq!(parse_source(" 127.0.0.1 "), Ok(v4));
         assert_eq!(parse_source("[::1]:15214"), Ok(v6));
         assert_eq!(parse_source("[::1]"), Ok(v6));
         assert_eq!(parse_source("::1"), Ok(v6));
         assert_eq!(parse_source("[::ffff:127.0.0.1]:5060"), Ok(v4));
-        assert!(parse_source("bogus").is_err());
+        assert_eq!(parse_source(" \t"), Err(SourceError::Missing));
+        assert_eq!(parse_source("bogus"), Err(SourceError::Bad("bogus".into())));
         assert!(parse_source("1.2.3.4:99999").is_err());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn fast_source_forms_agree_with_the_general_parser(
-            s in "[ \t]?[0-9]{0,4}([.][0-9]{0,4}){0,4}(:[+0-9]{0,6})?[ :\\[\\]]?",
-            ip in proptest::prelude::any::<IpAddr>(),
-            port in proptest::prelude::any::<u16>(),
-        ) {
-            proptest::prop_assert_eq!(parse_source(&s), parse_source_general(&s));
-            for text in [
-                ip.to_string(),
-                format!("{ip}:{port}"),
-                format!("[{ip}]:{port}"),
-                format!("[{ip}]"),
-                format!("{ip}:0{port}"),
-            ] {
-                proptest::prop_assert_eq!(parse_source(&text), parse_source_general(&text), "{}", text);
-            }
-        }
+        assert!(parse_source("203.0.113.7,,<sip:eve@198.51.100.9>").is_err());
+        assert!(parse_source("Bob <sip:bob@203.0.113.7>").is_err());
     }
 
     #[test]
-    fn args_to_request() {
-        let r = ScreenRequest::from_args(&["Bob <sip:bob@203.0.113.7>;tag=1", "127.0.0.1:15201"]);
-        assert!(r.from.is_ok());
-        assert_eq!(r.from_raw, "Bob <sip:bob@203.0.113.7>;tag=1");
-        assert_eq!(r.source, Some(Ok("127.0.0.1".parse().expect("ip"))));
-        let owned = [String::from("203.0.113.7")];
-        let r = ScreenRequest::from_args(&owned);
-        assert!(r.from.is_ok());
-        assert_eq!(r.source, None);
-        let r = ScreenRequest::from_args::<String>(&[]);
-        assert!(r.from.is_err());
-        assert_eq!(r.from_raw, "");
-        // A blank source is no source; a bad one is kept as an error.
-        let r = ScreenRequest::from_args(&["203.0.113.7", " \t"]);
-        assert_eq!(r.source, None);
-        let r = ScreenRequest::new("203.0.113.7", Some(" junk "));
-        assert_eq!(r.source, Some(Err(SourceError("junk".into()))));
+    fn the_contract() {
+        let args = CallArgs::new(["127.0.0.1:15201", "Bob <sip:bob@203.0.113.7>;tag=1"]);
+        assert_eq!(args.source, Some("127.0.0.1:15201"));
+        assert_eq!(
+            args.from.as_deref(),
+            Some("Bob <sip:bob@203.0.113.7>;tag=1")
+        );
+        // The From's commas come back.
+        let args = CallArgs::new(["127.0.0.1", "203.0.113.7", "", "<sip:eve@198.51.100.9>"]);
+        assert_eq!(
+            args.from.as_deref(),
+            Some("203.0.113.7,,<sip:eve@198.51.100.9>")
+        );
+        let r = ScreenRequest::parse(&args);
+        assert_eq!(r.source, Ok("127.0.0.1".parse().expect("ip")));
+        let from = r.from.expect("a From");
+        assert_eq!(from.raw, "203.0.113.7,,<sip:eve@198.51.100.9>");
+        assert!(from.header.is_ok());
+        // One argument: a source and no From.
+        let args = CallArgs::new(["198.51.100.9"]);
+        let r = ScreenRequest::parse(&args);
+        assert!(r.source.is_ok() && r.from.is_none());
+        // An empty From is a From that does not parse.
+        let args = CallArgs::new(["127.0.0.1", ""]);
+        let r = ScreenRequest::parse(&args);
+        assert!(r.from.is_some_and(|f| f.header == Err(FromError::Empty)));
+        // No arguments: no source.
+        let args = CallArgs::new([]);
+        assert_eq!(
+            ScreenRequest::parse(&args).source,
+            Err(SourceError::Missing)
+        );
+        // The old order (From first) has no source.
+        let args = CallArgs::new(["Bob <sip:bob@203.0.113.7>", "127.0.0.1"]);
+        assert!(matches!(
+            ScreenRequest::parse(&args).source,
+            Err(SourceError::Bad(_))
+        ));
     }
 }

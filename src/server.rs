@@ -12,7 +12,6 @@
 //! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
 //! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,16 +26,38 @@ use tracing::{debug, error, info, warn};
 use crate::agi::connection::AgiConnection;
 use crate::session::{self, Context};
 
-/// Bounds of the server.
+/// The most calls a server may handle at once (`--max-sessions`): each holds a socket, and
+/// far fewer file descriptors than this are available on any PBX.
+pub const MAX_SESSIONS: usize = 65_536;
+
+/// Bounds of the server, built only by [`ServerOptions::new`].
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// Calls handled at once (default 1024).
-    pub max_sessions: usize,
-    /// How long calls in flight may take to finish after shutdown begins (default 5 s).
-    pub grace: Duration,
+    max_sessions: usize,
+    grace: Duration,
+}
+
+/// A server bound out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("max_sessions must be from 1 to {MAX_SESSIONS}, not {0}")]
+pub struct OptionsError(usize);
+
+impl ServerOptions {
+    /// `max_sessions` calls at once (1 to [`MAX_SESSIONS`]); `grace` for calls in flight to
+    /// finish after shutdown begins.
+    pub fn new(max_sessions: usize, grace: Duration) -> Result<ServerOptions, OptionsError> {
+        if !(1..=MAX_SESSIONS).contains(&max_sessions) {
+            return Err(OptionsError(max_sessions));
+        }
+        Ok(ServerOptions {
+            max_sessions,
+            grace,
+        })
+    }
 }
 
 impl Default for ServerOptions {
+    /// 1024 calls at once, 5 s of grace.
     fn default() -> Self {
         ServerOptions {
             max_sessions: 1024,
@@ -154,7 +175,7 @@ struct Shared {
 impl Shared {
     fn new(options: &ServerOptions, shutdown: CancellationToken) -> Self {
         Shared {
-            permits: Arc::new(Semaphore::new(options.max_sessions.max(1))),
+            permits: Arc::new(Semaphore::new(options.max_sessions)),
             tracker: TaskTracker::new(),
             shutdown,
             hard_stop: CancellationToken::new(),
@@ -273,9 +294,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
-            // The call's future (some 850 bytes) is boxed: tokio copies a task's whole future
-            // several times while spawning, running and finishing it, and this way that is a
-            // hundred-odd bytes rather than a kilobyte (one small allocation instead).
+            // The call's future is boxed: tokio copies a task's whole future several times
+            // while spawning, running and finishing it, and this keeps that small.
             let call = Box::pin(serve_one(stream, peer, &ctx));
             tokio::select! {
                 // The call first: when it finishes on this poll, the hard-stop future is
@@ -289,27 +309,14 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
     }
 }
 
-/// One call on `stream`. A function returning an `async move` block rather than an `async fn`,
-/// which would keep its arguments twice in the call's future (see `session::run`).
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an `async fn` stores its arguments twice"
-)]
-fn serve_one(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    ctx: &Context,
-) -> impl Future<Output = ()> + use<'_> {
-    async move {
-        let _ = stream.set_nodelay(true);
-        // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
-        let (r, w) = stream.split();
-        let conn = AgiConnection::new(r, w, ctx.settings.limits);
-        match session::run(conn, ctx, Some(peer)).await {
-            Ok(outcome) => debug!(%peer, ?outcome, "session done"),
-            Err(error) => warn!(%peer, %error, "dropped AGI peer"),
-        }
-    }
+/// One call on `stream`.
+async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
+    let _ = stream.set_nodelay(true);
+    // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
+    let (r, w) = stream.split();
+    let conn = AgiConnection::new(r, w, ctx.settings.limits);
+    let outcome = session::run(conn, ctx, Some(peer)).await;
+    debug!(%peer, ?outcome, "session done");
 }
 
 #[cfg(test)]
@@ -347,7 +354,7 @@ mod tests {
         })
     }
 
-    const BLOCK: &[u8] = b"agi_network: yes\nagi_network_script: screen\nagi_uniqueid: 1.1\nagi_arg_1: <sip:bob@203.0.113.7>\nagi_arg_2: 127.0.0.1:5060\n\n";
+    const BLOCK: &[u8] = b"agi_network: yes\nagi_network_script: screen\nagi_uniqueid: 1.1\nagi_arg_1: 127.0.0.1:5060\nagi_arg_2: <sip:bob@203.0.113.7>\n\n";
 
     /// One call, waiting `pause` before answering each command. Returns the commands and
     /// whether the server closed.
@@ -370,16 +377,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn options_out_of_range_are_refused() {
+        assert!(ServerOptions::new(0, Duration::ZERO).is_err());
+        assert!(ServerOptions::new(MAX_SESSIONS + 1, Duration::ZERO).is_err());
+        assert!(ServerOptions::new(MAX_SESSIONS, Duration::ZERO).is_ok());
+    }
+
     #[tokio::test]
     async fn per_core_workers_serve_and_drain_on_shutdown() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let options = ServerOptions {
-            max_sessions: 8,
-            grace: Duration::from_secs(3),
-        };
+        let options = ServerOptions::new(8, Duration::from_secs(3)).expect("options");
         let server = tokio::spawn(run_per_core(
             vec![listener],
             2,

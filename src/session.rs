@@ -1,4 +1,4 @@
-//! One FastAGI call, end to end: read the environment block, dispatch on the script name,
+//! One AGI call, end to end: read the environment block, dispatch on the script name,
 //! build the request, load the policy snapshot once, decide, reply, close.
 //!
 //! This is the only sequencer of a call. It never touches the store: it sees the snapshot.
@@ -6,32 +6,43 @@
 //! gets an answer, or a closed socket, in bounded time. Commands are sent one at a time, each
 //! waiting for its `200 result=` reply: Asterisk does not process pipelined commands.
 //!
+//! # Fail closed
+//!
+//! Once Asterisk has connected, it reports `AGISTATUS=SUCCESS` whatever the server sends, and a
+//! server that says nothing leaves `STRANGER` unset. So **every connection that sends a
+//! complete environment block gets an answer**: the verdict, or, when the call cannot be
+//! screened (a malformed block, one over the [`Limits`], an unknown script name, an internal
+//! error), `STRANGER "true"`, `IPCOUNTRY_VERDICT "error"` and a reason naming the failure,
+//! best effort, then the connection is closed and the failure logged once. A block that breaks
+//! a limit is read to its end (and thrown away) to be answered. Only a peer that never sent a
+//! complete block within the deadline, or is gone, gets nothing.
+//!
 //! The verdict goes back as three `SET VARIABLE` commands (three round trips, the default) or,
-//! with [`ReplyMode::MSet`], as one `EXEC MSet` (one round trip; see [`mset_args`] for what
-//! happens to commas in the values).
+//! with [`ReplyMode::MSet`], as one `EXEC MSet` (one round trip; see `agi::command::mset_value`
+//! for what happens to commas in the values). The dialplan reads the same variables either way.
 
-use std::fmt;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 use tracing::{debug, info, warn, Level};
 
 use crate::agi::command::Command;
 use crate::agi::connection::{AgiConnection, ConnError, Limits};
-use crate::agi::env::AgiEnv;
+use crate::agi::env::{AgiEnv, EnvError};
 use crate::agi::reply::Reply;
 use crate::decision::{self, Decision, Trust};
+use crate::escape::Escaped;
 use crate::policy::SharedPolicy;
-use crate::request::{ScreenRequest, SourceError};
+use crate::request::{CallArgs, ScreenRequest};
 use crate::resolve::HostResolver;
-use crate::sip::from::Host;
 
-/// Deadlines and bounds of a session.
+/// Deadlines and bounds of a session. The binary refuses zero deadlines at start-up.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     /// Which addresses are checked.
@@ -47,17 +58,15 @@ pub struct SessionSettings {
 }
 
 /// How a session writes the verdict back to Asterisk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReplyMode {
     /// `SET VARIABLE STRANGER`, `IPCOUNTRY_VERDICT`, `IPCOUNTRY_REASON`: three commands, three
     /// round trips, each answered `200 result=1`. Values arrive exactly as sent (quoted).
     #[default]
-    #[value(name = "set-variable")]
     SetVariable,
     /// One `EXEC MSet "STRANGER=…,IPCOUNTRY_VERDICT=…,IPCOUNTRY_REASON=…"`, answered
-    /// `200 result=0`: one round trip. `MSet` splits its argument at commas, so the reason is
-    /// rewritten as [`mset_args`] documents.
-    #[value(name = "mset")]
+    /// `200 result=0`: one round trip. `MSet` splits its argument at commas, so the values are
+    /// rewritten as `agi::command::mset_value` documents.
     MSet,
 }
 
@@ -91,187 +100,283 @@ pub struct Context {
 pub enum Outcome {
     /// The verdict was set in full.
     Screened,
+    /// The call could not be screened; the error answer was set in full.
+    Failed,
     /// The caller hung up (or the channel died) before all variables were set.
     HungUp,
     /// Asterisk stopped answering, or closed, mid-reply.
     Abandoned,
-    /// A `reload` request was accepted.
+    /// A `reload` request was accepted (and acknowledged).
     Reloaded,
-    /// An unknown script or a missing script name: nothing was set.
-    Unknown,
+    /// No complete environment block arrived (the peer stalled, vanished, or sent more than
+    /// can be skipped): nothing was sent.
+    Dropped,
 }
 
-/// Why a session failed before it could screen.
+/// The longest `IPCOUNTRY_REASON` written, in bytes (cut at a character boundary): keeps every
+/// command far below Asterisk's 2047-byte line.
+pub const MAX_REASON: usize = 1024;
+
+/// Why a call could not be screened. Its text is the reason of the error answer.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The environment block did not arrive in time.
-    #[error("no complete AGI environment within {0:?}")]
-    EnvTimeout(Duration),
-    /// The environment block was malformed, oversized, or the peer vanished.
+enum Failure {
     #[error("bad AGI environment: {0}")]
-    Env(#[source] ConnError),
+    Env(EnvError),
+    #[error("AGI environment over the limits: {0}")]
+    Limit(ConnError),
+    #[error("no AGI script name (the URL needs a path: agi://host:4573/screen)")]
+    NoScript,
+    #[error("unknown AGI script {0:?} (this server runs `screen`)")]
+    UnknownScript(String),
+    #[error("reload is only taken from a loopback address")]
+    ReloadRefused,
+    #[error("internal error while screening")]
+    Internal,
 }
 
-// `run` and `run_stdio` are written as functions returning an `async move` block rather than
-// as `async fn`s: an `async fn` keeps its arguments twice in its future (as captured and as
-// moved-in local), and the connection is the largest of them. Every byte of a call's future is
-// copied several times when the server spawns the call's task.
-
-/// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,...)`): always screens, since
-/// a plain AGI has no script name in the FastAGI sense.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an `async fn` stores its arguments twice"
-)]
-pub fn run_stdio<'a, R, W>(
+/// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,agi,${source},${From})`): always
+/// screens, on `args` (what Asterisk put on the command line after `agi`, the same as its
+/// `agi_arg_N` lines but for the leading program arguments).
+pub async fn run_stdio<R, W>(
     mut conn: AgiConnection<R, W>,
-    ctx: &'a Context,
-) -> impl Future<Output = Result<Outcome, SessionError>> + use<'a, R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    async move {
-        let started = call_started();
-        let env = read_env(&mut conn, ctx).await?;
-        let outcome = screen(&mut conn, ctx, &env, started).await;
-        let _ = conn.shutdown().await;
-        Ok(outcome)
-    }
-}
-
-/// Runs one FastAGI call on `conn`, dispatching on `agi_network_script`. `peer` is the TCP peer.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an `async fn` stores its arguments twice"
-)]
-pub fn run<'a, R, W>(
-    mut conn: AgiConnection<R, W>,
-    ctx: &'a Context,
-    peer: Option<SocketAddr>,
-) -> impl Future<Output = Result<Outcome, SessionError>> + use<'a, R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    async move {
-        let started = call_started();
-        let env = read_env(&mut conn, ctx).await?;
-        let outcome = match env.script() {
-            Some("screen") => screen(&mut conn, ctx, &env, started).await,
-            Some("reload") if peer.is_none_or(|p| p.ip().is_loopback()) => {
-                ctx.reload.notify_one();
-                info!(?peer, "reload requested over AGI");
-                Outcome::Reloaded
-            }
-            other => {
-                warn!(script = ?other, ?peer, uniqueid = env.uniqueid(), "unknown AGI script; nothing set");
-                // Tell the admin on the Asterisk console; set nothing, so the dialplan goes on
-                // as if the server had not answered.
-                let message = format!("ipcountry: unknown AGI script {:?}", other.unwrap_or(""));
-                let verbose = Command::Verbose {
-                    message: &message,
-                    level: 1,
-                };
-                let _ = exchange(&mut conn, ctx.settings.reply_timeout, &verbose).await;
-                Outcome::Unknown
-            }
-        };
-        // Asterisk never closes the socket itself (not even after HANGUP): we must.
-        let _ = conn.shutdown().await;
-        Ok(outcome)
-    }
-}
-
-async fn read_env<R, W>(
-    conn: &mut AgiConnection<R, W>,
     ctx: &Context,
-) -> Result<AgiEnv, SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    match timeout(ctx.settings.env_timeout, conn.read_env()).await {
-        Err(_) => Err(SessionError::EnvTimeout(ctx.settings.env_timeout)),
-        Ok(Err(e)) => Err(SessionError::Env(e)),
-        Ok(Ok(env)) => Ok(env),
-    }
-}
-
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an `async fn` stores its arguments twice"
-)]
-fn screen<'a, R, W>(
-    conn: &'a mut AgiConnection<R, W>,
-    ctx: &'a Context,
-    env: &'a AgiEnv,
-    started: Option<Instant>,
-) -> impl Future<Output = Outcome> + use<'a, R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    async move {
-        let [from, source] = env.first_two_args();
-        let policy = ctx.policy.load();
-        // The request is not kept across the reply's round trip (it would be most of this
-        // future, which is copied as a whole when the call's task is spawned): it lives in this
-        // block, and the log line takes the little it needs from it, only when it will be written.
-        let (decision, facts) = {
-            let request = ScreenRequest::new(from.as_deref().unwrap_or(""), source.as_deref());
-            let trust = ctx.settings.trust;
-            let dns = match decision::host_to_resolve(&policy, &request, trust) {
-                // Boxed: the resolver's future is large, and held inline it would make every
-                // call's task large too (most calls have an IP literal and resolve nothing).
-                Some(name) => Some(Box::pin(ctx.resolver.lookup(name)).await),
-                None => None,
-            };
-            let decision = decision::decide(&policy, &request, trust, dns.as_ref());
-            let facts = started.map(|started| Box::new(CallFacts::new(request, started)));
-            (decision, facts)
-        };
-        let outcome = match ctx.settings.reply {
-            ReplyMode::SetVariable => reply(conn, ctx.settings.reply_timeout, &decision).await,
-            ReplyMode::MSet => reply_mset(conn, ctx.settings.reply_timeout, &decision).await,
-        };
-        if let Some(facts) = facts {
-            log_call(env, *facts, &decision, &outcome);
-        }
-        outcome
-    }
-}
-
-/// Sets STRANGER, IPCOUNTRY_VERDICT and IPCOUNTRY_REASON, one command at a time.
-pub async fn reply<R, W>(
-    conn: &mut AgiConnection<R, W>,
-    reply_timeout: Duration,
-    decision: &Decision<'_>,
+    args: &[String],
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let stranger = if decision.verdict.is_stranger() {
-        "true"
-    } else {
-        "false"
+    let started = Instant::now();
+    let outcome = match read_env(&mut conn, ctx).await {
+        Read::Env(env) => {
+            let call = CallArgs::new(args.iter().map(String::as_str));
+            screen(&mut conn, ctx, &env, &call, started).await
+        }
+        Read::Failed(failure) => answer_failure(&mut conn, ctx, None, None, failure).await,
+        Read::Dropped(error) => dropped(None, error),
     };
-    let mut reason = String::new();
-    // Writing into a `String` cannot fail.
-    let _ = decision.reason.write_to(&mut reason);
-    let commands = [
-        ("STRANGER", stranger),
-        ("IPCOUNTRY_VERDICT", decision.verdict.as_str()),
-        ("IPCOUNTRY_REASON", reason.as_str()),
+    let _ = conn.shutdown().await;
+    outcome
+}
+
+/// Runs one FastAGI call on `conn`, dispatching on `agi_network_script`. `peer` is the TCP peer.
+pub async fn run<R, W>(
+    mut conn: AgiConnection<R, W>,
+    ctx: &Context,
+    peer: Option<SocketAddr>,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let outcome = match read_env(&mut conn, ctx).await {
+        Read::Env(env) => match env.script() {
+            Some("screen") => {
+                let call = CallArgs::new(env.args());
+                screen(&mut conn, ctx, &env, &call, started).await
+            }
+            Some("reload") if peer.is_none_or(|p| p.ip().is_loopback()) => {
+                ctx.reload.notify_one();
+                info!(?peer, "reload requested over AGI");
+                acknowledge_reload(&mut conn, ctx).await
+            }
+            Some("reload") => {
+                answer_failure(&mut conn, ctx, peer, Some(&env), Failure::ReloadRefused).await
+            }
+            Some(other) => {
+                let script: String = other.chars().take(64).collect();
+                answer_failure(
+                    &mut conn,
+                    ctx,
+                    peer,
+                    Some(&env),
+                    Failure::UnknownScript(script),
+                )
+                .await
+            }
+            None => answer_failure(&mut conn, ctx, peer, Some(&env), Failure::NoScript).await,
+        },
+        Read::Failed(failure) => answer_failure(&mut conn, ctx, peer, None, failure).await,
+        Read::Dropped(error) => dropped(peer, error),
+    };
+    // Asterisk never closes the socket itself (not even after HANGUP): we must.
+    let _ = conn.shutdown().await;
+    outcome
+}
+
+/// What reading the environment block gave.
+enum Read {
+    /// The block, parsed.
+    Env(AgiEnv),
+    /// A complete block that cannot be screened: answer it.
+    Failed(Failure),
+    /// No complete block: answer nothing.
+    Dropped(Option<ConnError>),
+}
+
+/// Reads the block within the environment deadline; a block over the limits is skipped to its
+/// end (within the same deadline) so that it can be answered.
+async fn read_env<R, W>(conn: &mut AgiConnection<R, W>, ctx: &Context) -> Read
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + ctx.settings.env_timeout;
+    match timeout_at(deadline, conn.read_env()).await {
+        Ok(Ok(env)) => Read::Env(env),
+        Ok(Err(ConnError::Env(e))) => Read::Failed(Failure::Env(e)),
+        Ok(Err(e)) if e.is_limit() => match timeout_at(deadline, conn.skip_env()).await {
+            Ok(Ok(())) => Read::Failed(Failure::Limit(e)),
+            Ok(Err(skip)) => Read::Dropped(Some(skip)),
+            Err(_) => Read::Dropped(Some(e)),
+        },
+        Ok(Err(e)) => Read::Dropped(Some(e)),
+        Err(_) => Read::Dropped(None),
+    }
+}
+
+fn dropped(peer: Option<SocketAddr>, error: Option<ConnError>) -> Outcome {
+    match error {
+        // A peer that closes without a word is a port check, or Asterisk's own retry.
+        Some(ConnError::Closed { partial: false }) => {
+            debug!(?peer, "peer closed before sending anything")
+        }
+        Some(error) => warn!(?peer, %error, "dropped AGI peer: no complete environment block"),
+        None => warn!(
+            ?peer,
+            "dropped AGI peer: no complete environment block in time"
+        ),
+    }
+    Outcome::Dropped
+}
+
+/// Screens one call: request → snapshot → (DNS) → decision → reply.
+async fn screen<R, W>(
+    conn: &mut AgiConnection<R, W>,
+    ctx: &Context,
+    env: &AgiEnv,
+    call: &CallArgs<'_>,
+    started: Instant,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let trust = ctx.settings.trust;
+    let policy = ctx.policy.load();
+    // Parsing and deciding are pure; a bug in them must still give a stranger, not a silent
+    // close (which the dialplan would have to catch). The panic hook has printed the panic.
+    let Ok((request, name)) = catch_unwind(AssertUnwindSafe(|| {
+        let request = ScreenRequest::parse(call);
+        let name = decision::host_to_resolve(&policy, &request, trust).map(str::to_owned);
+        (request, name)
+    })) else {
+        return answer_failure(conn, ctx, None, Some(env), Failure::Internal).await;
+    };
+    let dns = match name {
+        // Boxed: the resolver's future is large, and most calls resolve nothing.
+        Some(name) => Some(Box::pin(ctx.resolver.lookup(&name)).await),
+        None => None,
+    };
+    let Ok(decision) = catch_unwind(AssertUnwindSafe(|| {
+        decision::decide(&policy, &request, trust, dns.as_ref())
+    })) else {
+        return answer_failure(conn, ctx, None, Some(env), Failure::Internal).await;
+    };
+    let reason = decision.reason.to_string();
+    let answer = Answer {
+        stranger: decision.verdict.is_stranger(),
+        verdict: decision.verdict.as_str(),
+        reason: &reason,
+    };
+    let outcome = reply(conn, &ctx.settings, &answer).await;
+    log_call(env, &request, &decision, &outcome, started);
+    outcome
+}
+
+/// The error answer, then one log line.
+async fn answer_failure<R, W>(
+    conn: &mut AgiConnection<R, W>,
+    ctx: &Context,
+    peer: Option<SocketAddr>,
+    env: Option<&AgiEnv>,
+    failure: Failure,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let reason = failure.to_string();
+    let answer = Answer {
+        stranger: true,
+        verdict: "error",
+        reason: &reason,
+    };
+    let outcome = match reply(conn, &ctx.settings, &answer).await {
+        Outcome::Screened => Outcome::Failed,
+        other => other,
+    };
+    warn!(
+        ?peer,
+        uniqueid = %Escaped(env.and_then(AgiEnv::uniqueid).unwrap_or("-")),
+        callerid = %Escaped(env.and_then(AgiEnv::callerid).unwrap_or("-")),
+        error = %failure,
+        ?outcome,
+        "call not screened; answered STRANGER=true"
+    );
+    outcome
+}
+
+/// `reload`: tell the client (`ipcountry reload`) it was taken.
+async fn acknowledge_reload<R, W>(conn: &mut AgiConnection<R, W>, ctx: &Context) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let verbose = Command::Verbose {
+        message: "ipcountry: reloading",
+        level: 1,
+    };
+    match exchange(conn, ctx.settings.reply_timeout, &verbose).await {
+        Step::Next => Outcome::Reloaded,
+        Step::Stop(outcome) => outcome,
+    }
+}
+
+/// What is written back: the three variables' values.
+struct Answer<'a> {
+    stranger: bool,
+    verdict: &'a str,
+    reason: &'a str,
+}
+
+/// Sets `STRANGER`, `IPCOUNTRY_VERDICT` and `IPCOUNTRY_REASON` as the settings say.
+async fn reply<R, W>(
+    conn: &mut AgiConnection<R, W>,
+    settings: &SessionSettings,
+    answer: &Answer<'_>,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let vars = [
+        ("STRANGER", if answer.stranger { "true" } else { "false" }),
+        ("IPCOUNTRY_VERDICT", answer.verdict),
+        ("IPCOUNTRY_REASON", cap(answer.reason, MAX_REASON)),
     ];
-    for (name, value) in commands {
+    let mset = [Command::MSet { vars: &vars }];
+    let each = vars.map(|(name, value)| Command::SetVariable { name, value });
+    let commands: &[Command<'_>] = match settings.reply {
+        ReplyMode::SetVariable => &each,
+        ReplyMode::MSet => &mset,
+    };
+    for command in commands {
         if conn.hangup_pending() {
             return Outcome::HungUp;
         }
-        let command = Command::SetVariable { name, value };
-        match exchange(conn, reply_timeout, &command).await {
+        match exchange(conn, settings.reply_timeout, command).await {
             Step::Next => {}
             Step::Stop(outcome) => return outcome,
         }
@@ -279,90 +384,16 @@ where
     Outcome::Screened
 }
 
-/// Sets STRANGER, IPCOUNTRY_VERDICT and IPCOUNTRY_REASON with one `EXEC MSet` (one round
-/// trip). Asterisk answers `200 result=0` (MSet's return value).
-pub async fn reply_mset<R, W>(
-    conn: &mut AgiConnection<R, W>,
-    reply_timeout: Duration,
-    decision: &Decision<'_>,
-) -> Outcome
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    if conn.hangup_pending() {
-        return Outcome::HungUp;
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn cap(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-    let args = mset_args(decision);
-    let command = Command::Exec {
-        app: "MSet",
-        args: &args,
-    };
-    match exchange(conn, reply_timeout, &command).await {
-        Step::Next => Outcome::Screened,
-        Step::Stop(outcome) => outcome,
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
     }
-}
-
-/// Longest reason written by [`mset_args`], in bytes: keeps the `EXEC` line far below
-/// Asterisk's 2047-byte command limit.
-pub const MSET_MAX_REASON: usize = 1024;
-
-/// The argument of `EXEC MSet` for `decision`:
-/// `STRANGER=<true|false>,IPCOUNTRY_VERDICT=<verdict>,IPCOUNTRY_REASON=<reason>`.
-///
-/// `MSet` splits its argument with Asterisk's application-argument parser: `,` separates
-/// assignments, `"` toggles quoting and is removed, `\` escapes the next character and is
-/// removed, and `(`…`)` / `[`…`]` group. A comma in a value would therefore cut the reason
-/// short, or, followed by `NAME=`, set another variable. Rather than rely on escapes being
-/// undone exactly once, the reason is rewritten so that the parser has nothing to do:
-/// **`,` becomes `;`, `"` becomes `'`, and `\` becomes `/`**; it is also cut to
-/// [`MSET_MAX_REASON`] bytes (at a character boundary). The other two values are fixed words.
-/// The reason is the last assignment, so a `(` or `[` in it cannot swallow a later one.
-/// Control characters are replaced by spaces when the command is encoded, as for every value.
-/// With [`ReplyMode::SetVariable`] the reason arrives unchanged.
-pub fn mset_args(decision: &Decision) -> String {
-    let stranger = if decision.verdict.is_stranger() {
-        "true"
-    } else {
-        "false"
-    };
-    let mut out = String::with_capacity(128);
-    out.push_str("STRANGER=");
-    out.push_str(stranger);
-    out.push_str(",IPCOUNTRY_VERDICT=");
-    out.push_str(decision.verdict.as_str());
-    out.push_str(",IPCOUNTRY_REASON=");
-    // The reason is written straight into the argument, then cut and rewritten in place.
-    let start = out.len();
-    // Writing into a `String` cannot fail.
-    let _ = decision.reason.write_to(&mut out);
-    if out.len() - start > MSET_MAX_REASON {
-        let mut cut = start + MSET_MAX_REASON;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    // Rule reasons are addresses, words and numbers; only notes and DNS errors may hold one of
-    // these characters, so this copy is rare.
-    if out.as_bytes()[start..]
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\\'))
-    {
-        let reason: String = out[start..]
-            .chars()
-            .map(|c| match c {
-                ',' => ';',
-                '"' => '\'',
-                '\\' => '/',
-                c => c,
-            })
-            .collect();
-        out.truncate(start);
-        out.push_str(&reason);
-    }
-    out
+    &text[..cut]
 }
 
 enum Step {
@@ -371,189 +402,77 @@ enum Step {
 }
 
 /// Sends one command and waits for its reply.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an `async fn` stores its arguments twice"
-)]
-fn exchange<'a, R, W>(
-    conn: &'a mut AgiConnection<R, W>,
+async fn exchange<R, W>(
+    conn: &mut AgiConnection<R, W>,
     reply_timeout: Duration,
-    command: &'a Command<'_>,
-) -> impl Future<Output = Step> + use<'a, R, W>
+    command: &Command<'_>,
+) -> Step
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    async move {
-        if let Err(error) = conn.send(command).await {
-            debug!(%error, "cannot send AGI command");
-            return Step::Stop(Outcome::Abandoned);
+    if let Err(error) = conn.send(command).await {
+        debug!(%error, "cannot send AGI command");
+        return Step::Stop(Outcome::Abandoned);
+    }
+    match timeout(reply_timeout, conn.read_reply()).await {
+        Err(_) => {
+            warn!(
+                ?reply_timeout,
+                "Asterisk did not answer an AGI command in time"
+            );
+            Step::Stop(Outcome::Abandoned)
         }
-        match timeout(reply_timeout, conn.read_reply()).await {
-            Err(_) => {
-                warn!(
-                    ?reply_timeout,
-                    "Asterisk did not answer an AGI command in time"
-                );
-                Step::Stop(Outcome::Abandoned)
-            }
-            Ok(Err(error)) => {
-                debug!(%error, "AGI connection lost while waiting for a reply");
-                Step::Stop(Outcome::Abandoned)
-            }
-            Ok(Ok(Reply::Success { .. })) => Step::Next,
-            // HANGUP comes once, unprompted, when the caller hangs up: the call is over.
-            Ok(Ok(Reply::Hangup)) | Ok(Ok(Reply::DeadChannel)) => Step::Stop(Outcome::HungUp),
-            Ok(Ok(other)) => {
-                warn!(reply = ?other, "Asterisk refused an AGI command; going on");
-                Step::Next
-            }
+        Ok(Err(error)) => {
+            debug!(%error, "AGI connection lost while waiting for a reply");
+            Step::Stop(Outcome::Abandoned)
+        }
+        Ok(Ok(Reply::Success { .. })) => Step::Next,
+        // HANGUP comes once, unprompted, when the caller hangs up: the call is over.
+        Ok(Ok(Reply::Hangup)) | Ok(Ok(Reply::DeadChannel)) => Step::Stop(Outcome::HungUp),
+        Ok(Ok(other)) => {
+            warn!(reply = ?other, "Asterisk refused an AGI command; going on");
+            Step::Next
         }
     }
 }
 
-/// When the call started, if the per-call `info` line will be written (otherwise the clock is
-/// not read at all).
-fn call_started() -> Option<Instant> {
-    tracing::enabled!(Level::INFO).then(Instant::now)
-}
-
-/// What the per-call `info` line needs from the request.
-struct CallFacts<'a> {
+/// The per-call `info` line. Everything the caller wrote is escaped.
+fn log_call(
+    env: &AgiEnv,
+    request: &ScreenRequest<'_>,
+    decision: &Decision<'_>,
+    outcome: &Outcome,
     started: Instant,
-    from_host: Option<Host<'a>>,
-    source: Option<Result<IpAddr, SourceError>>,
-}
-
-impl<'a> CallFacts<'a> {
-    fn new(request: ScreenRequest<'a>, started: Instant) -> Self {
-        CallFacts {
-            started,
-            from_host: request.from.ok().and_then(|f| f.uri.host),
-            source: request.source,
-        }
-    }
-}
-
-fn log_call(env: &AgiEnv, facts: CallFacts<'_>, decision: &Decision<'_>, outcome: &Outcome) {
-    // Nothing below is computed when the line would not be written.
+) {
     if !tracing::enabled!(Level::INFO) {
         return;
     }
-    let from_host = OrDash(facts.from_host.as_ref());
-    let source = OrDash(facts.source.as_ref().map(|s| match s {
-        Ok(ip) => SourceText::Ip(*ip),
-        Err(e) => SourceText::Bad(&e.0),
-    }));
+    let from_host = request
+        .from
+        .as_ref()
+        .and_then(|f| f.header.as_ref().ok())
+        .and_then(|h| h.host())
+        .map_or(Cow::Borrowed("-"), |h| Cow::Owned(h.to_string()));
+    let source = match &request.source {
+        Ok(ip) => Cow::Owned(ip.to_string()),
+        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
+        Err(crate::request::SourceError::Missing) => Cow::Borrowed("-"),
+    };
     info!(
-        uniqueid = env.uniqueid().unwrap_or("-"),
-        callerid = env.callerid().unwrap_or("-"),
-        from_host = %from_host,
-        source = %source,
+        uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
+        callerid = %Escaped(env.callerid().unwrap_or("-")),
+        from_host = %Escaped(&from_host),
+        source = %Escaped(&source),
         verdict = decision.verdict.as_str(),
-        reason = %decision.reason,
+        reason = %Escaped(&decision.reason.to_string()),
         country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
         ?outcome,
-        micros = facts.started.elapsed().as_micros() as u64,
+        micros = started.elapsed().as_micros() as u64,
         "screened call"
     );
 }
 
-/// Displays the value, or `-` for `None`, without building a `String`.
-struct OrDash<T>(Option<T>);
-
-impl<T: fmt::Display> fmt::Display for OrDash<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// The source argument as logged: the address, or the text that was not one.
-enum SourceText<'a> {
-    Ip(std::net::IpAddr),
-    Bad(&'a str),
-}
-
-impl fmt::Display for SourceText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SourceText::Ip(ip) => ip.fmt(f),
-            SourceText::Bad(text) => f.write_str(text),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decision::{Reason, Verdict};
-
-    fn decision(verdict: Verdict, reason: &str) -> Decision<'static> {
-        Decision {
-            verdict,
-            reason: Reason::Text(reason.to_owned()),
-            rule: None,
-            checks: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn mset_args_plain() {
-        assert_eq!(
-            mset_args(&decision(
-                Verdict::Stranger,
-                "no permit range for 198.51.100.9"
-            )),
-            "STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9"
-        );
-        assert_eq!(
-            mset_args(&decision(
-                Verdict::Permit,
-                "permit #1 203.0.113.0/24 office"
-            )),
-            "STRANGER=false,IPCOUNTRY_VERDICT=permitted,IPCOUNTRY_REASON=permit #1 203.0.113.0/24 office"
-        );
-        assert_eq!(
-            mset_args(&decision(Verdict::Deny, "deny #1 203.0.113.66/32")),
-            "STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #1 203.0.113.66/32"
-        );
-    }
-
-    #[test]
-    fn mset_args_leave_the_argument_parser_nothing_to_split() {
-        let hostile = r#"deny #7 1.2.3.0/24 a,b,STRANGER=false "q" \, (x"#;
-        let args = mset_args(&decision(Verdict::Deny, hostile));
-        assert_eq!(
-            args,
-            "STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #7 1.2.3.0/24 a;b;STRANGER=false 'q' /; (x"
-        );
-        assert_eq!(args.matches(',').count(), 2, "exactly three assignments");
-        assert!(!args.contains('"') && !args.contains('\\'));
-    }
-
-    #[test]
-    fn mset_args_cut_long_reasons_at_a_char_boundary() {
-        let long = "é".repeat(MSET_MAX_REASON); // 2 bytes each
-        let args = mset_args(&decision(Verdict::Stranger, &long));
-        let reason = args
-            .split_once("IPCOUNTRY_REASON=")
-            .map(|(_, r)| r)
-            .unwrap_or_default();
-        assert_eq!(reason.len(), MSET_MAX_REASON);
-        assert!(reason.chars().all(|c| c == 'é'));
-        let mut out = Vec::new();
-        let encoded = Command::Exec {
-            app: "MSet",
-            args: &args,
-        }
-        .encode(&mut out);
-        assert_eq!(
-            encoded,
-            Ok(()),
-            "the EXEC line stays under Asterisk's limit"
-        );
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

@@ -16,23 +16,25 @@
 //!
 //! # Quoting rules used here
 //!
-//! Values (variable values, VERBOSE messages, EXEC arguments) are always written by [`quote`]:
+//! Values (variable values, VERBOSE messages, the `MSet` argument) are always written by [`quote`]:
 //! wrapped in `"`, with `"` and `\` escaped by a backslash, and every ASCII control character
 //! (C0 `0x00..=0x1F`, which includes CR, LF, NUL and TAB, plus DEL `0x7F`) replaced by a
 //! space. CR/LF/NUL must never reach the socket: the values include the SIP From header, which
 //! the caller controls, and a newline would let the caller append their own AGI commands.
 //!
-//! Names (variable names, application names) are not quoted but validated
-//! ([`CommandError::BadName`]): `[A-Za-z0-9_]+`, and for variables also the function form
-//! `NAME(args)` with `args` made of `[A-Za-z0-9_,.:/@+=-]` (e.g. `PJSIP_HEADER(read,From)`,
-//! `CHANNEL(pjsip,remote_addr)`).
+//! Names (variable names) are not quoted but validated ([`CommandError::BadName`]):
+//! `[A-Za-z0-9_]+`, and for `SET VARIABLE` also the function form `NAME(args)` with `args` made
+//! of `[A-Za-z0-9_,.:/@+=-]` (e.g. `CHANNEL(language)`).
+//!
+//! `MSet`'s argument goes through Asterisk's application-argument splitter (`agi::args`) once
+//! more, so its values are also rewritten by [`mset_value`] so that the splitter has nothing
+//! to do.
 //!
 //! Exact bytes (identical to what the fixture capture sent to Asterisk 20):
 //!
 //! ```text
 //! SET VARIABLE STRANGER "true"\n
 //! SET VARIABLE QTEST "a \"quoted\" value \\ backslash"\n
-//! GET VARIABLE PJSIP_HEADER(read,From)\n
 //! VERBOSE "ipcountry fixture capture" 1\n
 //! EXEC MSet "STRANGER=true,IPCOUNTRY_VERDICT=stranger"\n
 //! ```
@@ -51,11 +53,6 @@ pub enum Command<'a> {
         /// The value; quoted, control characters replaced by spaces.
         value: &'a str,
     },
-    /// `GET VARIABLE <name>`; Asterisk answers `200 result=1 (value)` or `200 result=0`.
-    GetVariable {
-        /// Variable (or function) name, e.g. `PJSIP_HEADER(read,From)`.
-        name: &'a str,
-    },
     /// `VERBOSE "<message>" <level>`; logs to the Asterisk console, answers `200 result=1`.
     Verbose {
         /// The message; quoted, control characters replaced by spaces.
@@ -63,16 +60,12 @@ pub enum Command<'a> {
         /// The verbosity level (Asterisk uses 1..=4).
         level: u8,
     },
-    /// `EXEC <app> "<args>"`: runs a dialplan application, e.g. `MSet` to set several
-    /// variables in one round trip. Asterisk answers `200 result=<app's return value>`.
-    ///
-    /// `args` is quoted like any value, but the application then splits it at `,` (and treats
-    /// `"` and `\` specially) with its own parser: escaping for that parser is the caller's job.
-    Exec {
-        /// Application name, `[A-Za-z0-9_]+`.
-        app: &'a str,
-        /// The application's argument string.
-        args: &'a str,
+    /// `EXEC MSet "NAME=value,NAME=value,..."`: sets several variables in one round trip;
+    /// Asterisk answers `200 result=0` (the application's return value). Each value is
+    /// rewritten by [`mset_value`].
+    MSet {
+        /// `(name, value)` pairs; names are `[A-Za-z0-9_]+`.
+        vars: &'a [(&'a str, &'a str)],
     },
 }
 
@@ -80,12 +73,9 @@ pub enum Command<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
-    /// A variable or application name is empty or has characters outside the allowed set.
-    #[error("invalid AGI {what} name")]
-    BadName {
-        /// Which name: `"variable"` or `"application"`.
-        what: &'static str,
-    },
+    /// A variable name is empty or has characters outside the allowed set.
+    #[error("invalid AGI variable name")]
+    BadName,
     /// The encoded line would exceed [`MAX_COMMAND_LEN`].
     #[error("AGI command is {len} bytes, Asterisk reads at most {max}")]
     TooLong {
@@ -127,32 +117,71 @@ impl Command<'_> {
                 out.push(b' ');
                 quote(value, out);
             }
-            Command::GetVariable { name } => {
-                check_variable_name(name)?;
-                out.extend_from_slice(b"GET VARIABLE ");
-                out.extend_from_slice(name.as_bytes());
-            }
             Command::Verbose { message, level } => {
                 out.extend_from_slice(b"VERBOSE ");
                 quote(message, out);
                 out.push(b' ');
                 out.extend_from_slice(level.to_string().as_bytes());
             }
-            Command::Exec { app, args } => {
-                if app.is_empty() || !app.bytes().all(is_ident_byte) {
-                    return Err(CommandError::BadName {
-                        what: "application",
-                    });
+            Command::MSet { vars } => {
+                let mut args = String::with_capacity(128);
+                for (i, (name, value)) in vars.iter().enumerate() {
+                    if name.is_empty() || !name.bytes().all(is_ident_byte) {
+                        return Err(CommandError::BadName);
+                    }
+                    if i > 0 {
+                        args.push(',');
+                    }
+                    args.push_str(name);
+                    args.push('=');
+                    args.push_str(&mset_value(value));
                 }
-                out.extend_from_slice(b"EXEC ");
-                out.extend_from_slice(app.as_bytes());
-                out.push(b' ');
-                quote(args, out);
+                out.extend_from_slice(b"EXEC MSet ");
+                quote(&args, out);
             }
         }
         out.push(b'\n');
         Ok(())
     }
+}
+
+/// A value as [`Command::MSet`] writes it, so that Asterisk's argument splitter (which `MSet`
+/// runs on its argument, see `agi::args`) leaves it as it is and cannot run it into the next
+/// assignment:
+///
+/// * `,` becomes `;`, `"` becomes `'`, and `\` becomes `/`;
+/// * if the value's `(`…`)` and `[`…`]` do not close (the splitter counts them and would not
+///   split at the next comma), all four become `{` and `}`.
+///
+/// Control characters are replaced by spaces when the command is quoted, as for every value.
+pub fn mset_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let (mut paren, mut bracket) = (0u32, 0u32);
+    let mut special = false;
+    for b in value.bytes() {
+        match b {
+            b'(' => paren += 1,
+            b')' => paren = paren.saturating_sub(1),
+            b'[' => bracket += 1,
+            b']' => bracket = bracket.saturating_sub(1),
+            b',' | b'"' | b'\\' => special = true,
+            _ => {}
+        }
+    }
+    let unclosed = paren > 0 || bracket > 0;
+    if !special && !unclosed {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    value
+        .chars()
+        .map(|c| match c {
+            ',' => ';',
+            '"' => '\'',
+            '\\' => '/',
+            '(' | '[' if unclosed => '{',
+            ')' | ']' if unclosed => '}',
+            c => c,
+        })
+        .collect()
 }
 
 /// Appends `value` to `out` as one Asterisk AGI word: wrapped in double quotes, `"` and `\`
@@ -219,7 +248,7 @@ fn is_ident_byte(b: u8) -> bool {
 
 /// `IDENT` or `IDENT(args)`, see the module docs.
 fn check_variable_name(name: &str) -> Result<(), CommandError> {
-    let bad = CommandError::BadName { what: "variable" };
+    let bad = CommandError::BadName;
     let (ident, args) = match name.split_once('(') {
         None => (name, None),
         Some((ident, rest)) => (ident, Some(rest.strip_suffix(')').ok_or(bad)?)),
@@ -315,23 +344,21 @@ mod tests {
                 Command::SetVariable { name: "R", value: "x\r\nANSWER\0y\tz\x7f" },
                 b"SET VARIABLE R \"x  ANSWER y z \"\n",
             ),
-            (Command::GetVariable { name: "STRANGER" }, b"GET VARIABLE STRANGER\n"),
-            (
-                Command::GetVariable { name: "PJSIP_HEADER(read,From)" },
-                b"GET VARIABLE PJSIP_HEADER(read,From)\n",
-            ),
             (
                 Command::Verbose { message: "ipcountry fixture capture", level: 1 },
                 b"VERBOSE \"ipcountry fixture capture\" 1\n",
             ),
             (
-                Command::Exec {
-                    app: "MSet",
-                    args: "STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9",
+                Command::MSet {
+                    vars: &[
+                        ("STRANGER", "true"),
+                        ("IPCOUNTRY_VERDICT", "stranger"),
+                        ("IPCOUNTRY_REASON", "no permit range for 198.51.100.9"),
+                    ],
                 },
                 b"EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=no permit range for 198.51.100.9\"\n",
             ),
-            (Command::Exec { app: "NoOp", args: "" }, b"EXEC NoOp \"\"\n"),
+            (Command::MSet { vars: &[] }, b"EXEC MSet \"\"\n"),
         ];
         for (cmd, want) in cases {
             assert_eq!(
@@ -355,7 +382,6 @@ mod tests {
             "F()",
         ];
         for name in good {
-            assert!(encoded(Command::GetVariable { name }).is_ok(), "{name}");
             assert!(
                 encoded(Command::SetVariable { name, value: "v" }).is_ok(),
                 "{name}"
@@ -377,23 +403,37 @@ mod tests {
             "Ä",
         ];
         for name in bad {
-            let want = Err(CommandError::BadName { what: "variable" });
-            assert_eq!(encoded(Command::GetVariable { name }), want, "{name:?}");
+            let want = Err(CommandError::BadName);
             assert_eq!(
                 encoded(Command::SetVariable { name, value: "v" }),
                 want,
                 "{name:?}"
             );
         }
-        for app in ["", "M Set", "MSet\n", "F(x)"] {
+        for name in ["", "M Set", "A\n", "F(x)"] {
             assert_eq!(
-                encoded(Command::Exec { app, args: "" }),
-                Err(CommandError::BadName {
-                    what: "application"
+                encoded(Command::MSet {
+                    vars: &[("OK", "v"), (name, "")]
                 }),
-                "{app:?}"
+                Err(CommandError::BadName),
+                "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn mset_values_leave_the_splitter_nothing_to_do() {
+        let hostile = r#"deny #7 1.2.3.0/24 a,b,STRANGER=false "q" \, (x"#;
+        assert_eq!(
+            mset_value(hostile),
+            "deny #7 1.2.3.0/24 a;b;STRANGER=false 'q' /; {x"
+        );
+        assert_eq!(mset_value("office (main) [x]"), "office (main) [x]");
+        assert_eq!(mset_value("a) (b"), "a} {b");
+        assert!(matches!(
+            mset_value("no permit range for 198.51.100.9"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
@@ -431,7 +471,7 @@ mod tests {
         ));
     }
 
-    /// Every canonical SET VARIABLE / GET VARIABLE / VERBOSE line the capture listener sent to
+    /// Every canonical SET VARIABLE / VERBOSE line the capture listener sent to
     /// Asterisk is reproduced byte for byte. Deliberately odd lines in the captures
     /// (`SET VARIABLE UNQUOTED two words`, lower-case `set variable`, a bare `SET VARIABLE`)
     /// are not in the canonical form and are skipped.
@@ -451,7 +491,6 @@ mod tests {
                     ["SET", "VARIABLE", name, value] if body.ends_with(b"\"") => {
                         Command::SetVariable { name, value }
                     }
-                    ["GET", "VARIABLE", name] => Command::GetVariable { name },
                     ["VERBOSE", message, level] => Command::Verbose {
                         message,
                         level: level.parse().expect("numeric level"),
@@ -558,10 +597,28 @@ mod tests {
                 let level_text = level.to_string();
                 prop_assert_eq!(&argv[2], level_text.as_bytes());
             }
-            if let Ok(out) = encoded(Command::Exec { app: "MSet", args: &text }) {
+        }
+
+        /// Whatever the values, Asterisk's splitter (the model in `agi::args`) gives back
+        /// exactly the assignments, in order, each with its rewritten value.
+        #[test]
+        fn mset_assignments_survive_the_splitter(values in proptest::collection::vec(prop_oneof![
+            any::<String>(),
+            "[,\"\\\\()\\[\\]= a-z]{0,24}",
+        ], 1..4)) {
+            let names = ["STRANGER", "IPCOUNTRY_VERDICT", "IPCOUNTRY_REASON"];
+            let vars: Vec<(&str, &str)> = names.iter().copied().zip(values.iter().map(String::as_str)).collect();
+            if let Ok(out) = encoded(Command::MSet { vars: &vars }) {
                 let argv = asterisk_parse_args(&out[..out.len() - 1]);
                 prop_assert_eq!(argv.len(), 3);
-                prop_assert_eq!(&argv[2], &sanitized(&text));
+                prop_assert_eq!(&argv[0], b"EXEC");
+                prop_assert_eq!(&argv[1], b"MSet");
+                let assignments = crate::agi::args::separate_args(&argv[2]);
+                prop_assert_eq!(assignments.len(), vars.len());
+                for (got, (name, value)) in assignments.iter().zip(&vars) {
+                    let want = format!("{name}={}", mset_value(value));
+                    prop_assert_eq!(got, &sanitized(&want));
+                }
             }
         }
     }

@@ -10,28 +10,28 @@
 //! # Framing
 //!
 //! Incoming bytes go into one growing buffer (read in chunks of at least [`READ_CHUNK`] bytes,
-//! never one syscall per line). Each call first *frames* (finds the end of the environment
-//! block or of the reply), then *parses* the complete slice, then *advances* past it. Bytes
-//! after a frame stay buffered for the next call: Asterisk writes line by line, a block may
-//! arrive in 20+ segments, and an early `HANGUP\n` may arrive right behind the block.
-//!
-//! When the whole environment block is in the buffer at once (it was written in one piece),
-//! framing and parsing are one pass over it (`agi::env`'s `parse_prefix`, which gives what
-//! framing then parsing gives, bounds included).
+//! never one syscall per line). Each read first *checks* for a complete frame (the
+//! environment block up to its empty line, or one reply), then *parses* exactly that slice
+//! (`AgiEnv::parse`, `reply::parse`), then *advances* past it: mini-redis's
+//! `Frame::check` → `Frame::parse` → `advance`. The check is [`Framer`], the one place that
+//! knows where a frame ends, and it enforces [`Limits`] as it goes. Bytes after a frame stay
+//! buffered for the next call: Asterisk writes line by line, a block may arrive in 20+
+//! segments, and an early `HANGUP\n` may arrive right behind the block.
 //!
 //! Framing is incremental within one call (each byte is examined once), and restarts from the
-//! start of the unconsumed bytes at the beginning of each call. That makes `read_env` and
-//! `read_reply` **cancel-safe**: if a `tokio::time::timeout` drops the future, no byte is
-//! lost and the next call starts over. [`AgiConnection::send`] is not cancel-safe (a partly
-//! written command cannot be taken back); after a cancelled send, close the connection.
+//! start of the unconsumed bytes at the beginning of each call. That makes `read_env`,
+//! `skip_env` and `read_reply` **cancel-safe**: if a `tokio::time::timeout` drops the future,
+//! no byte is lost and the next call starts over. [`AgiConnection::send`] is not cancel-safe
+//! (a partly written command cannot be taken back); after a cancelled send, close the
+//! connection.
 //!
 //! # Limits
 //!
 //! Asterisk is the peer, but anyone who can reach the port can connect, so every frame is
-//! bounded by [`Limits`]; exceeding one is an error, not a truncation. There are no timeouts
-//! in here: the session wraps calls in `tokio::time::timeout`. After any error other than a
-//! [`ConnError::Command`] (nothing was written) the connection is in an unknown state and
-//! should be closed.
+//! bounded by [`Limits`]; exceeding one is an error, not a truncation. A block that breaks a
+//! limit can still be read to its end and thrown away ([`AgiConnection::skip_env`], bounded
+//! by [`Limits::max_skip`]), so that the session can answer it. There are no timeouts in
+//! here: the session wraps calls in `tokio::time::timeout`.
 //!
 //! # No pipelining
 //!
@@ -44,15 +44,13 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{
-    is_blank_line, parse_prefix, AgiEnv, Bound, Bounds, EnvError, Newlines, Prefix,
-};
+use crate::agi::env::{AgiEnv, EnvError};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// Minimum free space reserved in the read buffer before each read.
 pub const READ_CHUNK: usize = 4096;
 
-/// Size bounds for what Asterisk sends.
+/// Size bounds for what Asterisk sends: the one bounds type of the framing.
 ///
 /// The defaults are generous for Asterisk 20, whose environment block is about 700 bytes and
 /// 25 lines plus the arguments, and whose replies are one short line (or the usage text of
@@ -63,6 +61,9 @@ pub const READ_CHUNK: usize = 4096;
 /// | `max_line` | 8 KiB (8192) | bytes in one line before its `\n` |
 /// | `max_block` | 64 KiB (65536) | bytes in the whole environment block / multi-line reply |
 /// | `max_lines` | 256 | lines in the environment block (not counting the empty line) / multi-line reply |
+///
+/// A block that breaks one of them may still be skipped to its end, up to
+/// [`Limits::max_skip`] bytes in all, to be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest line, in bytes, not counting its `\n`.
@@ -85,28 +86,12 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The same bounds, for the environment block's single-pass parser.
-    fn bounds(&self) -> Bounds {
-        Bounds {
-            max_line: self.max_line,
-            max_block: self.max_block,
-            max_lines: self.max_lines,
-        }
-    }
-
-    /// The error for a broken bound.
-    fn broken(&self, bound: Bound) -> ConnError {
-        match bound {
-            Bound::Line => ConnError::LineTooLong {
-                limit: self.max_line,
-            },
-            Bound::Block => ConnError::BlockTooLarge {
-                limit: self.max_block,
-            },
-            Bound::Lines => ConnError::TooManyLines {
-                limit: self.max_lines,
-            },
-        }
+    /// How many bytes [`AgiConnection::skip_env`] reads, at most, looking for the end of a
+    /// block that broke a limit: four times `max_block` (256 KiB by default). A real
+    /// Asterisk block is far smaller even with a hostile From header (PJSIP hands an empty
+    /// value for a header it cannot hold); a peer that sends more is not Asterisk.
+    pub fn max_skip(&self) -> usize {
+        self.max_block.saturating_mul(4)
     }
 }
 
@@ -158,8 +143,21 @@ pub enum ConnError {
     Command(#[from] CommandError),
 }
 
+impl ConnError {
+    /// Whether this is a broken [`Limits`] bound: the frame was not read to its end, and
+    /// [`AgiConnection::skip_env`] may still find it.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ConnError::LineTooLong { .. }
+                | ConnError::BlockTooLarge { .. }
+                | ConnError::TooManyLines { .. }
+        )
+    }
+}
+
 /// One AGI conversation over a reader and a writer (the halves of a `TcpStream` from
-/// `into_split()`, or stdin/stdout).
+/// `split()`, or stdin/stdout).
 #[derive(Debug)]
 pub struct AgiConnection<R, W> {
     reader: R,
@@ -189,30 +187,57 @@ where
     /// Bytes after the block stay buffered.
     ///
     /// Errors: [`ConnError::LineTooLong`], [`ConnError::BlockTooLarge`],
-    /// [`ConnError::TooManyLines`] as soon as a read makes them certain;
-    /// [`ConnError::Closed`] on EOF before the empty line; [`ConnError::Env`] if the framed
-    /// block does not parse (the block is consumed either way).
+    /// [`ConnError::TooManyLines`] as soon as a read makes them certain (the bytes stay
+    /// buffered: see [`AgiConnection::skip_env`]); [`ConnError::Closed`] on EOF before the
+    /// empty line; [`ConnError::Env`] if the framed block does not parse (the block is
+    /// consumed either way).
     pub async fn read_env(&mut self) -> Result<AgiEnv, ConnError> {
-        let mut scan = Scan::default();
+        let mut framer = Framer::default();
         loop {
-            // The usual case when the block was written at once: it arrives whole, ending
-            // the buffer. Frame and parse it in one pass (same result as the framing below
-            // followed by `AgiEnv::parse`).
-            if scan.pos == 0 && ends_with_blank_line(&self.buf) {
-                match parse_prefix(&self.buf, &self.limits.bounds()) {
-                    Prefix::Complete { len, env } => {
-                        self.advance(len);
-                        return Ok(env?);
-                    }
-                    Prefix::OutOfBounds(bound) => return Err(self.limits.broken(bound)),
-                    // Not possible with an empty line at the end; framed below anyway.
-                    Prefix::Incomplete => {}
-                }
-            }
-            if let Some(end) = scan.env_frame(&self.buf, &self.limits)? {
+            if let Some(end) = framer.env(&self.buf, &self.limits)? {
                 let parsed = AgiEnv::parse(&self.buf[..end]);
                 self.advance(end);
                 return Ok(parsed?);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// After [`AgiConnection::read_env`] failed with a broken limit
+    /// ([`ConnError::is_limit`]): reads on, without keeping it, to the empty line that ends
+    /// the block, so that the call can still be answered. Bytes after the block stay
+    /// buffered. Gives up with [`ConnError::BlockTooLarge`] after [`Limits::max_skip`] bytes
+    /// in all, and with [`ConnError::Closed`] at EOF.
+    pub async fn skip_env(&mut self) -> Result<(), ConnError> {
+        let budget = self.limits.max_skip();
+        let mut skipped = 0usize;
+        // Within the block, a line starts at 0; `line_start` is where the current one began.
+        let mut line_start = 0usize;
+        let mut pos = 0usize;
+        loop {
+            for nl in memchr::memchr_iter(b'\n', &self.buf[pos..]).map(|i| i + pos) {
+                if is_blank_line(&self.buf[line_start..nl]) {
+                    self.advance(nl + 1);
+                    return Ok(());
+                }
+                line_start = nl + 1;
+            }
+            // Throw away the complete lines; keep the line in progress (its length tells a
+            // blank line from a long one: only its first two bytes matter).
+            let keep_from = line_start.min(self.buf.len());
+            skipped += keep_from;
+            self.advance(keep_from);
+            let partial = self.buf.len().min(2);
+            // A long partial line is dropped too, all but the two bytes that matter.
+            if self.buf.len() > partial {
+                let extra = self.buf.len() - partial;
+                skipped += extra;
+                self.buf.drain(partial..);
+            }
+            line_start = 0;
+            pos = self.buf.len();
+            if skipped > budget {
+                return Err(ConnError::BlockTooLarge { limit: budget });
             }
             self.fill().await?;
         }
@@ -252,9 +277,9 @@ where
     /// unprompted, possibly before the reply to the last command, so the caller decides and
     /// usually calls `read_reply` again for the actual reply.
     pub async fn read_reply(&mut self) -> Result<Reply, ConnError> {
-        let mut scan = Scan::default();
+        let mut framer = Framer::default();
         loop {
-            if let Some((end, usage)) = scan.reply_frame(&self.buf, &self.limits)? {
+            if let Some((end, usage)) = framer.reply(&self.buf, &self.limits)? {
                 let parsed = if usage {
                     Ok(Reply::Usage)
                 } else {
@@ -333,9 +358,9 @@ impl Drop for Truncate<'_> {
     }
 }
 
-/// Whether `buf` ends with an empty line (`\n\n`, `\n\r\n`, or is one).
-fn ends_with_blank_line(buf: &[u8]) -> bool {
-    buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") || buf == b"\n" || buf == b"\r\n"
+/// The line (without its `\n`) that ends an environment block: empty, or a lone `\r`.
+fn is_blank_line(line: &[u8]) -> bool {
+    line.is_empty() || line == b"\r"
 }
 
 fn closed_suffix(partial: &bool) -> &'static str {
@@ -346,9 +371,11 @@ fn closed_suffix(partial: &bool) -> &'static str {
     }
 }
 
-/// Incremental framing state for one `read_env`/`read_reply` call.
+/// The frame check: where the frame at the start of the buffer ends, if it is complete,
+/// enforcing [`Limits`] on the way. State for one `read_env`/`read_reply` call, so that each
+/// byte is examined once however many reads the frame takes.
 #[derive(Debug, Default)]
-struct Scan {
+struct Framer {
     /// Bytes of the buffer already examined.
     pos: usize,
     /// Start of the line being scanned.
@@ -359,19 +386,17 @@ struct Scan {
     usage: bool,
 }
 
-impl Scan {
-    /// The next complete line, `(start, index of its '\n')`, checking the line length.
-    /// Advances `pos` and `line_start` past it. `newlines` are those of `buf` from `pos` on
-    /// (one iterator for all the lines of a framing call).
-    #[inline]
+impl Framer {
+    /// The next complete line of `buf`, `(start, index of its '\n')`, checking the line
+    /// length (also of the incomplete line at the end).
     fn next_line(
         &mut self,
-        newlines: &mut Newlines<'_>,
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(usize, usize)>, ConnError> {
-        match newlines.next() {
-            Some(nl) => {
+        match memchr::memchr(b'\n', &buf[self.pos..]) {
+            Some(i) => {
+                let nl = self.pos + i;
                 let start = self.line_start;
                 if nl - start > limits.max_line {
                     return Err(ConnError::LineTooLong {
@@ -395,9 +420,8 @@ impl Scan {
     }
 
     /// Length of the complete environment block at the start of `buf`, if there is one.
-    fn env_frame(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ConnError> {
-        let mut newlines = Newlines::new(buf, self.pos);
-        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
+    fn env(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ConnError> {
+        while let Some((start, nl)) = self.next_line(buf, limits)? {
             if nl + 1 > limits.max_block {
                 return Err(ConnError::BlockTooLarge {
                     limit: limits.max_block,
@@ -423,13 +447,8 @@ impl Scan {
 
     /// Length of the complete reply at the start of `buf` and whether it is a multi-line
     /// usage reply, if there is one.
-    fn reply_frame(
-        &mut self,
-        buf: &[u8],
-        limits: &Limits,
-    ) -> Result<Option<(usize, bool)>, ConnError> {
-        let mut newlines = Newlines::new(buf, self.pos);
-        while let Some((start, nl)) = self.next_line(&mut newlines, buf, limits)? {
+    fn reply(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<(usize, bool)>, ConnError> {
+        while let Some((start, nl)) = self.next_line(buf, limits)? {
             let line = &buf[start..nl];
             if !self.usage {
                 if !line.starts_with(b"520-") {

@@ -396,14 +396,19 @@ async fn send_writes_exact_bytes_and_refuses_bad_commands() {
     })
     .await
     .expect("send");
-    c.send(&Command::GetVariable {
-        name: "PJSIP_HEADER(read,From)",
+    c.send(&Command::Verbose {
+        message: "PJSIP_HEADER(read,From)",
+        level: 1,
     })
     .await
     .expect("send");
     assert!(matches!(
-        c.send(&Command::GetVariable { name: "X\nANSWER" }).await,
-        Err(ConnError::Command(CommandError::BadName { .. }))
+        c.send(&Command::SetVariable {
+            name: "X\nANSWER",
+            value: ""
+        })
+        .await,
+        Err(ConnError::Command(CommandError::BadName))
     ));
     c.send(&Command::SetVariable {
         name: "R",
@@ -416,7 +421,7 @@ async fn send_writes_exact_bytes_and_refuses_bad_commands() {
     peer.read_to_end(&mut got).await.expect("read");
     assert_eq!(
             got,
-            b"SET VARIABLE STRANGER \"true\"\nGET VARIABLE PJSIP_HEADER(read,From)\nSET VARIABLE R \"evil ANSWER\"\n"
+            b"SET VARIABLE STRANGER \"true\"\nVERBOSE \"PJSIP_HEADER(read,From)\" 1\nSET VARIABLE R \"evil ANSWER\"\n"
         );
 }
 
@@ -439,7 +444,13 @@ async fn send_leaves_received_bytes_alone() {
     };
     c.send(&cmd).await.expect("send");
     assert_eq!(c.buf, buffered, "after a send");
-    assert!(c.send(&Command::GetVariable { name: "" }).await.is_err());
+    assert!(c
+        .send(&Command::SetVariable {
+            name: "",
+            value: ""
+        })
+        .await
+        .is_err());
     assert_eq!(c.buf, buffered, "after a refused command");
 
     // A writer that takes 10 bytes and then never more: the send is dropped half-way.
@@ -511,7 +522,7 @@ async fn loopback_tcp_session() {
     let (r, w) = stream.into_split();
     let mut c = AgiConnection::new(r, w, Limits::default());
     let env = c.read_env().await.expect("env");
-    assert_eq!(env.args()[1], "127.0.0.1:15201");
+    assert_eq!(env.args().nth(1), Some("127.0.0.1:15201"));
     c.send(&Command::SetVariable {
         name: "STRANGER",
         value: "false",
@@ -525,9 +536,12 @@ async fn loopback_tcp_session() {
             data: None
         }
     );
-    c.send(&Command::GetVariable { name: "STRANGER" })
-        .await
-        .expect("send");
+    c.send(&Command::Verbose {
+        message: "STRANGER",
+        level: 1,
+    })
+    .await
+    .expect("send");
     assert_eq!(c.read_reply().await.expect("reply"), Reply::Hangup);
     assert_eq!(
         c.read_reply().await.expect("reply"),
@@ -540,7 +554,7 @@ async fn loopback_tcp_session() {
     let (received, rest) = asterisk.await.expect("fake asterisk");
     assert_eq!(
         received,
-        b"SET VARIABLE STRANGER \"false\"\nGET VARIABLE STRANGER\n"
+        b"SET VARIABLE STRANGER \"false\"\nVERBOSE \"STRANGER\" 1\n"
     );
     assert!(rest.is_empty(), "nothing after shutdown");
 }
@@ -578,6 +592,83 @@ async fn cancelled_read_loses_nothing() {
     assert_eq!(replies.len(), 17);
 }
 
+fn reader(input: &[u8], one_byte: bool) -> Chunked {
+    if one_byte {
+        Chunked::bytes_each(input)
+    } else {
+        Chunked::new(input.chunks(5000).map(<[u8]>::to_vec).collect::<Vec<_>>())
+    }
+}
+
+#[tokio::test]
+async fn skip_env_finds_the_end_of_a_block_over_the_limits() {
+    for one_byte in [false, true] {
+        // A 20,000-byte line, more lines, the empty line (here `\r\n`), then what follows.
+        let mut input = b"agi_network: yes\nagi_arg_1: ".to_vec();
+        input.extend(vec![b'x'; 20_000]);
+        input.extend(b"\nagi_arg_2: y\n\r\nHANGUP\n");
+        let mut c = AgiConnection::new(
+            reader(&input, one_byte),
+            tokio::io::sink(),
+            Limits::default(),
+        );
+        let e = c.read_env().await.expect_err("line too long");
+        assert!(matches!(e, ConnError::LineTooLong { limit: 8192 }), "{e}");
+        assert!(e.is_limit());
+        c.skip_env().await.expect("the block ends");
+        assert_eq!(
+            c.read_reply().await.expect("what follows the block"),
+            Reply::Hangup
+        );
+
+        // Too many lines: the same.
+        let mut input = "agi_x: y\n".repeat(300).into_bytes();
+        input.extend(b"\n200 result=1\n");
+        let mut c = AgiConnection::new(
+            reader(&input, one_byte),
+            tokio::io::sink(),
+            Limits::default(),
+        );
+        let e = c.read_env().await.expect_err("too many lines");
+        assert!(matches!(e, ConnError::TooManyLines { limit: 256 }), "{e}");
+        c.skip_env().await.expect("the block ends");
+        assert_eq!(
+            c.read_reply().await.expect("reply"),
+            Reply::Success {
+                result: 1,
+                data: None
+            }
+        );
+    }
+    // A line of `\r`s is not an empty line; the block ends at the first one that is.
+    let mut input = vec![b'\r'; 10_000];
+    input.extend(b"\n\r\r\nagi_a: b\n\nrest");
+    let mut c = AgiConnection::new(reader(&input, false), tokio::io::sink(), Limits::default());
+    assert!(c.read_env().await.expect_err("too long").is_limit());
+    c.skip_env().await.expect("ends");
+    assert_eq!(c.buf, b"rest");
+}
+
+#[tokio::test]
+async fn skip_env_gives_up_on_a_block_that_never_ends() {
+    let lim = limits(100, 1000, 10);
+    // No empty line within `max_skip` (4,000 bytes here): a bound error, bytes unread.
+    let flood = vec![b'a'; 100_000];
+    let mut c = AgiConnection::new(Chunked::new([flood]), tokio::io::sink(), lim);
+    assert!(c.read_env().await.expect_err("too long").is_limit());
+    assert!(matches!(
+        c.skip_env().await,
+        Err(ConnError::BlockTooLarge { limit: 4000 })
+    ));
+    assert!(c.buf.len() <= 4096 + 2, "nothing kept: {}", c.buf.len());
+    // EOF before the empty line.
+    let mut input = vec![b'a'; 500];
+    input.extend(b"\nagi_b: c\n");
+    let mut c = AgiConnection::new(Chunked::new([input]), tokio::io::sink(), lim);
+    assert!(c.read_env().await.expect_err("too long").is_limit());
+    assert!(matches!(c.skip_env().await, Err(ConnError::Closed { .. })));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -602,14 +693,11 @@ proptest! {
         rt.block_on(run_session(case, Chunked::new(chunks)));
     }
 
-    /// Framing and parsing a whole block in one pass (`parse_prefix`, what `read_env` does
-    /// when the block arrives at once) gives what the incremental framing followed by
-    /// `AgiEnv::parse` gives, bounds included; and `read_env` reading it at once or a byte
-    /// at a time ends the same way, leaving the same bytes unconsumed. (Which bound is
-    /// reported first may depend on how the bytes arrive, as it always has: a byte at a time,
-    /// the block can be too large before its long line is too long.)
+    /// `read_env` reading a block at once or a byte at a time ends the same way, leaving the
+    /// same bytes unconsumed. (Which bound is reported first may depend on how the bytes
+    /// arrive: a byte at a time, the block can be too large before its long line is too long.)
     #[test]
-    fn single_pass_frames_like_the_framing(
+    fn framing_does_not_depend_on_how_bytes_arrive(
         lines in proptest::collection::vec(prop_oneof![
             "agi_[a-z_0-9]{0,6}: [ -~]{0,12}",
             "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}",
@@ -631,19 +719,6 @@ proptest! {
         input.extend_from_slice(&raw);
         input.extend_from_slice(ending);
         let lim = limits(max_line, max_block, max_lines);
-
-        let mut scan = Scan::default();
-        let want = match scan.env_frame(&input, &lim) {
-            Ok(Some(end)) => format!("complete {end} {:?}", AgiEnv::parse(&input[..end])),
-            Ok(None) => "incomplete".to_owned(),
-            Err(e) => format!("bound {e}"),
-        };
-        let got = match parse_prefix(&input, &lim.bounds()) {
-            Prefix::Complete { len, env } => format!("complete {len} {env:?}"),
-            Prefix::Incomplete => "incomplete".to_owned(),
-            Prefix::OutOfBounds(bound) => format!("bound {}", lim.broken(bound)),
-        };
-        prop_assert_eq!(got, want);
 
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let (whole, each) = rt.block_on(async {

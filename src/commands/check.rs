@@ -8,10 +8,25 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
+use ipcountry::agi::args::separate_args;
 use ipcountry::decision::{self, Verdict};
+use ipcountry::escape::Escaped;
 use ipcountry::policy::Builtins;
 use ipcountry::reload;
-use ipcountry::request::ScreenRequest;
+use ipcountry::request::{CallArgs, ScreenRequest};
+
+/// The arguments a call would deliver for `AGI(url,${source},${From})` with this source and
+/// From on the wire: the dialplan's text split as Asterisk splits it.
+fn call_args(source: &str, from: Option<&str>) -> Vec<String> {
+    let text = match from {
+        Some(from) => format!("{source},{from}"),
+        None => source.to_owned(),
+    };
+    separate_args(text.as_bytes())
+        .into_iter()
+        .map(|a| String::from_utf8_lossy(&a).into_owned())
+        .collect()
+}
 
 pub(crate) async fn check(
     db: &str,
@@ -24,19 +39,29 @@ pub(crate) async fn check(
         .await
         .context("cannot load the tables")?;
     store.close().await;
-    let request = ScreenRequest::new(&args.subject, args.source.as_deref());
-    let dns = match decision::host_to_resolve(&policy, &request, args.trust) {
+    let trust = args.trust.into();
+    let texts = call_args(&args.source, args.from.as_deref());
+    let call = CallArgs::new(texts.iter().map(String::as_str));
+    let request = ScreenRequest::parse(&call);
+    let dns = match decision::host_to_resolve(&policy, &request, trust) {
         Some(name) => Some(resolver(&args.dns).lookup(name).await),
         None => None,
     };
-    let d = decision::decide(&policy, &request, args.trust, dns.as_ref());
+    let d = decision::decide(&policy, &request, trust, dns.as_ref());
     if json {
         outln!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         outln!("{} ({})", d.verdict, d.reason);
         if d.checks.len() > 1 {
             for c in &d.checks {
-                outln!("  {:?} {}: {} ({})", c.role, c.subject, c.verdict, c.reason);
+                let subject = c.subject.to_string();
+                outln!(
+                    "  {:?} {}: {} ({})",
+                    c.role,
+                    Escaped(&subject),
+                    c.verdict,
+                    c.reason
+                );
             }
         }
     }
@@ -46,6 +71,7 @@ pub(crate) async fn check(
         ExitCode::from(1)
     })
 }
+
 pub(crate) fn ip(values: &[String], json: bool) -> Result<ExitCode> {
     #[derive(Serialize)]
     struct Out {
@@ -89,4 +115,25 @@ pub(crate) fn ip(values: &[String], json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_from_is_split_as_in_a_call() {
+        assert_eq!(call_args("198.51.100.9", None), ["198.51.100.9"]);
+        assert_eq!(
+            call_args(
+                "127.0.0.1:5060",
+                Some(r#""Doe, John" <sip:john@203.0.113.7>;tag=1"#)
+            ),
+            ["127.0.0.1:5060", "Doe, John <sip:john@203.0.113.7>;tag=1"]
+        );
+        assert_eq!(
+            call_args("127.0.0.1", Some("203.0.113.7,,<sip:eve@198.51.100.9>")),
+            ["127.0.0.1", "203.0.113.7", "", "<sip:eve@198.51.100.9>"]
+        );
+    }
 }

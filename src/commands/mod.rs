@@ -34,8 +34,8 @@ pub(crate) async fn open_store(db: &str) -> Result<Store> {
 /// The resolver the DNS flags ask for: one name server, or the system's configuration.
 pub(crate) fn resolver(dns: &cli::DnsArgs) -> HostResolver {
     match dns.dns_server {
-        Some(s) => HostResolver::with_nameserver(s, dns.dns_timeout),
-        None => HostResolver::system(dns.dns_timeout),
+        Some(s) => HostResolver::with_nameserver(s, dns.dns_timeout, dns.dns_failure_ttl),
+        None => HostResolver::system(dns.dns_timeout, dns.dns_failure_ttl),
     }
 }
 

@@ -5,20 +5,22 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::cli::{Runtime, ScreenArgs, ServeArgs};
+use crate::cli::{AgiArgs, Runtime, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
+use ipcountry::agi::env::encode_block;
 use ipcountry::policy::{Builtins, SharedPolicy};
-use ipcountry::session::{Context, SessionSettings};
+use ipcountry::session::{Context, Outcome, SessionSettings};
 use ipcountry::{reload, server, session, shutdown};
 
 use crate::cli;
 
 pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode> {
+    let options = server::ServerOptions::new(args.max_sessions, args.grace)?;
     let store = open_store(db).await?;
     let policy = reload::build(&store, builtins)
         .await
@@ -40,11 +42,11 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         policy: shared.clone(),
         resolver: resolver(&args.screen.dns),
         settings: SessionSettings {
-            trust: args.screen.trust,
+            trust: args.screen.trust.into(),
             limits: Limits::default(),
             env_timeout: args.env_timeout,
             reply_timeout: args.reply_timeout,
-            reply: args.reply,
+            reply: args.reply.into(),
         },
         reload: notify.clone(),
     });
@@ -56,16 +58,12 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         notify,
         shutdown.clone(),
     ));
-    let options = server::ServerOptions {
-        max_sessions: args.max_sessions,
-        grace: args.grace,
-    };
     match args.runtime {
         Runtime::MultiThread => server::run(listeners, ctx, options, shutdown).await,
         Runtime::PerCore => {
             let workers = match args.threads {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => n,
+                n => usize::from(n),
             };
             let listeners = listeners
                 .into_iter()
@@ -86,7 +84,10 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
-pub(crate) async fn agi(db: &str, builtins: Builtins, args: ScreenArgs) -> Result<ExitCode> {
+/// Plain AGI: one call over stdin/stdout, its arguments from the command line. Exit 0 when
+/// the call was answered (whatever the verdict: the dialplan reads `STRANGER`), 2 when it
+/// could not be.
+pub(crate) async fn agi(db: &str, builtins: Builtins, args: AgiArgs) -> Result<ExitCode> {
     let store = open_store(db).await?;
     let policy = reload::build(&store, builtins)
         .await
@@ -94,16 +95,18 @@ pub(crate) async fn agi(db: &str, builtins: Builtins, args: ScreenArgs) -> Resul
     store.close().await;
     let ctx = Context {
         policy: Arc::new(SharedPolicy::new(policy)),
-        resolver: resolver(&args.dns),
+        resolver: resolver(&args.screen.dns),
         settings: SessionSettings {
-            trust: args.trust,
+            trust: args.screen.trust.into(),
             ..SessionSettings::default()
         },
         reload: Arc::new(Notify::new()),
     };
     let conn = AgiConnection::new(tokio::io::stdin(), tokio::io::stdout(), Limits::default());
-    session::run_stdio(conn, &ctx).await?;
-    Ok(ExitCode::SUCCESS)
+    match session::run_stdio(conn, &ctx, &args.call).await {
+        Outcome::Screened | Outcome::Failed | Outcome::HungUp => Ok(ExitCode::SUCCESS),
+        other => bail!("the call was not answered ({other:?})"),
+    }
 }
 /// Bumps the store's generation (every server sharing the database reloads at its next poll)
 /// and asks the server at `server` to reload now, over FastAGI (`agi://server/reload`).
@@ -118,20 +121,31 @@ pub(crate) async fn reload_cmd(db: &str, server: SocketAddr) -> Result<ExitCode>
     }
     Ok(ExitCode::SUCCESS)
 }
+/// Plays Asterisk for one `reload` call: sends the environment block, answers the server's
+/// acknowledgement (`VERBOSE`), and waits for it to close.
 pub(crate) async fn poke(server: SocketAddr) -> Result<()> {
+    let deadline = std::time::Duration::from_secs(2);
     let connect = tokio::net::TcpStream::connect(server);
-    let mut stream = tokio::time::timeout(std::time::Duration::from_secs(2), connect).await??;
-    let block = format!(
-        "agi_network: yes\nagi_network_script: reload\nagi_request: agi://{server}/reload\n\n"
-    );
-    stream.write_all(block.as_bytes()).await?;
-    // The server closes once the request is taken.
+    let mut stream = tokio::time::timeout(deadline, connect).await??;
+    let request = format!("agi://{server}/reload");
+    let block = encode_block(&[
+        ("network", "yes"),
+        ("network_script", "reload"),
+        ("request", &request),
+    ])?;
+    stream.write_all(&block).await?;
+    let (r, mut w) = stream.split();
     let mut line = String::new();
-    let mut reader = BufReader::new(stream);
-    tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        reader.read_line(&mut line),
-    )
-    .await??;
+    let mut reader = BufReader::new(r);
+    tokio::time::timeout(deadline, reader.read_line(&mut line)).await??;
+    if !line.starts_with("VERBOSE ") {
+        bail!("the server did not take the reload: {}", line.trim_end());
+    }
+    w.write_all(b"200 result=1\n").await?;
+    // The server closes once it has its reply.
+    let mut rest = String::new();
+    if tokio::time::timeout(deadline, reader.read_line(&mut rest)).await?? != 0 {
+        bail!("unexpected command from the server: {}", rest.trim_end());
+    }
     Ok(())
 }

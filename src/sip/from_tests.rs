@@ -67,6 +67,14 @@ impl Want {
     }
 }
 
+/// The value of the `tag` header parameter, if there is one with a value.
+fn tag_of<'h>(h: &'h FromHeader<'_>) -> Option<&'h str> {
+    h.params
+        .iter()
+        .find(|p| p.name == "tag")
+        .and_then(|p| p.value.as_deref())
+}
+
 fn host_of(text: &str) -> Host<'_> {
     match text.parse::<IpAddr>() {
         Ok(ip) => Host::Ip(ip),
@@ -466,7 +474,7 @@ fn malformed() {
 #[test]
 fn accessors_and_display() {
     let h = parse(r#""Bob" <sip:bob@[2001:db8::1]:5060>;x=1;TAG=abc"#).expect("valid");
-    assert_eq!(h.tag(), Some("abc"));
+    assert_eq!(tag_of(&h), Some("abc"));
     assert_eq!(
         h.host().map(ToString::to_string).as_deref(),
         Some("2001:db8::1")
@@ -474,7 +482,7 @@ fn accessors_and_display() {
     assert_eq!(h.host().and_then(Host::ip), "2001:db8::1".parse().ok());
 
     let h = parse("<sip:bob@GW.example.COM>;lr").expect("valid");
-    assert_eq!(h.tag(), None);
+    assert_eq!(tag_of(&h), None);
     assert_eq!(
         h.host().map(ToString::to_string).as_deref(),
         Some("gw.example.com")
@@ -482,7 +490,7 @@ fn accessors_and_display() {
     assert_eq!(h.host().and_then(Host::ip), None);
 
     let h = parse("<tel:+15551234>;tag").expect("valid");
-    assert_eq!(h.tag(), None, "a value-less tag is no tag");
+    assert_eq!(tag_of(&h), None, "a value-less tag is no tag");
     assert_eq!(h.host(), None);
 
     // The password is validated, then dropped: it must not be kept anywhere.
@@ -673,6 +681,37 @@ fn arg1_expectation(case: &str) -> Option<Expect> {
         "pjsip-uppercase-scheme" => {
             Parse(want(None, Sip, Some("BOB"), V4, None).params(&[("tag", Some(SIPP_TAG))]))
         }
+        // The hostile blocks, recorded with the From first (the order that let them through):
+        // what the From parser makes of arg 1.
+        "hostile-pjsip-comma-display" => Parse(
+            want(
+                Some("203.0.113.7,,"),
+                Sip,
+                Some("eve"),
+                Some("198.51.100.9"),
+                None,
+            )
+            .params(&[("tag", Some(SIPP_TAG))]),
+        ),
+        // chan_sip's raw header split at its commas: arg 1 is a permitted bare IP.
+        "hostile-chansip-comma-shift" => Parse(want(None, Bare, None, V4, None)),
+        // The source swallowed into arg 1 after the tag.
+        "hostile-pjsip-paren-display" => Fail(FromError::TrailingGarbage(
+            "the URI and its header parameters",
+        )),
+        // The byte 0xC3, replaced when the block is read.
+        "hostile-pjsip-non-utf8-display" => Parse(
+            want(
+                Some("Eve \u{fffd}"),
+                Sip,
+                Some("eve"),
+                Some("198.51.100.9"),
+                None,
+            )
+            .params(&[("tag", Some(SIPP_TAG))]),
+        ),
+        // `${PJSIP_HEADER(read,From)}` came back empty for a 9,000-character display name.
+        "hostile-pjsip-long-display" => Fail(FromError::Empty),
         _ => return None,
     })
 }
@@ -782,8 +821,10 @@ fn fixture_files(dir: &str, suffix: &str) -> Vec<(String, String)> {
         .filter_map(|path| {
             let name = path.file_name()?.to_str()?;
             let case = name.strip_suffix(suffix)?.to_owned();
-            let text = fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            // Lossy, as the server reads blocks: the hostile ones are not all UTF-8.
+            let bytes =
+                fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             Some((case, text))
         })
         .collect();
@@ -909,7 +950,7 @@ proptest! {
         prop_assert_eq!(h.uri.user.as_deref(), Some(user.as_str()));
         prop_assert_eq!(h.host(), Some(&Host::Ip(ip)));
         prop_assert_eq!(h.uri.port, Some(port));
-        prop_assert_eq!(h.tag(), Some(tag.as_str()));
+        prop_assert_eq!(tag_of(&h), Some(tag.as_str()));
 
         // The same header after Asterisk's argument parsing: quotes and escapes gone.
         // (A name that then starts with `"` reads as an unterminated quoted-string.)
@@ -920,99 +961,6 @@ proptest! {
         prop_assert_eq!(h.uri.user.as_deref(), Some(user.as_str()));
         prop_assert_eq!(h.host(), Some(&Host::Ip(ip)));
         prop_assert_eq!(h.uri.port, Some(port));
-        prop_assert_eq!(h.tag(), Some(tag.as_str()));
+        prop_assert_eq!(tag_of(&h), Some(tag.as_str()));
     }
-
-    /// The fast reading of the usual shape never disagrees with the general parser: on
-    /// near-valid From values built from good and bad pieces, whenever it answers, its
-    /// answer is the general parser's.
-    #[test]
-    fn usual_shape_agrees_with_the_general_parser(
-        display in prop::sample::select(vec!["", "Bob ", "\"Bob\" ", "Doe, John ", "a<b> ", " \t", "\"x"]),
-        scheme in prop::sample::select(vec!["sip:", "SIP:", "sips:", "SiPs:", "tel:", "http:", "sip", ""]),
-        user in prop::sample::select(vec![
-            "", "bob@", "Bob.X-1@", "bob:pw@", "bob:@", ":pw@", "b%41b@", "bob;x=1@", "@", "bo b@", "bob:p%41@",
-        ]),
-        host in prop::sample::select(vec![
-            "203.0.113.7", "[2001:db8::1]", "gw.Example.COM", "gw.example.com.", "203.0.113.300", "[::1",
-            "a_b", "", "localhost", "[::ffff:1.2.3.4]",
-        ]),
-        port in prop::sample::select(vec!["", ":5060", ":", ":99999", ":x", ":0"]),
-        uri_rest in prop::sample::select(vec!["", "", ";transport=udp", "?x=1", " "]),
-        close in prop::sample::select(vec![">", ">", ""]),
-        params in prop::collection::vec(prop::sample::select(vec![
-            ";tag=abc", " ; tag = x", ";lr", ";x=\"q\"", ";x=[::1]", ";", ";=", " junk", ";TAG=Ab",
-            "\t;a=b%", ";a=", "; a", ";a =b", ";é=1", " ",
-        ]), 0..4),
-        noise in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(vec![
-            '<', '>', '"', '\\', ';', '=', ':', '@', '%', ' ', '\t', 'é', 'A', '[', ']', '?',
-        ]))),
-    ) {
-        let mut input = format!("{display}<{scheme}{user}{host}{port}{uri_rest}{close}{}", params.concat());
-        if let Some((at, c)) = noise {
-            let mut at = at.index(input.len() + 1);
-            while !input.is_char_boundary(at) {
-                at -= 1;
-            }
-            input.insert(at, c);
-        }
-        let s = trim_lws(&input);
-        if let Some(open) = s.rfind('<') {
-            if let Some(fast) = usual_name_addr(s, open) {
-                prop_assert_eq!(Ok(fast), name_addr(s, open), "{:?}", input);
-            }
-        }
-    }
-}
-
-#[test]
-fn usual_shape_is_read_by_the_fast_path() {
-    for input in [
-        "Bob <sip:bob@203.0.113.7>;tag=27303SIPpTag001",
-        "<sip:bob@[2001:db8::1]:5060>;tag=x;lr",
-        "Doe, John <SIPS:john:pw@gw.Example.COM.> ; TAG = Ab ",
-        "<sip:203.0.113.7:5060>",
-    ] {
-        let s = trim_lws(input);
-        let open = s.rfind('<').expect("a name-addr");
-        let fast = usual_name_addr(s, open);
-        assert!(fast.is_some(), "{input:?} takes the fast path");
-        assert_eq!(fast.map(Ok), Some(name_addr(s, open)), "{input:?}");
-    }
-    for input in [
-        "\"Bob\" <sip:bob@203.0.113.7>",
-        "<sip:bob@203.0.113.7;transport=udp>",
-        "<tel:+15551234>",
-        "<sip:b%41b@203.0.113.7>",
-        "<sip:bob@203.0.113.7>;x=\"y\"",
-        "<sip:bob@203.0.113.300>",
-    ] {
-        let s = trim_lws(input);
-        let open = s.rfind('<').expect("a name-addr");
-        assert_eq!(
-            usual_name_addr(s, open),
-            None,
-            "{input:?} is left to the parser"
-        );
-    }
-    // Most recorded `agi_arg_1` values take the fast path.
-    let args = fixture_files("sessions", ".header.raw");
-    let (mut fast, mut total) = (0, 0);
-    for (_, header) in &args {
-        let Some(arg) = header.lines().find_map(|l| l.strip_prefix("agi_arg_1: ")) else {
-            continue;
-        };
-        let s = trim_lws(arg);
-        if let Some(open) = s.rfind('<') {
-            total += 1;
-            if let Some(h) = usual_name_addr(s, open) {
-                fast += 1;
-                assert_eq!(Ok(h), name_addr(s, open), "{arg:?}");
-            }
-        }
-    }
-    assert!(
-        total >= 20 && fast * 2 > total,
-        "{fast} of {total} recorded From values"
-    );
 }

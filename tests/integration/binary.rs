@@ -62,13 +62,39 @@ async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     let call = || async {
         play(
             addr,
-            &[block(&["203.0.113.7", "127.0.0.1"])],
+            &[block(&["127.0.0.1", "203.0.113.7"])],
             ok,
             Duration::from_secs(5),
         )
         .await
     };
     assert!(call().await.bytes().contains("\"permitted\""));
+
+    // Text the caller wrote reaches the log escaped: no CR, no terminal escape.
+    let hostile = String::from_utf8(block(&["127.0.0.1", "203.0.113.7"]))
+        .expect("utf8")
+        .replace(
+            "agi_callerid: bob",
+            "agi_callerid: bob\r\u{1b}[2Jforged: line",
+        );
+    let t = play(addr, &[hostile.into_bytes()], ok, Duration::from_secs(5)).await;
+    assert!(t.bytes().contains("\"permitted\""));
+    let logged = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the call was logged");
+        if line.contains("forged") {
+            break line;
+        }
+    };
+    assert!(
+        logged.contains(r"bob\r\u{1b}[2Jforged: line"),
+        "escaped in the log: {logged:?}"
+    );
+    assert!(
+        !logged.contains('\r') && !logged.contains('\u{1b}'),
+        "{logged:?}"
+    );
 
     let o = ipcountry(&db)
         .args(["deny", "add", "203.0.113.7"])

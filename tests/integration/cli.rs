@@ -49,12 +49,28 @@ fn acceptance_scenario() {
         .status
         .success());
 
-    let o = cli.run(&["check", r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#]);
+    // A source and the From as it is on the wire, as a call passes them.
+    let o = cli.run(&[
+        "check",
+        "203.0.113.7:5060",
+        r#""Bob" <sip:bob@203.0.113.7:5060>;tag=1"#,
+    ]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
-        stdout(&o).trim(),
-        "permitted (permit #1 203.0.113.0/24 office)"
+        stdout(&o).lines().next(),
+        Some("permitted (permit #1 203.0.113.0/24 office)")
     );
+    // A stranger's source decides, whatever the From says.
+    let o = cli.run(&["check", "198.51.100.9:5060", "<sip:bob@203.0.113.7>"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).lines().next(),
+        Some("stranger (no permit range for 198.51.100.9)")
+    );
+    // A From that is not an address in the source's place is refused as such.
+    let o = cli.run(&["check", "<sip:bob@203.0.113.7>"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).trim(), "stranger (bad source address)");
 
     let o = cli.run(&["check", "203.0.113.66"]);
     assert_eq!(o.status.code(), Some(1));
@@ -67,9 +83,12 @@ fn acceptance_scenario() {
         "stranger (no permit range for 198.51.100.9)"
     );
 
-    let o = cli.run(&["check", "<sip:bob@sipgate.com>"]);
+    let o = cli.run(&["check", "127.0.0.1", "<sip:bob@sipgate.com>"]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(stdout(&o).trim(), "permitted (allow-host sipgate.com)");
+    assert_eq!(
+        stdout(&o).lines().next(),
+        Some("permitted (allow-host sipgate.com)")
+    );
 
     // Builtins: loopback is permitted unless turned off.
     assert_eq!(cli.run(&["check", "127.0.0.1"]).status.code(), Some(0));
@@ -192,13 +211,7 @@ fn list_remove_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cli.run(&["permit", "rm", "1"]).status.code(), Some(1));
 
-    let o = cli.run(&[
-        "--json",
-        "check",
-        "203.0.113.7",
-        "--source",
-        "127.0.0.1:5060",
-    ]);
+    let o = cli.run(&["--json", "check", "127.0.0.1:5060", "203.0.113.7"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["verdict"], "stranger");
@@ -253,7 +266,9 @@ fn plain_agi_over_stdin_stdout() {
         .replace("203.0.113.7", "203.0.113.66");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
         .env("IPCOUNTRY_DB", &cli.db)
-        .args(["agi", "203.0.113.66"])
+        // What Asterisk puts on the command line for `AGI(ipcountry,agi,${SRC},${FROM})`: the
+        // From is split at its commas, and taken whole, flags and all.
+        .args(["agi", "127.0.0.1", "--trust=from", "<sip:x@203.0.113.66>"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

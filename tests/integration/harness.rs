@@ -44,6 +44,9 @@ pub(crate) struct Options {
     pub(crate) poll: Duration,
     pub(crate) grace: Duration,
     pub(crate) limits: Limits,
+    /// Nothing is resolved by default (`.invalid` names are refused, every other name fails
+    /// with "DNS disabled"): no DNS traffic leaves the machine.
+    pub(crate) resolver: HostResolver,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             poll: Duration::from_millis(100),
             grace: Duration::from_secs(3),
             limits: Limits::default(),
+            resolver: HostResolver::disabled(),
         }
     }
 }
@@ -100,8 +104,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
     let notify = Arc::new(Notify::new());
     let ctx = Arc::new(Context {
         policy: shared.clone(),
-        // Only /etc/hosts and .invalid names are resolved in tests: no DNS traffic leaves loopback.
-        resolver: HostResolver::disabled(),
+        resolver: opts.resolver,
         settings: SessionSettings {
             trust: ipcountry::decision::Trust::Both,
             limits: opts.limits,
@@ -119,10 +122,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         notify,
         shutdown.clone(),
     ));
-    let options = server::ServerOptions {
-        max_sessions: opts.max_sessions,
-        grace: opts.grace,
-    };
+    let options = server::ServerOptions::new(opts.max_sessions, opts.grace).expect("options");
     let handle = tokio::spawn(server::run(vec![listener], ctx, options, shutdown.clone()));
     TestServer {
         addr,
@@ -266,6 +266,86 @@ fn unescape_py(s: &str) -> Vec<u8> {
     out
 }
 
+/// The recorded block `case`, rewritten to the argument order ipcountry requires,
+/// `AGI(url,${source},${From})`, as Asterisk would deliver it.
+///
+/// The recordings were made with `AGI(url,${From},${source})`. Asterisk's splitter
+/// (`ipcountry::agi::args`) reads left to right, and its state is neutral again at the comma
+/// that ends the source (an address has no quotes and balanced brackets), so the From's text is
+/// cut into exactly the pieces it was cut into before; only their place changes:
+///
+/// * if some argument after the first is an address, it is the source, and the block gets
+///   `[source] + the arguments before it + the arguments after it` (arguments after the source,
+///   such as `args-from-variable`'s extra ones, now follow the From and become part of it);
+/// * if none is, but an argument ends in `,<address>`, the From left a `(` or `[` open and
+///   swallowed the source (`hostile-pjsip-paren-display`, `chansip-bad-ipv6`): with the source
+///   first nothing follows the From, so the block gets `[source] + the pieces without it`;
+/// * otherwise (no source was passed: `legacy-cut-ip`, `args-literal`, URL-style arguments) the
+///   block is replayed as recorded.
+///
+/// Bytes are kept as they are (the hostile blocks are not all UTF-8). Returns the block and
+/// whether it was rewritten.
+pub(crate) fn source_first(case: &str) -> (Vec<u8>, bool) {
+    let raw =
+        std::fs::read(fixtures().join(format!("sessions/{case}.header.raw"))).expect("header");
+    let lines: Vec<&[u8]> = raw.split_inclusive(|&b| b == b'\n').collect();
+    let is_arg = |l: &[u8]| l.starts_with(b"agi_arg_");
+    let args: Vec<&[u8]> = lines
+        .iter()
+        .filter(|l| is_arg(l))
+        .map(|l| {
+            let value = &l[l.iter().position(|&b| b == b' ').map_or(l.len(), |i| i + 1)..];
+            value.strip_suffix(b"\n").unwrap_or(value)
+        })
+        .collect();
+    let is_source = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .is_some_and(|t| ipcountry::request::parse_source(t).is_ok())
+    };
+    let reordered: Option<Vec<Vec<u8>>> =
+        if let Some(k) = (1..args.len()).find(|&k| is_source(args[k])) {
+            let mut v = vec![args[k].to_vec()];
+            v.extend(args[..k].iter().map(|a| a.to_vec()));
+            v.extend(args[k + 1..].iter().map(|a| a.to_vec()));
+            Some(v)
+        } else {
+            args.iter().enumerate().find_map(|(i, a)| {
+                let comma = a.iter().rposition(|&b| b == b',')?;
+                is_source(&a[comma + 1..]).then(|| {
+                    let mut v = vec![a[comma + 1..].to_vec()];
+                    v.extend(args[..i].iter().map(|a| a.to_vec()));
+                    v.push(a[..comma].to_vec());
+                    v.extend(args[i + 1..].iter().map(|a| a.to_vec()));
+                    v
+                })
+            })
+        };
+    let Some(new_args) = reordered else {
+        return (raw, false);
+    };
+    let mut out: Vec<u8> = Vec::new();
+    for line in lines.iter().filter(|l| !is_arg(l) && **l != b"\n") {
+        out.extend_from_slice(line);
+    }
+    for (i, a) in new_args.iter().enumerate() {
+        out.extend_from_slice(format!("agi_arg_{}: ", i + 1).as_bytes());
+        out.extend_from_slice(a);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    (out, true)
+}
+
+/// A block as Asterisk writes it: one write per line.
+pub(crate) fn line_segments(block: &[u8]) -> Vec<Vec<u8>> {
+    block
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// The three commands the server sends for a verdict.
 pub(crate) fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> String {
     format!(
@@ -273,7 +353,12 @@ pub(crate) fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> S
     )
 }
 
-/// A minimal environment block with the given arguments.
+/// The error answer: the call could not be screened.
+pub(crate) fn error_commands(reason: &str) -> String {
+    verdict_commands(true, "error", reason)
+}
+
+/// A minimal environment block with the given arguments (source first).
 pub(crate) fn block(args: &[&str]) -> Vec<u8> {
     let mut b = String::from(
         "agi_network: yes\nagi_network_script: screen\nagi_request: agi://127.0.0.1:4573/screen\nagi_channel: PJSIP/test-00000001\nagi_uniqueid: 1.1\nagi_callerid: bob\n",

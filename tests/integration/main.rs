@@ -5,6 +5,7 @@
 mod binary;
 mod cli;
 mod countries;
+mod dialplan;
 mod harness;
 mod mset;
 mod screening;

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{block, play, recorded_segments, seed};
+use crate::harness::{block, line_segments, play, seed, source_first};
 
 /// A server over the fixtures' toy policy (plus one permit whose note has a comma, quotes and
 /// a backslash) that replies with `EXEC MSet`.
@@ -96,7 +96,7 @@ async fn recorded_calls_get_one_mset_line() {
     for (case, stranger, verdict, reason) in cases {
         let t = play(
             addr,
-            &recorded_segments(case),
+            &line_segments(&source_first(case).0),
             mset_ok,
             Duration::from_secs(5),
         )
@@ -119,7 +119,7 @@ async fn deny_and_rewritten_reason() {
     let (addr, shutdown, _dir) = start_mset().await;
     let t = play(
         addr,
-        &[block(&["<sip:bob@203.0.113.66>", "127.0.0.1:5060"])],
+        &[block(&["127.0.0.1:5060", "<sip:bob@203.0.113.66>"])],
         mset_ok,
         Duration::from_secs(5),
     )
@@ -131,7 +131,7 @@ async fn deny_and_rewritten_reason() {
     // The note `lab, "bench" \ 2`: no comma, quote or backslash reaches MSet's parser.
     let t = play(
         addr,
-        &[block(&["<sip:carol@198.51.100.20>", "198.51.100.20"])],
+        &[block(&["198.51.100.20", "<sip:carol@198.51.100.20>"])],
         mset_ok,
         Duration::from_secs(5),
     )
@@ -153,13 +153,13 @@ async fn deny_and_rewritten_reason() {
 async fn hangup_before_the_reply_ends_the_call() {
     let (addr, shutdown, _dir) = start_mset().await;
     // HANGUP right behind the block: nothing is sent.
-    let mut seg = block(&["<sip:bob@203.0.113.7>", "127.0.0.1"]);
+    let mut seg = block(&["127.0.0.1", "<sip:bob@203.0.113.7>"]);
     seg.extend_from_slice(b"HANGUP\n");
     let t = play(addr, &[seg], mset_ok, Duration::from_secs(5)).await;
     assert!(t.commands.is_empty(), "{:?}", t.commands);
     assert!(t.closed);
     // Line by line, as Asterisk writes: the same single command.
-    let header = block(&["<sip:bob@203.0.113.7>", "127.0.0.1"]);
+    let header = block(&["127.0.0.1", "<sip:bob@203.0.113.7>"]);
     let lines: Vec<Vec<u8>> = header
         .split_inclusive(|&b| b == b'\n')
         .map(<[u8]>::to_vec)

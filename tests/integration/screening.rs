@@ -1,9 +1,13 @@
-//! Screening over real FastAGI: the recorded Asterisk blocks replayed byte for byte, in the
-//! TCP segments Asterisk used, with the exact command bytes asserted.
+//! Screening over real FastAGI: the recorded Asterisk blocks, rewritten to the source-first
+//! argument order the way Asterisk would deliver them (`harness::source_first`), replayed a
+//! line per write, with the exact command bytes asserted.
 
 use std::time::Duration;
 
-use crate::harness::{self, block, ok, play, recorded_segments, verdict_commands};
+use crate::harness::{
+    self, block, error_commands, line_segments, ok, play, recorded_segments, source_first,
+    verdict_commands,
+};
 
 const OFFICE: &str = "permit #1 203.0.113.0/24 office";
 
@@ -67,6 +71,7 @@ const CASES: &[(&str, bool, &str, &str)] = &[
     ("chansip-sips", false, "permitted", OFFICE),
     ("chansip-tel-uri", true, "stranger", "From has no host"),
     ("chansip-bad-ipv4", true, "stranger", "unparseable From"),
+    // The unclosed `[` swallowed the source in the recording; source first, it cannot.
     ("chansip-bad-ipv6", true, "stranger", "unparseable From"),
     (
         "chansip-over-ipv6-uri-with-port",
@@ -75,8 +80,10 @@ const CASES: &[(&str, bool, &str, &str)] = &[
         "no permit range for 2001:db8::1",
     ),
     ("agi-url-ipv6", false, "permitted", OFFICE),
-    ("args-from-variable", false, "permitted", OFFICE),
-    ("args-quoted-from", true, "stranger", "bad source address"),
+    // The extra arguments after the source now follow the From and spoil it.
+    ("args-from-variable", true, "stranger", "unparseable From"),
+    // A From that the dialplan wrongly quoted is split at its comma, and joined again.
+    ("args-quoted-from", false, "permitted", OFFICE),
     ("args-literal", true, "stranger", "bad source address"),
     (
         "args-literal-escaped-semicolon",
@@ -84,17 +91,59 @@ const CASES: &[(&str, bool, &str, &str)] = &[
         "stranger",
         "bad source address",
     ),
+    // One argument: the source, with no From.
     ("legacy-cut-ip", false, "permitted", OFFICE),
-    ("legacy-pipe", false, "permitted", OFFICE),
-    ("url-query-args", false, "permitted", OFFICE),
+    // The five hostile blocks (fixtures README, "Hostile From headers").
+    (
+        "hostile-chansip-comma-shift",
+        true,
+        "stranger",
+        "no permit range for 198.51.100.9",
+    ),
+    (
+        "hostile-pjsip-comma-display",
+        true,
+        "stranger",
+        "no permit range for 198.51.100.9",
+    ),
+    (
+        "hostile-pjsip-paren-display",
+        true,
+        "stranger",
+        "no permit range for 198.51.100.9",
+    ),
+    (
+        "hostile-pjsip-non-utf8-display",
+        true,
+        "stranger",
+        "no permit range for 198.51.100.9",
+    ),
+    (
+        "hostile-pjsip-long-display",
+        true,
+        "stranger",
+        "unparseable From",
+    ),
+];
+
+/// Recorded calls whose arguments were in the URL: not accepted any more, and answered.
+const URL_ARGUMENT_CASES: &[(&str, &str)] = &[
+    ("legacy-pipe", "screen|203.0.113.7"),
+    ("url-query-args", "screen?from=203.0.113.7&src=127.0.0.1"),
 ];
 
 #[tokio::test]
 async fn recorded_calls_get_exact_commands() {
     let server = harness::start().await;
     for &(case, stranger, verdict, reason) in CASES {
-        let segments = recorded_segments(case);
-        let t = play(server.addr, &segments, ok, Duration::from_secs(5)).await;
+        let (header, _) = source_first(case);
+        let t = play(
+            server.addr,
+            &line_segments(&header),
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(
             t.bytes(),
             verdict_commands(stranger, verdict, reason),
@@ -105,6 +154,119 @@ async fn recorded_calls_get_exact_commands() {
             "case {case}: the server must close the connection"
         );
     }
+    for &(case, script) in URL_ARGUMENT_CASES {
+        let t = play(
+            server.addr,
+            &recorded_segments(case),
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            t.bytes(),
+            error_commands(&format!(
+                "unknown AGI script \\\"{script}\\\" (this server runs `screen`)"
+            )),
+            "case {case}"
+        );
+    }
+    server.shutdown.cancel();
+}
+
+#[test]
+fn the_rewrite_to_source_first_moves_only_the_source() {
+    // The hostile blocks, as Asterisk would deliver them with the source first.
+    let args = |case: &str| -> Vec<Vec<u8>> {
+        let (header, rewritten) = source_first(case);
+        assert!(rewritten, "{case}");
+        header
+            .split(|&b| b == b'\n')
+            .filter_map(|l| l.strip_prefix(b"agi_arg_"))
+            .map(|l| l[l.iter().position(|&b| b == b' ').expect("value") + 1..].to_vec())
+            .collect()
+    };
+    let shift = args("hostile-chansip-comma-shift");
+    assert_eq!(shift[0], b"127.0.0.1");
+    assert_eq!(shift[1], b"203.0.113.7");
+    assert_eq!(shift[2], b"");
+    assert!(shift[3].starts_with(b"<sip:eve@198.51.100.9>;tag="));
+    let paren = args("hostile-pjsip-paren-display");
+    assert_eq!(paren.len(), 2);
+    assert_eq!(paren[0], b"198.51.100.9:15107");
+    assert!(paren[1].starts_with(b"Bob ( <sip:bob@203.0.113.7>;tag=") && !paren[1].contains(&b','));
+    let non_utf8 = args("hostile-pjsip-non-utf8-display");
+    assert_eq!(non_utf8[0], b"127.0.0.1:15102");
+    assert!(
+        non_utf8[1].starts_with(b"Eve \xc3 <sip:eve@198.51.100.9>"),
+        "the byte is kept"
+    );
+    assert_eq!(
+        args("hostile-pjsip-long-display"),
+        [b"127.0.0.1:15103".to_vec(), Vec::new()]
+    );
+    // Calls that passed no source are replayed as recorded.
+    assert!(!source_first("legacy-cut-ip").1);
+    assert!(!source_first("args-literal").1);
+}
+
+#[tokio::test]
+async fn hostile_blocks_from_a_stranger_source_are_strangers() {
+    // The hostile blocks with the source the issue used, 198.51.100.9: whatever the From does,
+    // the source decides.
+    let server = harness::start().await;
+    for &(case, ..) in CASES.iter().filter(|c| c.0.starts_with("hostile-")) {
+        let (header, _) = source_first(case);
+        let at = header
+            .windows(11)
+            .position(|w| w == b"agi_arg_1: ")
+            .expect("arg 1");
+        let end = at
+            + header[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("line end");
+        let mut block = header[..at].to_vec();
+        block.extend_from_slice(b"agi_arg_1: 198.51.100.9:5060");
+        block.extend_from_slice(&header[end..]);
+        let t = play(
+            server.addr,
+            &line_segments(&block),
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            t.bytes(),
+            verdict_commands(true, "stranger", "no permit range for 198.51.100.9"),
+            "case {case}"
+        );
+    }
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_permitted_caller_with_a_byte_that_is_not_utf8_is_permitted() {
+    let server = harness::start().await;
+    let (header, _) = source_first("hostile-pjsip-non-utf8-display");
+    let at = header
+        .windows(16)
+        .position(|w| w == b"eve@198.51.100.9")
+        .expect("the From host");
+    let mut block = header[..at].to_vec();
+    block.extend_from_slice(b"bob@203.0.113.7");
+    block.extend_from_slice(&header[at + 16..]);
+    assert!(
+        block.windows(6).any(|w| w == b"Eve \xc3 "),
+        "the byte is still there"
+    );
+    let t = play(
+        server.addr,
+        &line_segments(&block),
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(t.bytes(), verdict_commands(false, "permitted", OFFICE));
     server.shutdown.cancel();
 }
 
@@ -112,18 +274,125 @@ async fn recorded_calls_get_exact_commands() {
 async fn recorded_calls_byte_by_byte() {
     // The worst framing Asterisk could produce: one byte per segment.
     let server = harness::start().await;
-    let header =
-        std::fs::read(harness::fixtures().join("sessions/pjsip-ipv4.header.raw")).expect("raw");
+    let (header, _) = source_first("pjsip-ipv4");
     let segments: Vec<Vec<u8>> = header.iter().map(|b| vec![*b]).collect();
     let t = play(server.addr, &segments, ok, Duration::from_secs(5)).await;
     assert_eq!(t.bytes(), verdict_commands(false, "permitted", OFFICE));
     server.shutdown.cancel();
 }
 
+/// A name server that never answers, counting the queries it gets.
+struct SilentDns {
+    socket: std::net::UdpSocket,
+    queries: usize,
+}
+
+impl SilentDns {
+    fn new() -> SilentDns {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("nonblocking");
+        SilentDns { socket, queries: 0 }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.socket.local_addr().expect("addr")
+    }
+
+    /// Queries received so far.
+    fn queries(&mut self) -> usize {
+        let mut buf = [0u8; 1500];
+        while self.socket.recv(&mut buf).is_ok() {
+            self.queries += 1;
+        }
+        self.queries
+    }
+}
+
 #[tokio::test]
-async fn unknown_or_missing_script_sets_nothing() {
+async fn a_dead_resolver_costs_one_deadline_per_name_and_nothing_for_a_stranger() {
+    let mut dns = SilentDns::new();
+    let server = harness::start_with(harness::Options {
+        // A deadline far longer than a call takes: a call that waited on DNS would show.
+        resolver: ipcountry::resolve::HostResolver::with_nameserver(
+            dns.addr(),
+            Duration::from_millis(1500),
+            Duration::from_secs(30),
+        ),
+        reply_timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
+    .await;
+    let from = "<sip:bob@gw.example.com>;tag=1";
+    // A stranger's source decides: the From's name is not looked up at all.
+    let started = std::time::Instant::now();
+    let t = play(
+        server.addr,
+        &[block(&["198.51.100.9:5060", from])],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        t.bytes(),
+        verdict_commands(true, "stranger", "no permit range for 198.51.100.9")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered before the DNS deadline"
+    );
+    assert_eq!(dns.queries(), 0, "no query for a call the source decided");
+    // A permitted source: the name is looked up, once, and fails at the deadline.
+    let t = play(
+        server.addr,
+        &[block(&["127.0.0.1:5060", from])],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        t.bytes()
+            .contains("SET VARIABLE IPCOUNTRY_REASON \"cannot resolve gw.example.com:"),
+        "{}",
+        t.bytes()
+    );
+    assert!(t.bytes().starts_with("SET VARIABLE STRANGER \"true\""));
+    let asked = dns.queries();
+    assert!(asked >= 1, "the name server was asked");
+    // Then it is remembered: the next call with that name asks nobody and waits for nothing.
+    let started = std::time::Instant::now();
+    let again = play(
+        server.addr,
+        &[block(&["127.0.0.1:5060", from])],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(again.bytes(), t.bytes());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "no second deadline"
+    );
+    assert_eq!(dns.queries(), asked, "a remembered failure asks nobody");
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn unknown_or_missing_script_is_answered_stranger() {
     let server = harness::start().await;
-    for case in ["no-script", "getfrom-pjsip", "slow-server"] {
+    for (case, reason) in [
+        (
+            "no-script",
+            "no AGI script name (the URL needs a path: agi://host:4573/screen)".to_owned(),
+        ),
+        (
+            "getfrom-pjsip",
+            "unknown AGI script \\\"getfrom\\\" (this server runs `screen`)".to_owned(),
+        ),
+        (
+            "slow-server",
+            "unknown AGI script \\\"slow\\\" (this server runs `screen`)".to_owned(),
+        ),
+    ] {
         let t = play(
             server.addr,
             &recorded_segments(case),
@@ -132,13 +401,7 @@ async fn unknown_or_missing_script_sets_nothing() {
         )
         .await;
         assert!(t.closed, "{case}");
-        assert_eq!(t.commands.len(), 1, "{case}: {:?}", t.commands);
-        assert!(
-            t.commands[0].starts_with("VERBOSE \"ipcountry: unknown AGI script"),
-            "{case}: {:?}",
-            t.commands
-        );
-        assert!(!t.bytes().contains("SET VARIABLE"), "{case}");
+        assert_eq!(t.bytes(), error_commands(&reason), "{case}");
     }
     server.shutdown.cancel();
 }
@@ -150,7 +413,7 @@ async fn hangup_mid_call_stops_and_closes() {
     // send nothing more and close.
     let t = play(
         server.addr,
-        &[block(&["<sip:bob@203.0.113.7>", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "<sip:bob@203.0.113.7>"])],
         |n, _| {
             if n == 0 {
                 b"HANGUP\n200 result=1\n".to_vec()
@@ -168,7 +431,7 @@ async fn hangup_mid_call_stops_and_closes() {
     assert!(t.closed);
 
     // HANGUP already buffered right behind the block: nothing is sent at all.
-    let mut seg = block(&["<sip:bob@203.0.113.7>", "127.0.0.1"]);
+    let mut seg = block(&["127.0.0.1", "<sip:bob@203.0.113.7>"]);
     seg.extend_from_slice(b"HANGUP\n");
     let t = play(server.addr, &[seg], ok, Duration::from_secs(5)).await;
     assert!(t.commands.is_empty(), "{:?}", t.commands);
@@ -177,7 +440,7 @@ async fn hangup_mid_call_stops_and_closes() {
     // A dead channel (511) also ends the call.
     let t = play(
         server.addr,
-        &[block(&["<sip:bob@203.0.113.7>", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "<sip:bob@203.0.113.7>"])],
         |_, _| b"511 Command Not Permitted on a dead channel or intercept routine\n".to_vec(),
         Duration::from_secs(5),
     )
@@ -193,7 +456,7 @@ async fn refused_commands_do_not_stop_the_verdict() {
     // 510 and the multi-line 520 usage reply: the server logs them and goes on.
     let t = play(
         server.addr,
-        &[block(&["203.0.113.66", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "203.0.113.66"])],
         |n, _| match n {
             0 => b"510 Invalid or unknown command\n".to_vec(),
             1 => b"520-Invalid command syntax.  Proper usage follows:\n Usage: SET VARIABLE <variablename> <value>\n520 End of proper usage.\n".to_vec(),
@@ -215,7 +478,7 @@ async fn silent_asterisk_is_abandoned_after_the_reply_deadline() {
     let server = harness::start().await;
     let t = play(
         server.addr,
-        &[block(&["<sip:bob@203.0.113.7>", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "<sip:bob@203.0.113.7>"])],
         |_, _| Vec::new(),
         Duration::from_secs(5),
     )
@@ -233,11 +496,11 @@ async fn from_header_cannot_inject_agi_commands() {
     let server = harness::start().await;
     // A hostile "From" that tries to smuggle a command after a newline and quotes.
     let evil = "x\" \nEXEC Dial \"SIP/premium-rate\n";
-    let mut b = block(&[]);
+    let mut b = block(&["127.0.0.1"]);
     b.truncate(b.len() - 1);
-    // agi_arg_1 cannot contain a raw LF in a real block (it would end the line), but a CR or
+    // agi_arg_2 cannot contain a raw LF in a real block (it would end the line), but a CR or
     // quote can reach us: use CR and quotes here.
-    b.extend_from_slice(format!("agi_arg_1: {}\n\n", evil.replace('\n', "\r")).as_bytes());
+    b.extend_from_slice(format!("agi_arg_2: {}\n\n", evil.replace('\n', "\r")).as_bytes());
     let t = play(server.addr, &[b], ok, Duration::from_secs(5)).await;
     for c in &t.commands {
         assert!(c.starts_with("SET VARIABLE "), "{c:?}");
@@ -255,7 +518,7 @@ async fn cli_change_reaches_the_running_server() {
     let call = || async {
         play(
             server.addr,
-            &[block(&["198.51.100.9", "127.0.0.1"])],
+            &[block(&["127.0.0.1", "198.51.100.9"])],
             ok,
             Duration::from_secs(5),
         )
@@ -339,7 +602,7 @@ async fn reload_request_over_agi_rebuilds_now() {
     for _ in 0..50 {
         let t = play(
             server.addr,
-            &[block(&["203.0.113.7", "127.0.0.1"])],
+            &[block(&["127.0.0.1", "203.0.113.7"])],
             ok,
             Duration::from_secs(5),
         )
@@ -375,7 +638,7 @@ async fn database_down_keeps_the_last_good_snapshot() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = play(
         server.addr,
-        &[block(&["203.0.113.66", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "203.0.113.66"])],
         ok,
         Duration::from_secs(5),
     )

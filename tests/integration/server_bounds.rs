@@ -1,12 +1,12 @@
-//! The server's bounds: malformed, oversized and stalled peers are dropped without delaying
-//! anyone else; many concurrent calls are all answered; shutdown drains calls in flight.
+//! The server's bounds: malformed and oversized blocks are answered `STRANGER`, stalled
+//! peers are dropped, without delaying anyone else; many concurrent calls are all answered; shutdown drains calls in flight.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{self, block, ok, play, verdict_commands};
+use crate::harness::{self, block, error_commands, line_segments, ok, play, verdict_commands};
 
 /// Reads until EOF (or the deadline): what the server sent, and whether it closed.
 async fn drain(s: &mut TcpStream, deadline: Duration) -> (Vec<u8>, bool) {
@@ -23,27 +23,53 @@ async fn drain(s: &mut TcpStream, deadline: Duration) -> (Vec<u8>, bool) {
 }
 
 #[tokio::test]
-async fn malformed_block_is_dropped_silently() {
+async fn malformed_blocks_are_answered_stranger() {
     let server = harness::start().await;
-    for bad in [
-        &b"this is not agi\n\n"[..],
-        b"agi_network yes\n\n",
-        b"\xff\xfe\xfd: x\n\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    for (bad, reason) in [
+        (
+            &b"this is not agi\n\n"[..],
+            "bad AGI environment: AGI environment line 1: does not start with `agi_`",
+        ),
+        (
+            b"agi_network yes\n\n",
+            "bad AGI environment: AGI environment line 1: no `: ` after the variable name",
+        ),
+        (
+            b"\xff\xfe\xfd: x\n\n",
+            "bad AGI environment: AGI environment line 1: does not start with `agi_`",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "bad AGI environment: AGI environment line 1: does not start with `agi_`",
+        ),
+        (
+            b"agi_network_script: screen\nagi_arg_1: 198.51.100.9\nagi_arg_1: 127.0.0.1\n\n",
+            "bad AGI environment: AGI environment line 3: variable name repeats an earlier line",
+        ),
     ] {
-        let mut s = TcpStream::connect(server.addr).await.expect("connect");
-        s.write_all(bad).await.expect("write");
-        let (sent, closed) = drain(&mut s, Duration::from_secs(3)).await;
-        assert!(closed, "{bad:?}");
-        assert!(
-            sent.is_empty(),
-            "nothing may be sent to a malformed peer: {sent:?}"
-        );
+        let t = play(server.addr, &[bad.to_vec()], ok, Duration::from_secs(3)).await;
+        assert!(t.closed, "{bad:?}");
+        assert_eq!(t.bytes(), error_commands(reason), "{bad:?}");
     }
+    // A line over the limit, in a block that does end: read to its end, then answered.
+    let mut long = b"agi_network: yes\nagi_network_script: screen\nagi_arg_1: ".to_vec();
+    long.extend(vec![b'x'; 100_000]);
+    long.extend(b"\nagi_arg_2: y\n\n");
+    let t = play(
+        server.addr,
+        &line_segments(&long),
+        ok,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        t.bytes(),
+        error_commands("AGI environment over the limits: AGI line longer than 8192 bytes")
+    );
     // ... and the server is fine afterwards.
     let t = play(
         server.addr,
-        &[block(&["203.0.113.7", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "203.0.113.7"])],
         ok,
         Duration::from_secs(5),
     )
@@ -98,7 +124,7 @@ async fn stalled_and_vanished_peers_do_not_block_other_calls() {
     // A real call is answered at once, while they stall.
     let t = play(
         server.addr,
-        &[block(&["203.0.113.66", "127.0.0.1"])],
+        &[block(&["127.0.0.1", "203.0.113.66"])],
         ok,
         Duration::from_secs(2),
     )
@@ -137,7 +163,7 @@ async fn a_thousand_concurrent_calls_are_all_answered() {
             };
             let t = play(
                 addr,
-                &[block(&[from, "127.0.0.1"])],
+                &[block(&["127.0.0.1", from])],
                 ok,
                 Duration::from_secs(60),
             )
@@ -166,7 +192,7 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let slow = tokio::spawn(async move {
         play(
             addr,
-            &[block(&["203.0.113.7", "127.0.0.1"])],
+            &[block(&["127.0.0.1", "203.0.113.7"])],
             |_, _| {
                 std::thread::sleep(Duration::from_millis(150));
                 b"200 result=1\n".to_vec()
