@@ -198,11 +198,11 @@ impl From<TrustArg> for Trust {
 /// `--reply`: how the verdict is written back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ReplyArg {
-    /// Three `SET VARIABLE`s (three round trips).
-    SetVariable,
     /// One `EXEC MSet` (one round trip; commas, double quotes and backslashes in the reason
     /// become `;`, `'` and `/`).
     Mset,
+    /// Three `SET VARIABLE`s (three round trips; the reason arrives as it is).
+    SetVariable,
 }
 
 impl From<ReplyArg> for ReplyMode {
@@ -276,9 +276,9 @@ pub(crate) struct ServeArgs {
     /// Deadline for each reply from Asterisk.
     #[arg(long, default_value = "2s", value_parser = positive_duration)]
     pub(crate) reply_timeout: Duration,
-    /// How the verdict is written back: three `SET VARIABLE`s, or one `EXEC MSet` (one round
-    /// trip; commas, double quotes and backslashes in the reason become `;`, `'` and `/`).
-    #[arg(long, value_enum, default_value_t = ReplyArg::SetVariable)]
+    /// How the verdict is written back: one `EXEC MSet` (one round trip; commas, double quotes
+    /// and backslashes in the reason become `;`, `'` and `/`), or three `SET VARIABLE`s.
+    #[arg(long, value_enum, default_value_t = ReplyArg::Mset)]
     pub(crate) reply: ReplyArg,
     /// Async runtime: one single-threaded runtime per worker thread (`per-core`), or tokio's
     /// work-stealing `multi-thread` runtime.

@@ -399,9 +399,7 @@ mod tests {
             shutdown.clone(),
         ));
         let want = [
-            "SET VARIABLE STRANGER \"false\"",
-            "SET VARIABLE IPCOUNTRY_VERDICT \"permitted\"",
-            "SET VARIABLE IPCOUNTRY_REASON \"permit #1 203.0.113.0/24 office\"",
+            "EXEC MSet \"STRANGER=false,IPCOUNTRY_VERDICT=permitted,IPCOUNTRY_REASON=permit #1 203.0.113.0/24 office\"",
         ];
         // Concurrent calls, spread over the two workers.
         let calls: Vec<_> = (0..16)

@@ -278,14 +278,12 @@ fn plain_agi_over_stdin_stdout() {
     // Asterisk writes the block and answers each command; replies can be queued up front here
     // since the AGI reads them one at a time.
     stdin.write_all(header.as_bytes()).expect("write");
-    stdin
-        .write_all(b"200 result=1\n200 result=1\n200 result=1\n")
-        .expect("write");
+    stdin.write_all(b"200 result=0\n").expect("write");
     drop(stdin);
     let o = child.wait_with_output().expect("wait");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "SET VARIABLE STRANGER \"true\"\nSET VARIABLE IPCOUNTRY_VERDICT \"denied\"\nSET VARIABLE IPCOUNTRY_REASON \"deny #1 203.0.113.66/32\"\n"
+        "EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #1 203.0.113.66/32\"\n"
     );
 }

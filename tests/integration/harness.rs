@@ -11,7 +11,7 @@ use ipcountry::hosts::HostPattern;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::ranges::{IpRange, RuleKind, RuleSource};
 use ipcountry::resolve::HostResolver;
-use ipcountry::session::{Context, SessionSettings};
+use ipcountry::session::{Context, ReplyMode, SessionSettings};
 use ipcountry::store::Store;
 use ipcountry::{reload, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +47,8 @@ pub(crate) struct Options {
     /// Nothing is resolved by default (`.invalid` names are refused, every other name fails
     /// with "DNS disabled"): no DNS traffic leaves the machine.
     pub(crate) resolver: HostResolver,
+    /// How the verdict is written back (the default: one `EXEC MSet`).
+    pub(crate) reply: ReplyMode,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             grace: Duration::from_secs(3),
             limits: Limits::default(),
             resolver: HostResolver::disabled(),
+            reply: ReplyMode::default(),
         }
     }
 }
@@ -110,7 +113,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
             limits: opts.limits,
             env_timeout: opts.env_timeout,
             reply_timeout: opts.reply_timeout,
-            reply: Default::default(),
+            reply: opts.reply,
         },
         reload: notify.clone(),
     });
@@ -198,9 +201,14 @@ pub(crate) async fn play(
     t
 }
 
-/// Asterisk's normal answer to SET VARIABLE.
-pub(crate) fn ok(_: usize, _: &str) -> Vec<u8> {
-    b"200 result=1\n".to_vec()
+/// Asterisk's normal answers: `200 result=0` to `EXEC MSet` (the application's return
+/// value), `200 result=1` to `SET VARIABLE` and `VERBOSE`.
+pub(crate) fn ok(_: usize, command: &str) -> Vec<u8> {
+    if command.starts_with("EXEC ") {
+        b"200 result=0\n".to_vec()
+    } else {
+        b"200 result=1\n".to_vec()
+    }
 }
 
 /// The TCP reads Asterisk made, as recorded in `sessions/<case>.md` (`<<` lines, Python-escaped),
@@ -346,8 +354,16 @@ pub(crate) fn line_segments(block: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The three commands the server sends for a verdict.
+/// The command the server sends for a verdict by default: one `EXEC MSet`. `reason` is as it
+/// arrives (after `MSet`'s rewriting: `,` `"` `\\` → `;` `'` `/`).
 pub(crate) fn verdict_commands(stranger: bool, verdict: &str, reason: &str) -> String {
+    format!(
+        "EXEC MSet \"STRANGER={stranger},IPCOUNTRY_VERDICT={verdict},IPCOUNTRY_REASON={reason}\"\n"
+    )
+}
+
+/// The three commands of `--reply set-variable` for a verdict (`reason` quoted as sent).
+pub(crate) fn set_variable_commands(stranger: bool, verdict: &str, reason: &str) -> String {
     format!(
         "SET VARIABLE STRANGER \"{stranger}\"\nSET VARIABLE IPCOUNTRY_VERDICT \"{verdict}\"\nSET VARIABLE IPCOUNTRY_REASON \"{reason}\"\n"
     )

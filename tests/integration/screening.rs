@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    self, block, error_commands, line_segments, ok, play, recorded_segments, source_first,
-    verdict_commands,
+    self, block, error_commands, line_segments, ok, play, recorded_segments, set_variable_commands,
+    source_first, verdict_commands,
 };
 
 const OFFICE: &str = "permit #1 203.0.113.0/24 office";
@@ -165,7 +165,7 @@ async fn recorded_calls_get_exact_commands() {
         assert_eq!(
             t.bytes(),
             error_commands(&format!(
-                "unknown AGI script \\\"{script}\\\" (this server runs `screen`)"
+                "unknown AGI script '{script}' (this server runs `screen`)"
             )),
             "case {case}"
         );
@@ -350,12 +350,12 @@ async fn a_dead_resolver_costs_one_deadline_per_name_and_nothing_for_a_stranger(
     )
     .await;
     assert!(
-        t.bytes()
-            .contains("SET VARIABLE IPCOUNTRY_REASON \"cannot resolve gw.example.com:"),
+        t.bytes().starts_with(
+            "EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=stranger,IPCOUNTRY_REASON=cannot resolve gw.example.com:"
+        ),
         "{}",
         t.bytes()
     );
-    assert!(t.bytes().starts_with("SET VARIABLE STRANGER \"true\""));
     let asked = dns.queries();
     assert!(asked >= 1, "the name server was asked");
     // Then it is remembered: the next call with that name asks nobody and waits for nothing.
@@ -386,11 +386,11 @@ async fn unknown_or_missing_script_is_answered_stranger() {
         ),
         (
             "getfrom-pjsip",
-            "unknown AGI script \\\"getfrom\\\" (this server runs `screen`)".to_owned(),
+            "unknown AGI script 'getfrom' (this server runs `screen`)".to_owned(),
         ),
         (
             "slow-server",
-            "unknown AGI script \\\"slow\\\" (this server runs `screen`)".to_owned(),
+            "unknown AGI script 'slow' (this server runs `screen`)".to_owned(),
         ),
     ] {
         let t = play(
@@ -410,9 +410,14 @@ async fn unknown_or_missing_script_is_answered_stranger() {
 async fn hangup_mid_call_stops_and_closes() {
     let server = harness::start().await;
     // Asterisk sends HANGUP unprompted, then still answers the command it had: the server must
-    // send nothing more and close.
+    // send nothing more and close (three SET VARIABLEs make "more" visible).
+    let set_variable = harness::start_with(harness::Options {
+        reply: ipcountry::session::ReplyMode::SetVariable,
+        ..Default::default()
+    })
+    .await;
     let t = play(
-        server.addr,
+        set_variable.addr,
         &[block(&["127.0.0.1", "<sip:bob@203.0.113.7>"])],
         |n, _| {
             if n == 0 {
@@ -429,6 +434,7 @@ async fn hangup_mid_call_stops_and_closes() {
         vec!["SET VARIABLE STRANGER \"false\"\n".to_owned()]
     );
     assert!(t.closed);
+    set_variable.shutdown.cancel();
 
     // HANGUP already buffered right behind the block: nothing is sent at all.
     let mut seg = block(&["127.0.0.1", "<sip:bob@203.0.113.7>"]);
@@ -452,7 +458,11 @@ async fn hangup_mid_call_stops_and_closes() {
 
 #[tokio::test]
 async fn refused_commands_do_not_stop_the_verdict() {
-    let server = harness::start().await;
+    let server = harness::start_with(harness::Options {
+        reply: ipcountry::session::ReplyMode::SetVariable,
+        ..Default::default()
+    })
+    .await;
     // 510 and the multi-line 520 usage reply: the server logs them and goes on.
     let t = play(
         server.addr,
@@ -467,7 +477,7 @@ async fn refused_commands_do_not_stop_the_verdict() {
     .await;
     assert_eq!(
         t.bytes(),
-        verdict_commands(true, "denied", "deny #1 203.0.113.66/32")
+        set_variable_commands(true, "denied", "deny #1 203.0.113.66/32")
     );
     assert!(t.closed);
     server.shutdown.cancel();
@@ -503,11 +513,11 @@ async fn from_header_cannot_inject_agi_commands() {
     b.extend_from_slice(format!("agi_arg_2: {}\n\n", evil.replace('\n', "\r")).as_bytes());
     let t = play(server.addr, &[b], ok, Duration::from_secs(5)).await;
     for c in &t.commands {
-        assert!(c.starts_with("SET VARIABLE "), "{c:?}");
+        assert!(c.starts_with("EXEC MSet "), "{c:?}");
         assert_eq!(c.matches('\n').count(), 1, "{c:?}");
         assert!(!c.contains('\r'), "{c:?}");
     }
-    assert_eq!(t.commands.len(), 3, "{:?}", t.commands);
+    assert_eq!(t.commands.len(), 1, "{:?}", t.commands);
     server.shutdown.cancel();
 }
 
@@ -524,7 +534,7 @@ async fn cli_change_reaches_the_running_server() {
         )
         .await
     };
-    assert!(call().await.bytes().contains("STRANGER \"true\""));
+    assert!(call().await.bytes().contains("STRANGER=true,"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcountry"))
         .args([
             "--db",
@@ -547,7 +557,7 @@ async fn cli_change_reaches_the_running_server() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = call().await;
-        if t.bytes().contains("STRANGER \"false\"") {
+        if t.bytes().contains("STRANGER=false,") {
             assert!(
                 t.bytes().contains("permit #3 198.51.100.0/24 branch"),
                 "{}",
@@ -607,7 +617,7 @@ async fn reload_request_over_agi_rebuilds_now() {
             Duration::from_secs(5),
         )
         .await;
-        if t.bytes().contains("\"denied\"") {
+        if t.bytes().contains("IPCOUNTRY_VERDICT=denied,") {
             denied = true;
             break;
         }
