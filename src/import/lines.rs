@@ -3,15 +3,17 @@
 //! line; quoted fields with `""` escapes; spaces around fields ignored).
 //!
 //! The formats read here never need a record spanning lines, and a reader that counts lines
-//! itself can name the exact line of every bad row, blank lines included.
+//! itself can name the exact line of every bad row, blank lines included. `detect` uses the
+//! same splitter ([`split`]) on the first lines it sniffs; gzip is `gzip`'s business.
 
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
+use memchr::memchr;
 
-use super::detect::open_text;
+use super::gzip::open_text;
 use super::{BadRow, ImportError, MAX_BAD_ROWS};
 
 /// Longest line accepted; a longer one is a bad row.
@@ -81,7 +83,7 @@ impl CsvLines {
             if chunk.is_empty() {
                 return Ok(());
             }
-            match chunk.iter().position(|&b| b == b'\n') {
+            match memchr(b'\n', chunk) {
                 Some(i) => {
                     self.input.consume(i + 1);
                     return Ok(());
@@ -131,32 +133,31 @@ pub(super) fn split(line: &[u8]) -> Result<Fields<'_>, String> {
     let mut rest = line;
     loop {
         let field = rest.trim_ascii_start();
-        if field.first() == Some(&b'"') {
+        if let Some(mut quoted) = field.strip_prefix(b"\"") {
             let mut value = Vec::new();
-            let mut i = 1;
-            loop {
-                match field.get(i) {
-                    None => return Err("unterminated quoted field".into()),
-                    Some(b'"') if field.get(i + 1) == Some(&b'"') => {
+            let after = loop {
+                let Some(quote) = memchr(b'"', quoted) else {
+                    return Err("unterminated quoted field".into());
+                };
+                value.extend_from_slice(&quoted[..quote]);
+                match quoted[quote + 1..].strip_prefix(b"\"") {
+                    // `""` is an escaped quote.
+                    Some(more) => {
                         value.push(b'"');
-                        i += 2;
+                        quoted = more;
                     }
-                    Some(b'"') => break,
-                    Some(&b) => {
-                        value.push(b);
-                        i += 1;
-                    }
+                    None => break &quoted[quote + 1..],
                 }
-            }
+            };
             fields.push(Cow::Owned(value));
-            let after = field[i + 1..].trim_ascii_start();
+            let after = after.trim_ascii_start();
             match after.split_first() {
                 None => return Ok(Fields(fields)),
                 Some((b',', tail)) => rest = tail,
                 Some(_) => return Err("text after a closing quote".into()),
             }
         } else {
-            let end = field.iter().position(|&b| b == b',').unwrap_or(field.len());
+            let end = memchr(b',', field).unwrap_or(field.len());
             fields.push(Cow::Borrowed(field[..end].trim_ascii_end()));
             if end == field.len() {
                 return Ok(Fields(fields));

@@ -56,6 +56,7 @@ use crate::ranges::IpRange;
 mod collect;
 mod detect;
 mod geolite_csv;
+mod gzip;
 mod lines;
 mod merge;
 mod mmdb;
