@@ -132,15 +132,9 @@ mod tests {
     #[test]
     fn exact_and_wildcard() {
         let l = list(&["SipGate.com.", "*.example.com"]);
-        assert_eq!(l.matching("sipgate.com").as_deref(), Some("sipgate.com"));
-        assert_eq!(
-            l.matching("gw.example.com").as_deref(),
-            Some("*.example.com")
-        );
-        assert_eq!(
-            l.matching("a.b.example.com").as_deref(),
-            Some("*.example.com")
-        );
+        assert_eq!(l.matching("sipgate.com"), Some("sipgate.com"));
+        assert_eq!(l.matching("gw.example.com"), Some("*.example.com"));
+        assert_eq!(l.matching("a.b.example.com"), Some("*.example.com"));
         assert_eq!(l.matching("example.com"), None);
         assert_eq!(l.matching("badexample.com"), None);
         assert_eq!(l.matching("sipgate.com.evil.net"), None);
