@@ -105,7 +105,7 @@ fn customs(rules: &[Rule]) -> Vec<Rule> {
 
 async fn policy(store: &Store) -> Policy {
     let data = store.load_policy().await.unwrap();
-    Policy::compile(Some(data.generation), data.rules, Vec::new(), Builtins::Off)
+    Policy::try_compile(Some(data.generation), data.rules, Vec::new(), Builtins::Off).unwrap()
 }
 
 fn verdict(policy: &Policy, ip: &str) -> Option<String> {
