@@ -112,7 +112,8 @@ impl HostAllowList {
         self.exact.len() + self.wildcards.len()
     }
 
-    /// Whether the list is empty.
+    /// Whether the list is empty (the companion of [`len`](HostAllowList::len) that clippy's
+    /// `len_without_is_empty` asks of a public type).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -20,9 +20,6 @@ use crate::policy::{Builtins, Policy, SharedPolicy};
 use crate::ranges::table::TableError;
 use crate::store::{Store, StoreError};
 
-/// Default interval between generation checks.
-pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
-
 /// Why a rebuild failed (the old snapshot stays).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

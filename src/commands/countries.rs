@@ -20,7 +20,7 @@ use ipcountry::store::{CountryDiff, ImportSummary, StoreError};
 use crate::cli;
 
 /// Reads the catalog files off the async runtime; returns the catalog and the time it took.
-pub(crate) async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
+async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
     let opts = ImportOptions {
         country_field: match args.country_field {
             CountryFieldArg::Country => CountryField::Country,
@@ -37,7 +37,7 @@ pub(crate) async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)>
     Ok((catalog, started.elapsed()))
 }
 /// A spinner on stderr while the store works, when stderr is a terminal; hidden otherwise.
-pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
+fn spinner(message: &'static str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -46,7 +46,7 @@ pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 /// A human description of a catalog format.
-pub(crate) fn describe_format(format: Format) -> &'static str {
+fn describe_format(format: Format) -> &'static str {
     match format {
         Format::MmdbGeoIp2 => "MaxMind DB, GeoIP2/GeoLite2 Country schema",
         Format::MmdbCountryCode => "MaxMind DB, ip-location-db schema (country_code)",
@@ -56,7 +56,7 @@ pub(crate) fn describe_format(format: Format) -> &'static str {
     }
 }
 /// Store refusals (exit 1) versus errors (exit 2).
-pub(crate) fn refused(e: &StoreError) -> bool {
+fn refused(e: &StoreError) -> bool {
     matches!(
         e,
         StoreError::UnknownCountries { .. }
@@ -67,7 +67,7 @@ pub(crate) fn refused(e: &StoreError) -> bool {
 
 /// What `import` and `refresh` print in `--json` mode besides the store's report.
 #[derive(Serialize)]
-pub(crate) struct ReadInfo<'a> {
+struct ReadInfo<'a> {
     files: &'a [PathBuf],
     format: Format,
     database_type: Option<&'a str>,
@@ -170,7 +170,7 @@ pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<Exi
     }
     Ok(ExitCode::SUCCESS)
 }
-pub(crate) fn print_summary(s: &ImportSummary, stored: Duration) {
+fn print_summary(s: &ImportSummary, stored: Duration) {
     outln!(
         "catalog: {} countries, {} IPv4 + {} IPv6 ranges, stored in {:.2} s",
         s.countries,

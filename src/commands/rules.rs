@@ -11,7 +11,7 @@ use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
 use ipcountry::store::StoreError;
 
-pub(crate) fn parse_range(words: &[String]) -> Result<IpRange> {
+fn parse_range(words: &[String]) -> Result<IpRange> {
     match words {
         [one] => one.parse::<IpRange>().map_err(Into::into),
         [a, b] => IpRange::from_integers(a, b)
@@ -86,7 +86,7 @@ pub(crate) async fn rules(
     store.close().await;
     Ok(code)
 }
-pub(crate) fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
+fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(rules)?);
         return Ok(());

@@ -64,8 +64,6 @@ mod range_csv;
 #[cfg(test)]
 mod tests;
 
-pub use merge::merge;
-
 /// The formats ipcountry can import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]

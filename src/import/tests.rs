@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::merge::merge;
 use super::*;
 
 fn full(name: &str) -> PathBuf {

@@ -156,7 +156,9 @@ impl RangeTable {
     /// read from the segment alone: the verdict without touching the rule list.
     ///
     /// Computed without a branch on the answer, so lookups of random addresses do not
-    /// mispredict here.
+    /// mispredict here. `decide` needs the rule itself (its reason names it) and calls
+    /// [`lookup`](RangeTable::lookup); this is public for `benches/lookup.rs`, which measures
+    /// the verdict-only lookup, and for `tests/alloc.rs`, which checks that it never allocates.
     #[inline]
     pub fn kind(&self, ip: IpAddr) -> Option<RuleKind> {
         kind_of(self.label(ip))
@@ -254,11 +256,6 @@ impl BinarySearchTable {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }?;
         self.rules.get(usize::try_from(index).ok()?)
-    }
-
-    /// All rules, in the order given to [`build`](BinarySearchTable::build).
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
     }
 
     /// Number of segments: `(IPv4, IPv6)`.

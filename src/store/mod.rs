@@ -42,7 +42,7 @@ mod tests;
 
 pub use catalog::{
     CatalogMeta, CatalogStatus, CountryDiff, CountryRow, CountryRules, ImportSummary, PermitReport,
-    RefreshReport, UnpermitReport, BATCH_ROWS,
+    RefreshReport, UnpermitReport,
 };
 
 use std::fmt;

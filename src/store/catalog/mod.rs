@@ -63,4 +63,3 @@ pub use countries::{CountryRules, PermitReport, UnpermitReport};
 pub use diff::CountryDiff;
 pub use refresh::{ImportSummary, RefreshReport};
 pub use report::{CatalogMeta, CatalogStatus, CountryRow};
-pub use tables::BATCH_ROWS;

@@ -12,7 +12,7 @@ use crate::store::{query_err, StoreError};
 
 /// Rows per multi-row `INSERT`. Permit rows bind 7 parameters, so a batch binds 3,500, far
 /// below SQLite's limit of 32,766 per statement (and PostgreSQL's 65,535).
-pub const BATCH_ROWS: usize = 500;
+pub(super) const BATCH_ROWS: usize = 500;
 
 /// `head` followed by `rows` copies of `row`, comma-separated.
 pub(super) fn values_sql(head: &str, row: &str, rows: usize) -> String {

@@ -1,7 +1,7 @@
 //! Storing catalogs: what `import` writes, and what it refuses.
 
 use super::*;
-use crate::store::catalog::tables::catalog_ranges_in;
+use crate::store::catalog::tables::{catalog_ranges_in, BATCH_ROWS};
 
 #[tokio::test]
 async fn schema_has_the_catalog_tables() {
