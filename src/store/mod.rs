@@ -46,6 +46,7 @@ pub use catalog::{
 };
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -276,23 +277,11 @@ impl Store {
             .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                // Another writer got there first; report its row. The transaction is dropped
-                // (rolled back) first, as PostgreSQL would refuse further statements in it.
-                drop(tx);
-                return match self.find_rule(kind, range).await? {
-                    Some(existing) => Err(StoreError::Duplicate { existing }),
-                    None => Err(StoreError::Query {
-                        context: CONTEXT,
-                        source: e,
-                    }),
-                };
-            }
             Err(e) => {
-                return Err(StoreError::Query {
-                    context: CONTEXT,
-                    source: e,
-                })
+                drop(tx);
+                let winner = self.find_rule(kind, range);
+                let duplicate = |existing| StoreError::Duplicate { existing };
+                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
             }
         };
         tx.commit().await.map_err(query_err(CONTEXT))?;
@@ -360,11 +349,7 @@ impl Store {
     }
 
     /// The rule of the `kind` table with exactly this range, if any.
-    pub async fn find_rule(
-        &self,
-        kind: RuleKind,
-        range: IpRange,
-    ) -> Result<Option<Rule>, StoreError> {
+    async fn find_rule(&self, kind: RuleKind, range: IpRange) -> Result<Option<Rule>, StoreError> {
         let mut conn = self
             .pool
             .acquire()
@@ -393,22 +378,14 @@ impl Store {
         .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                drop(tx);
-                let mut conn = self.pool.acquire().await.map_err(query_err(CONTEXT))?;
-                return match select_host_by_pattern(&mut conn, pattern).await? {
-                    Some(existing) => Err(StoreError::DuplicateHost { existing }),
-                    None => Err(StoreError::Query {
-                        context: CONTEXT,
-                        source: e,
-                    }),
-                };
-            }
             Err(e) => {
-                return Err(StoreError::Query {
-                    context: CONTEXT,
-                    source: e,
-                })
+                drop(tx);
+                let winner = async {
+                    let mut conn = self.pool.acquire().await.map_err(query_err(CONTEXT))?;
+                    select_host_by_pattern(&mut conn, pattern).await
+                };
+                let duplicate = |existing| StoreError::DuplicateHost { existing };
+                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
             }
         };
         tx.commit().await.map_err(query_err(CONTEXT))?;
@@ -742,6 +719,26 @@ fn query_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 /// Whether `e` is a unique-constraint violation (a concurrent duplicate insert).
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The error for an `INSERT` that failed with `source`. A unique-constraint violation means a
+/// concurrent writer stored the same row first: `winner`, awaited only then, finds that row
+/// (outside the failed transaction, which the caller has dropped: PostgreSQL would refuse
+/// further statements in it), and `duplicate` reports it. Anything else is a query error.
+async fn insert_error<T>(
+    source: sqlx::Error,
+    context: &'static str,
+    winner: impl Future<Output = Result<Option<T>, StoreError>>,
+    duplicate: impl FnOnce(T) -> StoreError,
+) -> StoreError {
+    if is_unique_violation(&source) {
+        match winner.await {
+            Ok(Some(existing)) => return duplicate(existing),
+            Ok(None) => {}
+            Err(e) => return e,
+        }
+    }
+    StoreError::Query { context, source }
 }
 
 /// Now, in Unix seconds (0 if the clock is before 1970).
