@@ -3,7 +3,8 @@
 //!
 //! Patterns are validated and lower-cased on the way in ([`HostPattern::parse`]); the compiled
 //! [`HostAllowList`] is part of the policy snapshot and matched without allocating
-//! ([`HostAllowList::matching`] hands back the stored pattern, borrowed).
+//! ([`HostAllowList::pattern_for`] hands back the stored pattern, borrowed;
+//! [`HostAllowList::matching`] copies it for callers that keep it).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -95,8 +96,14 @@ impl HostAllowList {
     }
 
     /// The pattern that allows `host` (already lower-case, as the From parser gives it), if any,
-    /// borrowed from the list: `sipgate.com`, `*.example.com`.
-    pub fn matching(&self, host: &str) -> Option<&str> {
+    /// as an owned copy: [`pattern_for`](HostAllowList::pattern_for) and one allocation.
+    pub fn matching(&self, host: &str) -> Option<String> {
+        self.pattern_for(host).map(str::to_owned)
+    }
+
+    /// The pattern that allows `host` (already lower-case), if any, borrowed from the list:
+    /// `sipgate.com`, `*.example.com`. Allocates nothing.
+    pub fn pattern_for(&self, host: &str) -> Option<&str> {
         let host = host.trim_end_matches('.');
         if let Some(h) = self.exact.get(host) {
             return Some(h);
@@ -133,12 +140,27 @@ mod tests {
     #[test]
     fn exact_and_wildcard() {
         let l = list(&["SipGate.com.", "*.example.com"]);
-        assert_eq!(l.matching("sipgate.com"), Some("sipgate.com"));
-        assert_eq!(l.matching("gw.example.com"), Some("*.example.com"));
-        assert_eq!(l.matching("a.b.example.com"), Some("*.example.com"));
+        assert_eq!(l.matching("sipgate.com").as_deref(), Some("sipgate.com"));
+        assert_eq!(
+            l.matching("gw.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(
+            l.matching("a.b.example.com").as_deref(),
+            Some("*.example.com")
+        );
         assert_eq!(l.matching("example.com"), None);
         assert_eq!(l.matching("badexample.com"), None);
         assert_eq!(l.matching("sipgate.com.evil.net"), None);
+        // The same answers, borrowed.
+        for host in [
+            "sipgate.com",
+            "gw.example.com",
+            "example.com",
+            "sipgate.com.evil.net",
+        ] {
+            assert_eq!(l.pattern_for(host), l.matching(host).as_deref(), "{host}");
+        }
         assert_eq!(l.len(), 2);
     }
 

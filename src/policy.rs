@@ -54,10 +54,10 @@ impl Policy {
         })
     }
 
-    /// [`Policy::try_compile`] for rule sets written in code, far below [`MAX_RULES`](crate::ranges::table::MAX_RULES): kept for
-    /// `tests/alloc.rs` and the unit tests of `decision` and `server`, which build policies
-    /// from a handful of rules. Rules read from a store go through `try_compile`
-    /// (`reload::build`).
+    /// [`Policy::try_compile`] for rule sets written in code, far below
+    /// [`MAX_RULES`](crate::ranges::table::MAX_RULES): kept for `tests/alloc.rs` and the unit
+    /// tests that build policies from a handful of rules. Rules read from a store go through
+    /// `try_compile` (`reload::build`).
     ///
     /// # Panics
     ///
