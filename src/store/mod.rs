@@ -52,11 +52,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow,
 };
-use sqlx::Row;
+use sqlx::{Row, Sqlite};
 
 use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
 
@@ -340,21 +341,13 @@ impl Store {
 
     /// All rules of the `kind` table, ordered by family (IPv4 first), then start, then end.
     pub async fn list_rules(&self, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("listing rules"))?;
+        let mut conn = self.acquire("listing rules").await?;
         select_rules(&mut conn, kind).await
     }
 
     /// The rule of the `kind` table with exactly this range, if any.
     async fn find_rule(&self, kind: RuleKind, range: IpRange) -> Result<Option<Rule>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("looking up a rule"))?;
+        let mut conn = self.acquire("looking up a rule").await?;
         select_rule_by_range(&mut conn, kind, range).await
     }
 
@@ -381,7 +374,7 @@ impl Store {
             Err(e) => {
                 drop(tx);
                 let winner = async {
-                    let mut conn = self.pool.acquire().await.map_err(query_err(CONTEXT))?;
+                    let mut conn = self.acquire(CONTEXT).await?;
                     select_host_by_pattern(&mut conn, pattern).await
                 };
                 let duplicate = |existing| StoreError::DuplicateHost { existing };
@@ -437,21 +430,13 @@ impl Store {
 
     /// All allowed host patterns, ordered by pattern.
     pub async fn list_allow_hosts(&self) -> Result<Vec<AllowHost>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("listing allowed hosts"))?;
+        let mut conn = self.acquire("listing allowed hosts").await?;
         select_hosts(&mut conn).await
     }
 
     /// The current generation: it changes whenever any rule or allowed host does.
     pub async fn generation(&self) -> Result<i64, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("reading the generation"))?;
+        let mut conn = self.acquire("reading the generation").await?;
         read_generation(&mut conn).await
     }
 
@@ -486,6 +471,11 @@ impl Store {
             rules,
             allow_hosts,
         })
+    }
+
+    /// A connection from the pool, or a query error naming `context`.
+    async fn acquire(&self, context: &'static str) -> Result<PoolConnection<Sqlite>, StoreError> {
+        self.pool.acquire().await.map_err(query_err(context))
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.
@@ -567,24 +557,27 @@ async fn select_rules(
     conn: &mut SqliteConnection,
     kind: RuleKind,
 ) -> Result<Vec<Rule>, StoreError> {
-    let sql = format!(
-        "SELECT {RULE_COLUMNS} FROM {} ORDER BY family, start_ip, end_ip, id",
-        kind.as_str()
-    );
-    let rows = sqlx::query(&sql)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err("listing rules"))?;
-    rows.iter().map(|row| decode_rule(kind, row)).collect()
+    let order = " ORDER BY family, start_ip, end_ip, id";
+    every_rule(conn, kind, order, "listing rules").await
 }
 
-/// Every rule of one table, in no particular order.
+/// Every rule of one table, in no particular order (see [`Store::load_policy`]).
 async fn scan_rules(conn: &mut SqliteConnection, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-    let sql = format!("SELECT {RULE_COLUMNS} FROM {}", kind.as_str());
+    every_rule(conn, kind, "", "loading rules").await
+}
+
+/// Every rule of one table, decoded, in the order the `order` clause (or none) gives.
+async fn every_rule(
+    conn: &mut SqliteConnection,
+    kind: RuleKind,
+    order: &str,
+    context: &'static str,
+) -> Result<Vec<Rule>, StoreError> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM {}{order}", kind.as_str());
     let rows = sqlx::query(&sql)
         .fetch_all(&mut *conn)
         .await
-        .map_err(query_err("loading rules"))?;
+        .map_err(query_err(context))?;
     rows.iter().map(|row| decode_rule(kind, row)).collect()
 }
 
@@ -655,18 +648,7 @@ fn decode_rule(kind: RuleKind, row: &SqliteRow) -> Result<Rule, StoreError> {
         source,
     })?;
     let corrupt = |why| StoreError::Corrupt { table, id, why };
-    let family: i64 = row
-        .try_get(1)
-        .map_err(|_| corrupt("family is not an integer"))?;
-    let family = Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
-    let start: &[u8] = row
-        .try_get(2)
-        .map_err(|_| corrupt("start_ip is not a blob"))?;
-    let end: &[u8] = row
-        .try_get(3)
-        .map_err(|_| corrupt("end_ip is not a blob"))?;
-    let range = IpRange::from_bytes(family, start, end)
-        .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))?;
+    let range = decode_range(row, 1, corrupt)?;
     let country: String = row
         .try_get(4)
         .map_err(|_| corrupt("country_code is not text"))?;
@@ -681,6 +663,28 @@ fn decode_rule(kind: RuleKind, row: &SqliteRow) -> Result<Rule, StoreError> {
         source,
         note,
     })
+}
+
+/// Decodes the `family`, `start_ip`, `end_ip` columns at positions `first`, `first + 1` and
+/// `first + 2` (by position and borrowed: this runs for every rule and catalog row read);
+/// anything malformed is the error `corrupt` makes of the reason.
+fn decode_range(
+    row: &SqliteRow,
+    first: usize,
+    corrupt: impl Fn(&'static str) -> StoreError,
+) -> Result<IpRange, StoreError> {
+    let family: i64 = row
+        .try_get(first)
+        .map_err(|_| corrupt("family is not an integer"))?;
+    let family = Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
+    let start: &[u8] = row
+        .try_get(first + 1)
+        .map_err(|_| corrupt("start_ip is not a blob"))?;
+    let end: &[u8] = row
+        .try_get(first + 2)
+        .map_err(|_| corrupt("end_ip is not a blob"))?;
+    IpRange::from_bytes(family, start, end)
+        .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
 }
 
 /// Decodes an `allow_host` row; anything malformed is [`StoreError::Corrupt`].

@@ -65,14 +65,7 @@ impl Store {
             return Err(StoreError::NoCatalog);
         }
         let names = country_names_in(&mut tx).await?;
-        let unknown: Vec<String> = codes
-            .iter()
-            .filter(|c| !names.contains_key(*c))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StoreError::UnknownCountries { codes: unknown });
-        }
+        refuse_unknown(&codes, |c| names.contains_key(c))?;
         let permitted = permitted_in(&mut tx).await?;
         let (already, new): (Vec<String>, Vec<String>) =
             codes.into_iter().partition(|c| permitted.contains(c));
@@ -130,14 +123,7 @@ impl Store {
         let generation = bump_in(&mut tx).await?;
         let names = country_names_in(&mut tx).await?;
         let permitted = permitted_in(&mut tx).await?;
-        let unknown: Vec<String> = codes
-            .iter()
-            .filter(|c| !permitted.contains(*c) && !names.contains_key(*c))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StoreError::UnknownCountries { codes: unknown });
-        }
+        refuse_unknown(&codes, |c| permitted.contains(c) || names.contains_key(c))?;
         let (remove, not_permitted): (Vec<String>, Vec<String>) =
             codes.into_iter().partition(|c| permitted.contains(c));
         if remove.is_empty() {
@@ -169,6 +155,16 @@ impl Store {
             not_permitted,
             generation: Some(generation),
         })
+    }
+}
+
+/// [`StoreError::UnknownCountries`] listing the codes that are not `known`, in order, if any.
+fn refuse_unknown(codes: &[String], known: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+    let unknown: Vec<String> = codes.iter().filter(|c| !known(c)).cloned().collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownCountries { codes: unknown })
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::tables::{values_sql, BATCH_ROWS};
+use super::tables::{BatchInsert, BATCH_ROWS};
 use crate::ranges::{IpRange, Rule, RuleKind, RuleSource};
 use crate::store::{decode_rule, now_unix, query_err, StoreError};
 
@@ -105,16 +105,10 @@ pub(super) async fn insert_geolite_in(
     }
     let now = now_unix();
     let source = RuleSource::Geolite.as_str();
-    let full = values_sql(HEAD, ROW, BATCH_ROWS);
+    let insert = BatchInsert::new(HEAD, ROW);
     for chunk in fresh.chunks(BATCH_ROWS) {
-        let partial;
-        let sql = if chunk.len() == BATCH_ROWS {
-            &full
-        } else {
-            partial = values_sql(HEAD, ROW, chunk.len());
-            &partial
-        };
-        let mut query = sqlx::query(sql);
+        let sql = insert.sql(chunk.len());
+        let mut query = sqlx::query(&sql);
         for range in chunk {
             query = query
                 .bind(range.family().number())

@@ -4,7 +4,7 @@
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::tables::{family_counts, values_sql, BATCH_ROWS};
+use super::tables::{family_counts, BatchInsert, BATCH_ROWS};
 use crate::import::{Catalog, CountryRanges, Format};
 use crate::ranges::IpRange;
 use crate::store::{now_unix, query_err, StoreError};
@@ -68,12 +68,12 @@ pub(super) async fn write_catalog_in(
     .map_err(query_err(CONTEXT))?;
 
     let countries: Vec<(&String, &CountryRanges)> = catalog.countries.iter().collect();
+    let insert = BatchInsert::new(
+        "INSERT INTO country (code, name, v4_ranges, v6_ranges) VALUES ",
+        "(?, ?, ?, ?)",
+    );
     for chunk in countries.chunks(BATCH_ROWS) {
-        let sql = values_sql(
-            "INSERT INTO country (code, name, v4_ranges, v6_ranges) VALUES ",
-            "(?, ?, ?, ?)",
-            chunk.len(),
-        );
+        let sql = insert.sql(chunk.len());
         let mut query = sqlx::query(&sql);
         for (code, country) in chunk {
             let (v4, v6) = family_counts(country.ranges.iter());
@@ -94,24 +94,13 @@ pub(super) async fn write_catalog_in(
         .iter()
         .flat_map(|(code, c)| c.ranges.iter().map(move |r| (code.as_str(), *r)))
         .collect();
-    let full = values_sql(
+    let insert = BatchInsert::new(
         "INSERT INTO catalog (country_code, family, start_ip, end_ip) VALUES ",
         "(?, ?, ?, ?)",
-        BATCH_ROWS,
     );
     for chunk in rows.chunks(BATCH_ROWS) {
-        let partial;
-        let sql = if chunk.len() == BATCH_ROWS {
-            &full
-        } else {
-            partial = values_sql(
-                "INSERT INTO catalog (country_code, family, start_ip, end_ip) VALUES ",
-                "(?, ?, ?, ?)",
-                chunk.len(),
-            );
-            &partial
-        };
-        let mut query = sqlx::query(sql);
+        let sql = insert.sql(chunk.len());
+        let mut query = sqlx::query(&sql);
         for (code, range) in chunk {
             query = query
                 .bind(*code)

@@ -2,20 +2,50 @@
 //! countries, names, ranges, `geolite` rule counts), the count helpers, and the multi-row
 //! `INSERT` statements every bulk write uses.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
 
 use crate::ranges::{Family, IpRange, RuleSource};
-use crate::store::{query_err, StoreError};
+use crate::store::{decode_range, query_err, StoreError};
 
 /// Rows per multi-row `INSERT`. Permit rows bind 7 parameters, so a batch binds 3,500, far
 /// below SQLite's limit of 32,766 per statement (and PostgreSQL's 65,535).
 pub(super) const BATCH_ROWS: usize = 500;
 
+/// The multi-row `INSERT` statements for rows written in batches of [`BATCH_ROWS`]: the full
+/// batch's statement is built once (and its prepared form cached by sqlx); a shorter last
+/// batch gets its own.
+pub(super) struct BatchInsert {
+    head: &'static str,
+    row: &'static str,
+    full: String,
+}
+
+impl BatchInsert {
+    /// `head` (`INSERT INTO t (a, b) VALUES `) and one `row` of placeholders (`(?, ?)`).
+    pub(super) fn new(head: &'static str, row: &'static str) -> Self {
+        BatchInsert {
+            head,
+            row,
+            full: values_sql(head, row, BATCH_ROWS),
+        }
+    }
+
+    /// The statement for a batch of `rows` rows.
+    pub(super) fn sql(&self, rows: usize) -> Cow<'_, str> {
+        if rows == BATCH_ROWS {
+            Cow::Borrowed(&self.full)
+        } else {
+            Cow::Owned(values_sql(self.head, self.row, rows))
+        }
+    }
+}
+
 /// `head` followed by `rows` copies of `row`, comma-separated.
-pub(super) fn values_sql(head: &str, row: &str, rows: usize) -> String {
+fn values_sql(head: &str, row: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(head.len() + rows * (row.len() + 2));
     sql.push_str(head);
     for i in 0..rows {
@@ -121,20 +151,8 @@ pub(super) async fn catalog_ranges_in(
                 country: code.to_owned(),
                 why,
             };
-            // By index and borrowed: this runs for every row of the catalog in a refresh.
-            let family: i64 = row
-                .try_get(0)
-                .map_err(|_| corrupt("family is not an integer"))?;
-            let family =
-                Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
-            let start: &[u8] = row
-                .try_get(1)
-                .map_err(|_| corrupt("start_ip is not a blob"))?;
-            let end: &[u8] = row
-                .try_get(2)
-                .map_err(|_| corrupt("end_ip is not a blob"))?;
-            IpRange::from_bytes(family, start, end)
-                .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
+            // This runs for every row of the catalog in a refresh.
+            decode_range(row, 0, corrupt)
         })
         .collect()
 }
@@ -158,5 +176,13 @@ mod tests {
             "INSERT INTO t VALUES (?, ?)"
         );
         assert_eq!(values_sql("X ", "(?)", 3), "X (?), (?), (?)");
+    }
+
+    #[test]
+    fn batch_insert_builds_the_full_statement_once() {
+        let insert = BatchInsert::new("X ", "(?)");
+        assert!(matches!(insert.sql(BATCH_ROWS), Cow::Borrowed(_)));
+        assert_eq!(insert.sql(BATCH_ROWS), values_sql("X ", "(?)", BATCH_ROWS));
+        assert_eq!(insert.sql(2), "X (?), (?)");
     }
 }

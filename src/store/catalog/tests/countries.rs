@@ -6,7 +6,7 @@ use super::*;
 async fn country_add_generates_geolite_rules_and_rm_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
-    let office = custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    let office = add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
     assert!(matches!(
         store.permit_countries(&codes(&["US"])).await,
         Err(StoreError::NoCatalog)
@@ -31,9 +31,9 @@ async fn country_add_generates_geolite_rules_and_rm_removes_them() {
     let permit = store.list_rules(RuleKind::Permit).await.unwrap();
     assert_eq!(
         geolite(&permit, "US"),
-        [r("8.8.0.0/16"), r("9.0.0.0/8"), r("2001:db8::/32")]
+        [net("8.8.0.0/16"), net("9.0.0.0/8"), net("2001:db8::/32")]
     );
-    assert_eq!(geolite(&permit, "CA"), [r("24.0.0.0/16")]);
+    assert_eq!(geolite(&permit, "CA"), [net("24.0.0.0/16")]);
     assert!(permit
         .iter()
         .filter(|r| r.source == RuleSource::Geolite)
@@ -94,7 +94,7 @@ async fn country_add_generates_geolite_rules_and_rm_removes_them() {
 async fn country_add_keeps_permit_rules_identical_to_catalog_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
-    let partner = custom(&store, RuleKind::Permit, "9.0.0.0/8", "partner").await;
+    let partner = add_custom(&store, RuleKind::Permit, "9.0.0.0/8", "partner").await;
     // XA and XB share one range (a bad catalog, but it must not fail the insert).
     let cat = catalog(&[
         ("US", &["8.8.0.0/16", "9.0.0.0/8"]),
@@ -114,7 +114,7 @@ async fn country_add_keeps_permit_rules_identical_to_catalog_ranges() {
     assert_eq!(got, [("US", 1, 1), ("XA", 1, 0), ("XB", 1, 0)]);
     assert_eq!(report.added[0].identical, std::slice::from_ref(&partner));
     let permit = store.list_rules(RuleKind::Permit).await.unwrap();
-    assert_eq!(geolite(&permit, "US"), [r("8.8.0.0/16")]);
+    assert_eq!(geolite(&permit, "US"), [net("8.8.0.0/16")]);
     assert_eq!(customs(&permit), std::slice::from_ref(&partner));
     // Added later, XB finds 77.0.0.0/16 taken by XA's stored rule.
     store.unpermit_countries(&codes(&["XB"])).await.unwrap();

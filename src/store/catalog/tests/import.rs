@@ -25,8 +25,8 @@ async fn schema_has_the_catalog_tables() {
 async fn import_stores_the_catalog_and_changes_no_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
-    custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
-    custom(&store, RuleKind::Deny, "203.0.113.66", "").await;
+    add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    add_custom(&store, RuleKind::Deny, "203.0.113.66", "").await;
     let before = store.load_policy().await.unwrap();
 
     let summary = store.import_catalog(&old_catalog()).await.unwrap();

@@ -8,17 +8,13 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::import::{Catalog, CountryRanges, Format};
 use crate::policy::{Builtins, Policy};
-use crate::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
+use crate::ranges::{IpRange, Rule, RuleKind, RuleSource};
+use crate::store::tests::{add_custom, net, open_in};
 use crate::store::{Store, StoreError};
 
 mod countries;
 mod import;
 mod refresh;
-
-/// A range from a CIDR, `A-B` or a single address.
-fn r(s: &str) -> IpRange {
-    s.parse().unwrap()
-}
 
 /// A catalog from `(code, ranges)` pairs; names are `Name of XX`.
 fn catalog(countries: &[(&str, &[&str])]) -> Catalog {
@@ -34,26 +30,13 @@ fn catalog(countries: &[(&str, &[&str])]) -> Catalog {
                     (*code).to_owned(),
                     CountryRanges {
                         name: Some(format!("Name of {code}")),
-                        ranges: ranges.iter().map(|s| r(s)).collect(),
+                        ranges: ranges.iter().map(|s| net(s)).collect(),
                     },
                 )
             })
             .collect(),
         networks: countries.iter().map(|(_, rs)| rs.len() as u64).sum(),
     }
-}
-
-async fn open_in(dir: &Path) -> Store {
-    Store::open(dir.join("ipcountry.db").to_str().unwrap())
-        .await
-        .unwrap()
-}
-
-async fn custom(store: &Store, kind: RuleKind, range: &str, note: &str) -> Rule {
-    store
-        .add_rule(kind, r(range), CUSTOM_COUNTRY, RuleSource::Custom, note)
-        .await
-        .unwrap()
 }
 
 fn codes(list: &[&str]) -> Vec<String> {
@@ -150,18 +133,18 @@ fn new_catalog() -> Catalog {
 /// deny rules.
 async fn seeded(dir: &Path) -> (Store, Vec<Rule>, Vec<Rule>) {
     let store = open_in(dir).await;
-    let partner = custom(&store, RuleKind::Permit, "12.0.0.0/8", "partner").await;
-    let inside = custom(&store, RuleKind::Permit, "9.9.9.0/24", "quad9").await;
-    let overlapping = custom(
+    let partner = add_custom(&store, RuleKind::Permit, "12.0.0.0/8", "partner").await;
+    let inside = add_custom(&store, RuleKind::Permit, "9.9.9.0/24", "quad9").await;
+    let overlapping = add_custom(
         &store,
         RuleKind::Permit,
         "8.9.255.0-8.10.0.255",
         "straddles",
     )
     .await;
-    let office = custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
-    let d1 = custom(&store, RuleKind::Deny, "8.8.8.8", "abuse").await;
-    let d2 = custom(&store, RuleKind::Deny, "9.9.9.9", "").await;
+    let office = add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    let d1 = add_custom(&store, RuleKind::Deny, "8.8.8.8", "abuse").await;
+    let d2 = add_custom(&store, RuleKind::Deny, "9.9.9.9", "").await;
     store.import_catalog(&old_catalog()).await.unwrap();
     store.permit_countries(&codes(&["us", "CA"])).await.unwrap();
     (

@@ -28,9 +28,9 @@ async fn refresh_keeps_custom_and_deny_and_regenerates_permitted_countries_only(
     // The new US ranges, except 12.0.0.0/8 which the custom "partner" rule already has.
     assert_eq!(
         geolite(&permit, "US"),
-        [r("8.8.0.0/15"), r("9.0.0.0/8"), r("2001:db8::/32")]
+        [net("8.8.0.0/15"), net("9.0.0.0/8"), net("2001:db8::/32")]
     );
-    assert_eq!(geolite(&permit, "CA"), [r("24.0.0.0/16")]);
+    assert_eq!(geolite(&permit, "CA"), [net("24.0.0.0/16")]);
     for not_permitted in ["DE", "NL", "FR"] {
         assert!(geolite(&permit, not_permitted).is_empty());
     }
@@ -150,8 +150,17 @@ async fn import_with_permitted_countries_regenerates_like_refresh() {
     assert_eq!(store.list_rules(RuleKind::Deny).await.unwrap(), deny_rules);
     assert_eq!(
         geolite(&permit, "US"),
-        [r("8.8.0.0/15"), r("9.0.0.0/8"), r("2001:db8::/32")]
+        [net("8.8.0.0/15"), net("9.0.0.0/8"), net("2001:db8::/32")]
     );
+}
+
+/// Makes every insert of a US row into `table` (`permit` or `catalog`) fail.
+async fn inject_failure(store: &Store, table: &str) {
+    let sql = format!(
+        "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} WHEN NEW.country_code = 'US' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    );
+    sqlx::query(&sql).execute(&store.pool).await.unwrap();
 }
 
 /// A failure injected at the very end of a refresh (after the catalog was replaced, all
@@ -160,13 +169,7 @@ async fn import_with_permitted_countries_regenerates_like_refresh() {
 async fn a_refresh_failing_midway_leaves_the_old_data_intact() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _, _) = seeded(dir.path()).await;
-    sqlx::query(
-        "CREATE TRIGGER inject BEFORE INSERT ON permit WHEN NEW.country_code = 'US' \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&store.pool)
-    .await
-    .unwrap();
+    inject_failure(&store, "permit").await;
     let before = dump(&store).await;
     let err = store.refresh(&new_catalog(), false).await.unwrap_err();
     assert!(
@@ -176,17 +179,11 @@ async fn a_refresh_failing_midway_leaves_the_old_data_intact() {
     assert_eq!(dump(&store).await, before);
 
     // Same with the failure while the catalog itself is written (last country).
-    sqlx::query("DROP TRIGGER inject")
+    sqlx::query("DROP TRIGGER inject_permit")
         .execute(&store.pool)
         .await
         .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER inject_catalog BEFORE INSERT ON catalog WHEN NEW.country_code = 'US' \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&store.pool)
-    .await
-    .unwrap();
+    inject_failure(&store, "catalog").await;
     assert!(store.import_catalog(&new_catalog()).await.is_err());
     assert_eq!(dump(&store).await, before);
 }
@@ -215,7 +212,7 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
         .await
         .unwrap();
     store.permit_countries(&codes(&["US"])).await.unwrap();
-    custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
+    add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
