@@ -4,7 +4,8 @@
 //! [`RangeTable::build`] off the hot path; the snapshot then swaps the new table in, and each
 //! session does one [`RangeTable::lookup`] for the caller's address. Building resolves all
 //! overlaps once (a sweep over the range boundaries) into sorted, disjoint segments, then lays
-//! them out for fast search: a two-level bucket index by the top address bits, 12-byte IPv4
+//! them out for fast search: a radix index over the top address bits (a root of up to `2^16`
+//! slots, then one level of nodes under crowded slots for IPv4, two for IPv6), 12-byte IPv4
 //! segments, 64-bit keys for IPv6. [`BinarySearchTable`] keeps the plain layout (one binary
 //! search over the segments) as the test oracle and benchmark baseline.
 //!
@@ -49,7 +50,7 @@ use super::rule::{Rule, RuleKind};
 /// index therefore has 30 bits, hence [`MAX_RULES`]. Build is `O(n log n)` in the number of
 /// rules.
 ///
-/// * **Index** (both families, [`SegIndex`]): a radix tree over the key's bits, `2^16` slots at
+/// * **Index** (both families, `SegIndex`): a radix tree over the key's bits, `2^16` slots at
 ///   the root (fewer for small tables), nodes of up to 1,024 slots
 ///   under crowded slots, sized per node; each leaf covers at most 7 segment starts. A lookup walks a fixed number of
 ///   levels and counts over a fixed window of 8 segments, with no data-dependent branch, so
@@ -114,7 +115,7 @@ impl TableMemory {
 }
 
 /// The most rules one table can hold: a segment label keeps the rule's index in the bits below
-/// the two verdict bits ([`CODE_SHIFT`]), so `2^30` rules (1,073,741,824), builtins included.
+/// the two verdict bits (`CODE_SHIFT`), so `2^30` rules (1,073,741,824), builtins included.
 pub const MAX_RULES: usize = INDEX_MASK as usize + 1;
 
 /// Why a table cannot be built.

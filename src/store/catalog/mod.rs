@@ -48,6 +48,16 @@
 //! - `diff`: the per-country changes a refresh reports → `tables`.
 //! - `geolite`: generating and deleting `geolite` permit rules → `tables`.
 //! - `tables`: the shared reads, counts and multi-row `INSERT`s.
+//!
+//! [`Catalog`]: crate::import::Catalog
+//! [`Store::import_catalog`]: super::Store::import_catalog
+//! [`Store::refresh`]: super::Store::refresh
+//! [`Store::permit_countries`]: super::Store::permit_countries
+//! [`Store::unpermit_countries`]: super::Store::unpermit_countries
+//! [`StoreError::MissingCountries`]: super::StoreError::MissingCountries
+//! [`BATCH_ROWS`]: tables::BATCH_ROWS
+//! [`Store::countries`]: super::Store::countries
+//! [`Store::catalog_status`]: super::Store::catalog_status
 
 mod countries;
 mod diff;
