@@ -36,6 +36,7 @@ pub(super) fn decoded<R: Read + 'static>(raw: R, gzipped: bool) -> Box<dyn Read>
 }
 
 /// Whether the file starts with the gzip magic. Reads the first two bytes, then rewinds.
+// Hand-written: flate2 can only tell by failing to decode; two bytes say it up front.
 pub(super) fn starts_with_gzip(file: &mut File) -> io::Result<bool> {
     let mut magic = [0u8; 2];
     let mut got = 0;

@@ -56,7 +56,8 @@ impl CsvLines {
                 return Ok(None);
             }
             if self.buf.len() > MAX_LINE && self.buf.last() != Some(&b'\n') {
-                self.skip_rest_of_line()?;
+                (self.input.skip_until(b'\n'))
+                    .map_err(|source| read_error(&self.path, self.line, source))?;
                 let reason = format!("line longer than {MAX_LINE} bytes");
                 return Ok(Some((self.line, Err(reason))));
             }
@@ -73,26 +74,6 @@ impl CsvLines {
                 continue;
             }
             return Ok(Some((self.line, split(&self.buf[start..end]))));
-        }
-    }
-
-    fn skip_rest_of_line(&mut self) -> Result<(), ImportError> {
-        loop {
-            let chunk = (self.input.fill_buf())
-                .map_err(|source| read_error(&self.path, self.line, source))?;
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            match memchr(b'\n', chunk) {
-                Some(i) => {
-                    self.input.consume(i + 1);
-                    return Ok(());
-                }
-                None => {
-                    let n = chunk.len();
-                    self.input.consume(n);
-                }
-            }
         }
     }
 }
@@ -128,6 +109,7 @@ impl Fields<'_> {
 
 /// Splits one line at commas. A field may be quoted (`"a, b"`, `"say ""hi"""`); whitespace
 /// around fields is dropped.
+// Hand-written: no CSV crate is a dependency, and one record per line is all these formats need.
 pub(super) fn split(line: &[u8]) -> Result<Fields<'_>, String> {
     let mut fields = Vec::with_capacity(8);
     let mut rest = line;

@@ -245,20 +245,16 @@ impl IpRange {
     #[cfg(test)]
     pub(crate) fn to_cidrs(self) -> Vec<IpNet> {
         match self {
-            IpRange::V4 { start, end } => cidr_cover(u128::from(start), u128::from(end), 32)
-                .into_iter()
-                // Lossless: `first <= end <= u32::MAX`; `prefix <= 32` by construction.
-                .map(|(first, prefix)| {
-                    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(first as u32), prefix))
-                })
-                .collect(),
-            IpRange::V6 { start, end } => cidr_cover(start, end, 128)
-                .into_iter()
-                // `prefix <= 128` by construction.
-                .map(|(first, prefix)| {
-                    IpNet::V6(ipnet::Ipv6Net::new_assert(Ipv6Addr::from(first), prefix))
-                })
-                .collect(),
+            IpRange::V4 { start, end } => {
+                ipnet::Ipv4Subnets::new(Ipv4Addr::from(start), Ipv4Addr::from(end), 0)
+                    .map(IpNet::V4)
+                    .collect()
+            }
+            IpRange::V6 { start, end } => {
+                ipnet::Ipv6Subnets::new(Ipv6Addr::from(start), Ipv6Addr::from(end), 0)
+                    .map(IpNet::V6)
+                    .collect()
+            }
         }
     }
 }
@@ -375,39 +371,6 @@ fn parse_integer(text: &str) -> Result<u128, RangeError> {
     // The only failure left for a non-empty digit string is overflow.
     text.parse()
         .map_err(|_| RangeError::IntegerOutOfRange(text.to_owned()))
-}
-
-/// The minimal CIDR cover of `[start, end]` in a `bits`-wide key space, as
-/// `(first address, prefix length)` pairs: repeatedly take the largest block that is aligned at
-/// `start` and does not pass `end`.
-#[cfg(test)]
-fn cidr_cover(mut start: u128, end: u128, bits: u32) -> Vec<(u128, u8)> {
-    let mut out = Vec::new();
-    loop {
-        // Host bits allowed by the alignment of `start` (0 is aligned to everything).
-        let align = if start == 0 {
-            bits
-        } else {
-            start.trailing_zeros().min(bits)
-        };
-        // Host bits allowed by the size: largest h with 2^h <= end - start + 1.
-        let fit = match (end - start).checked_add(1) {
-            Some(count) => 127 - count.leading_zeros(),
-            None => 128, // the whole IPv6 space
-        };
-        let host = align.min(fit);
-        out.push((start, (bits - host) as u8));
-        if host >= 128 {
-            break;
-        }
-        // No overflow: start + 2^host - 1 <= start + (end - start) = end.
-        let last = start + ((1u128 << host) - 1);
-        if last >= end {
-            break;
-        }
-        start = last + 1;
-    }
-    out
 }
 
 #[cfg(test)]
