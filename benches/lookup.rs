@@ -59,8 +59,8 @@ fn setup() -> &'static Setup {
         let reader = common::open_geolite();
         let catalog = common::read_catalog(&reader);
         let rules = common::policy_rules(&catalog, 42);
-        let table = RangeTable::build(rules.clone());
-        let reference = BinarySearchTable::build(rules.clone());
+        let table = RangeTable::build(rules.clone()).expect("table");
+        let reference = BinarySearchTable::build(rules.clone()).expect("reference table");
         let v4 = common::sample_v4(&catalog, ADDRESSES, 4);
         let v6 = common::sample_v6(&catalog, ADDRESSES, 6);
         Setup {
@@ -366,10 +366,10 @@ fn build_and_memory(s: &Setup) {
         median(&mut t)
     };
     let table_ms = time(&|| {
-        black_box(RangeTable::build(s.rules.clone()));
+        let _ = black_box(RangeTable::build(s.rules.clone()));
     });
     let reference_ms = time(&|| {
-        black_box(BinarySearchTable::build(s.rules.clone()));
+        let _ = black_box(BinarySearchTable::build(s.rules.clone()));
     });
     let clone_ms = time(&|| {
         black_box(s.rules.clone());
@@ -472,12 +472,9 @@ fn n_segments(t: &BinarySearchTable) -> usize {
 fn swap_under_load(s: &Setup) {
     const LOOKUPS: usize = 2_000_000;
     let run = |swapping: bool| {
-        let shared = Arc::new(SharedPolicy::new(Policy::compile(
-            None,
-            s.rules.clone(),
-            Vec::new(),
-            Builtins::Off,
-        )));
+        let shared = Arc::new(SharedPolicy::new(
+            Policy::try_compile(None, s.rules.clone(), Vec::new(), Builtins::Off).expect("policy"),
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let swaps = std::thread::scope(|scope| {
             let writer = swapping.then(|| {
@@ -488,12 +485,10 @@ fn swap_under_load(s: &Setup) {
                     let mut n = 0u32;
                     while !stop.load(Ordering::Relaxed) {
                         // As reload does: compile off the hot path, then one pointer swap.
-                        shared.replace(Policy::compile(
-                            None,
-                            rules.clone(),
-                            Vec::new(),
-                            Builtins::Off,
-                        ));
+                        shared.replace(
+                            Policy::try_compile(None, rules.clone(), Vec::new(), Builtins::Off)
+                                .expect("policy"),
+                        );
                         n += 1;
                     }
                     n

@@ -2,7 +2,9 @@
 //! without resolving it (`sipgate.com`, `*.example.com`).
 //!
 //! Patterns are validated and lower-cased on the way in ([`HostPattern::parse`]); the compiled
-//! [`HostAllowList`] is part of the policy snapshot and matched without allocating.
+//! [`HostAllowList`] is part of the policy snapshot and matched without allocating
+//! ([`HostAllowList::pattern_for`] hands back the stored pattern, borrowed;
+//! [`HostAllowList::matching`] copies it for callers that keep it).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,7 +19,8 @@ pub enum HostPatternError {
     /// Longer than a DNS name can be.
     #[error("host name longer than 253 characters")]
     TooLong,
-    /// A label with characters other than letters, digits and `-`, or an empty label.
+    /// A label with characters other than letters, digits, `-` and `_`, longer than 63
+    /// characters, starting or ending with `-`, or empty; or a `*` other than a `*.` prefix.
     #[error("not a valid host name (letters, digits, '-' and '.' only; '*.' only as a prefix)")]
     BadSyntax,
     /// An IP address was given: use `permit add` for addresses.
@@ -74,8 +77,8 @@ impl fmt::Display for HostPattern {
 #[derive(Debug, Clone, Default)]
 pub struct HostAllowList {
     exact: HashSet<String>,
-    /// Suffixes including the leading dot (`.example.com`).
-    suffixes: Vec<String>,
+    /// Wildcard patterns as written (`*.example.com`); a host matches on `.example.com`.
+    wildcards: Vec<String>,
 }
 
 impl HostAllowList {
@@ -83,34 +86,41 @@ impl HostAllowList {
     pub fn new(patterns: impl IntoIterator<Item = HostPattern>) -> Self {
         let mut list = HostAllowList::default();
         for p in patterns {
-            match p.0.strip_prefix('*') {
-                Some(suffix) => list.suffixes.push(suffix.to_owned()),
-                None => {
-                    list.exact.insert(p.0);
-                }
+            if p.0.starts_with('*') {
+                list.wildcards.push(p.0);
+            } else {
+                list.exact.insert(p.0);
             }
         }
         list
     }
 
-    /// The pattern that allows `host` (already lower-case, as the From parser gives it), if any.
+    /// The pattern that allows `host` (already lower-case, as the From parser gives it), if any,
+    /// as an owned copy: [`pattern_for`](HostAllowList::pattern_for) and one allocation.
     pub fn matching(&self, host: &str) -> Option<String> {
+        self.pattern_for(host).map(str::to_owned)
+    }
+
+    /// The pattern that allows `host` (already lower-case), if any, borrowed from the list:
+    /// `sipgate.com`, `*.example.com`. Allocates nothing.
+    pub fn pattern_for(&self, host: &str) -> Option<&str> {
         let host = host.trim_end_matches('.');
         if let Some(h) = self.exact.get(host) {
-            return Some(h.clone());
+            return Some(h);
         }
-        self.suffixes
-            .iter()
-            .find(|s| host.len() > s.len() && host.ends_with(s.as_str()))
-            .map(|s| format!("*{s}"))
+        self.wildcards.iter().map(String::as_str).find(|w| {
+            w.strip_prefix('*')
+                .is_some_and(|suffix| host.len() > suffix.len() && host.ends_with(suffix))
+        })
     }
 
     /// Number of patterns.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.suffixes.len()
+        self.exact.len() + self.wildcards.len()
     }
 
-    /// Whether the list is empty.
+    /// Whether the list is empty (the companion of [`len`](HostAllowList::len) that clippy's
+    /// `len_without_is_empty` asks of a public type).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -142,6 +152,15 @@ mod tests {
         assert_eq!(l.matching("example.com"), None);
         assert_eq!(l.matching("badexample.com"), None);
         assert_eq!(l.matching("sipgate.com.evil.net"), None);
+        // The same answers, borrowed.
+        for host in [
+            "sipgate.com",
+            "gw.example.com",
+            "example.com",
+            "sipgate.com.evil.net",
+        ] {
+            assert_eq!(l.pattern_for(host), l.matching(host).as_deref(), "{host}");
+        }
         assert_eq!(l.len(), 2);
     }
 

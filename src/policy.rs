@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::hosts::{HostAllowList, HostPattern};
-use crate::ranges::table::RangeTable;
+use crate::ranges::table::{RangeTable, TableError};
 use crate::ranges::{builtin, Rule};
 
 /// One compiled, immutable version of the policy.
@@ -34,25 +34,44 @@ pub enum Builtins {
 impl Policy {
     /// Compiles stored rules (plus the builtins, if on) and allow-host patterns.
     /// `generation` is the store's counter these rules were read at (`None`: not from a store).
-    pub fn compile(
+    ///
+    /// More rules, builtins included, than a table holds ([`MAX_RULES`](crate::ranges::table::MAX_RULES)) is
+    /// [`TableError::TooManyRules`]: `reload` then keeps the old snapshot, and `serve` does
+    /// not start.
+    pub fn try_compile(
         generation: Option<i64>,
         mut rules: Vec<Rule>,
         hosts: impl IntoIterator<Item = HostPattern>,
         builtins: Builtins,
-    ) -> Policy {
+    ) -> Result<Policy, TableError> {
         if builtins == Builtins::On {
             rules.extend(builtin::rules());
         }
-        Policy {
-            table: RangeTable::build(rules),
+        Ok(Policy {
+            table: RangeTable::build(rules)?,
             hosts: HostAllowList::new(hosts),
             generation,
-        }
+        })
     }
 
-    /// A policy with no rules at all (every caller a stranger, except builtins if on).
-    pub fn empty(builtins: Builtins) -> Policy {
-        Policy::compile(None, Vec::new(), Vec::new(), builtins)
+    /// [`Policy::try_compile`] for rule sets written in code, far below
+    /// [`MAX_RULES`](crate::ranges::table::MAX_RULES): kept for `tests/alloc.rs` and the unit
+    /// tests that build policies from a handful of rules. Rules read from a store go through
+    /// `try_compile` (`reload::build`).
+    ///
+    /// # Panics
+    ///
+    /// When the rules exceed [`MAX_RULES`](crate::ranges::table::MAX_RULES).
+    pub fn compile(
+        generation: Option<i64>,
+        rules: Vec<Rule>,
+        hosts: impl IntoIterator<Item = HostPattern>,
+        builtins: Builtins,
+    ) -> Policy {
+        match Policy::try_compile(generation, rules, hosts, builtins) {
+            Ok(policy) => policy,
+            Err(e) => panic!("Policy::compile: {e}"),
+        }
     }
 
     /// The compiled ranges.

@@ -4,8 +4,9 @@
 //! thread, and publishes it with [`SharedPolicy::replace`]. It runs when the store's generation
 //! counter changes (polled; every change made with the CLI bumps it, so several servers sharing
 //! one database all follow), on SIGHUP, and when a `reload` request arrives. A failed rebuild,
-//! e.g. the database is unreachable, keeps the old snapshot and logs an error: calls go on
-//! being screened with the last good policy.
+//! e.g. the database is unreachable or holds more rules than a snapshot can
+//! ([`ReloadError::Table`]), keeps the old snapshot and logs an error: calls go on being
+//! screened with the last good policy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +17,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::hosts::HostPattern;
 use crate::policy::{Builtins, Policy, SharedPolicy};
+use crate::ranges::table::TableError;
 use crate::store::{Store, StoreError};
-
-/// Default interval between generation checks.
-pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
 
 /// Why a rebuild failed (the old snapshot stays).
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +27,9 @@ pub enum ReloadError {
     /// The store could not be read.
     #[error("cannot read the store: {0}")]
     Store(#[from] StoreError),
+    /// The rules do not fit one snapshot (more than `ranges::table::MAX_RULES`).
+    #[error("cannot compile the snapshot: {0}")]
+    Table(#[from] TableError),
     /// The compile task panicked or was cancelled.
     #[error("snapshot compile task failed: {0}")]
     Compile(String),
@@ -49,9 +51,12 @@ pub async fn build(store: &Store, builtins: Builtins) -> Result<Policy, ReloadEr
         .collect();
     let generation = data.generation;
     let rules = data.rules;
-    tokio::task::spawn_blocking(move || Policy::compile(Some(generation), rules, hosts, builtins))
-        .await
-        .map_err(|e| ReloadError::Compile(e.to_string()))
+    let compiled = tokio::task::spawn_blocking(move || {
+        Policy::try_compile(Some(generation), rules, hosts, builtins)
+    })
+    .await
+    .map_err(|e| ReloadError::Compile(e.to_string()))?;
+    Ok(compiled?)
 }
 
 /// Rebuilds and publishes; on failure keeps the old snapshot and returns the error.

@@ -15,12 +15,12 @@ use ipcountry::import::{Catalog, CountryField, Format, ImportOptions};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::Rule;
 use ipcountry::reload;
-use ipcountry::store::{CountryDiff, ImportSummary, StoreError};
+use ipcountry::store::{CountryDiff, ImportSummary, PermitReport, StoreError, UnpermitReport};
 
 use crate::cli;
 
 /// Reads the catalog files off the async runtime; returns the catalog and the time it took.
-pub(crate) async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
+async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)> {
     let opts = ImportOptions {
         country_field: match args.country_field {
             CountryFieldArg::Country => CountryField::Country,
@@ -37,7 +37,7 @@ pub(crate) async fn read_files(args: &ImportArgs) -> Result<(Catalog, Duration)>
     Ok((catalog, started.elapsed()))
 }
 /// A spinner on stderr while the store works, when stderr is a terminal; hidden otherwise.
-pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
+fn spinner(message: &'static str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -46,7 +46,7 @@ pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 /// A human description of a catalog format.
-pub(crate) fn describe_format(format: Format) -> &'static str {
+fn describe_format(format: Format) -> &'static str {
     match format {
         Format::MmdbGeoIp2 => "MaxMind DB, GeoIP2/GeoLite2 Country schema",
         Format::MmdbCountryCode => "MaxMind DB, ip-location-db schema (country_code)",
@@ -55,19 +55,23 @@ pub(crate) fn describe_format(format: Format) -> &'static str {
         _ => "other",
     }
 }
-/// Store refusals (exit 1) versus errors (exit 2).
-pub(crate) fn refused(e: &StoreError) -> bool {
-    matches!(
-        e,
+/// A store refusal (unknown or missing country, no catalog) is printed and exits 1; any other
+/// failure is an error (exit 2).
+fn refusal(e: StoreError) -> Result<ExitCode> {
+    match e {
         StoreError::UnknownCountries { .. }
-            | StoreError::MissingCountries { .. }
-            | StoreError::NoCatalog
-    )
+        | StoreError::MissingCountries { .. }
+        | StoreError::NoCatalog => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        e => Err(e.into()),
+    }
 }
 
 /// What `import` and `refresh` print in `--json` mode besides the store's report.
 #[derive(Serialize)]
-pub(crate) struct ReadInfo<'a> {
+struct ReadInfo<'a> {
     files: &'a [PathBuf],
     format: Format,
     database_type: Option<&'a str>,
@@ -106,6 +110,18 @@ impl<'a> ReadInfo<'a> {
         );
     }
 }
+/// `--json` for `import` and `refresh`: what was read and the store's report, as one object.
+fn print_json<R: Serialize>(read: ReadInfo<'_>, report: &R) -> Result<ExitCode> {
+    #[derive(Serialize)]
+    struct Out<'a, R> {
+        #[serde(flatten)]
+        read: ReadInfo<'a>,
+        #[serde(flatten)]
+        report: &'a R,
+    }
+    outln!("{}", serde_json::to_string_pretty(&Out { read, report })?);
+    Ok(ExitCode::SUCCESS)
+}
 /// Opens the store, runs one catalog transaction under a spinner, and closes the store again.
 /// Gives the result and the time the transaction took; a refusal (unknown or missing country,
 /// no catalog) is printed and becomes `Err(exit 1)`; any other failure is an error.
@@ -126,11 +142,7 @@ where
     store.close().await;
     match result {
         Ok(value) => Ok(Ok((value, elapsed))),
-        Err(e) if refused(&e) => {
-            eprintln!("{e}");
-            Ok(Err(ExitCode::from(1)))
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => refusal(e).map(Err),
     }
 }
 
@@ -149,19 +161,10 @@ pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<Exi
     let info = ReadInfo::new(&catalog, read, stored);
     if json {
         #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            read: ReadInfo<'a>,
-            summary: ImportSummary,
+        struct Summary<'a> {
+            summary: &'a ImportSummary,
         }
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&Out {
-                read: info,
-                summary
-            })?
-        );
-        return Ok(ExitCode::SUCCESS);
+        return print_json(info, &Summary { summary: &summary });
     }
     info.print();
     print_summary(&summary, stored);
@@ -170,7 +173,7 @@ pub(crate) async fn import(db: &str, args: ImportArgs, json: bool) -> Result<Exi
     }
     Ok(ExitCode::SUCCESS)
 }
-pub(crate) fn print_summary(s: &ImportSummary, stored: Duration) {
+fn print_summary(s: &ImportSummary, stored: Duration) {
     outln!(
         "catalog: {} countries, {} IPv4 + {} IPv6 ranges, stored in {:.2} s",
         s.countries,
@@ -216,21 +219,7 @@ pub(crate) async fn refresh(
     };
     let info = ReadInfo::new(&catalog, read, stored);
     if json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            read: ReadInfo<'a>,
-            #[serde(flatten)]
-            report: &'a ipcountry::store::RefreshReport,
-        }
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&Out {
-                read: info,
-                report: &report
-            })?
-        );
-        return Ok(ExitCode::SUCCESS);
+        return print_json(info, &report);
     }
     info.print();
     let (permitted, others): (Vec<&CountryDiff>, Vec<&CountryDiff>) =
@@ -312,67 +301,62 @@ pub(crate) async fn countries(db: &str, json: bool) -> Result<ExitCode> {
 }
 pub(crate) async fn country(db: &str, action: CountryAction, json: bool) -> Result<ExitCode> {
     let store = open_store(db).await?;
-    let outcome = match action {
-        CountryAction::Add { codes } => match store.permit_countries(&codes).await {
-            Ok(report) => {
-                if json {
-                    outln!("{}", serde_json::to_string_pretty(&report)?);
-                } else {
-                    for c in &report.added {
-                        outln!(
-                            "permitted {}{}: {} geolite rules",
-                            c.code,
-                            named(&c.name),
-                            thousands(c.rules)
-                        );
-                        for r in &c.identical {
-                            outln!("   kept {r} (identical to a {} range)", c.code);
-                        }
-                    }
-                    if !report.already.is_empty() {
-                        outln!("already permitted: {}", report.already.join(" "));
-                    }
-                    if let Some(g) = report.generation {
-                        outln!("generation {g}");
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => Err(e),
-        },
-        CountryAction::Rm { codes } => match store.unpermit_countries(&codes).await {
-            Ok(report) => {
-                if json {
-                    outln!("{}", serde_json::to_string_pretty(&report)?);
-                } else {
-                    for c in &report.removed {
-                        outln!(
-                            "no longer permitted: {}{} ({} geolite rules removed)",
-                            c.code,
-                            named(&c.name),
-                            thousands(c.rules)
-                        );
-                    }
-                    if !report.not_permitted.is_empty() {
-                        outln!("not permitted: {}", report.not_permitted.join(" "));
-                    }
-                    if let Some(g) = report.generation {
-                        outln!("generation {g}");
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => Err(e),
-        },
+    let printed = match action {
+        CountryAction::Add { codes } => (store.permit_countries(&codes).await)
+            .map(|report| print_report(&report, json, print_permitted)),
+        CountryAction::Rm { codes } => (store.unpermit_countries(&codes).await)
+            .map(|report| print_report(&report, json, print_unpermitted)),
     };
     store.close().await;
-    match outcome {
-        Ok(code) => Ok(code),
-        Err(e) if refused(&e) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(1))
+    match printed {
+        Ok(printed) => printed.map(|()| ExitCode::SUCCESS),
+        Err(e) => refusal(e),
+    }
+}
+/// `report` as JSON, or as `human` prints it.
+fn print_report<T: Serialize>(report: &T, json: bool, human: fn(&T)) -> Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        human(report);
+    }
+    Ok(())
+}
+fn print_permitted(report: &PermitReport) {
+    for c in &report.added {
+        outln!(
+            "permitted {}{}: {} geolite rules",
+            c.code,
+            named(&c.name),
+            thousands(c.rules)
+        );
+        for r in &c.identical {
+            outln!("   kept {r} (identical to a {} range)", c.code);
         }
-        Err(e) => Err(e.into()),
+    }
+    if !report.already.is_empty() {
+        outln!("already permitted: {}", report.already.join(" "));
+    }
+    print_generation(report.generation);
+}
+fn print_unpermitted(report: &UnpermitReport) {
+    for c in &report.removed {
+        outln!(
+            "no longer permitted: {}{} ({} geolite rules removed)",
+            c.code,
+            named(&c.name),
+            thousands(c.rules)
+        );
+    }
+    if !report.not_permitted.is_empty() {
+        outln!("not permitted: {}", report.not_permitted.join(" "));
+    }
+    print_generation(report.generation);
+}
+/// The new generation, when something was written.
+fn print_generation(generation: Option<i64>) {
+    if let Some(g) = generation {
+        outln!("generation {g}");
     }
 }
 pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<ExitCode> {

@@ -11,7 +11,7 @@ use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
 use ipcountry::store::StoreError;
 
-pub(crate) fn parse_range(words: &[String]) -> Result<IpRange> {
+fn parse_range(words: &[String]) -> Result<IpRange> {
     match words {
         [one] => one.parse::<IpRange>().map_err(Into::into),
         [a, b] => IpRange::from_integers(a, b)
@@ -42,11 +42,7 @@ pub(crate) async fn rules(
                     print_rules(std::slice::from_ref(&rule), json, Some("added"))?;
                     ExitCode::SUCCESS
                 }
-                Err(e @ StoreError::Duplicate { .. }) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => refusal(e)?,
             }
         }
         RuleAction::Rm { what } => {
@@ -66,11 +62,7 @@ pub(crate) async fn rules(
                     print_rules(std::slice::from_ref(&rule), json, Some("removed"))?;
                     ExitCode::SUCCESS
                 }
-                Err(e @ StoreError::NotFound { .. }) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => refusal(e)?,
             }
         }
         RuleAction::List => {
@@ -86,7 +78,7 @@ pub(crate) async fn rules(
     store.close().await;
     Ok(code)
 }
-pub(crate) fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
+fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(rules)?);
         return Ok(());
@@ -129,11 +121,7 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e @ StoreError::DuplicateHost { .. }) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => refusal(e)?,
             }
         }
         HostAction::Rm { what } => match store.remove_allow_host(what.trim()).await {
@@ -141,11 +129,7 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
                 outln!("removed allow-host: #{} {}", h.id, h.pattern);
                 ExitCode::SUCCESS
             }
-            Err(e @ StoreError::NotFound { .. }) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => refusal(e)?,
         },
         HostAction::List => {
             let list = store.list_allow_hosts().await?;
@@ -166,4 +150,17 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
     };
     store.close().await;
     Ok(code)
+}
+/// An entry that is already there, or not there to remove, is printed and exits 1; any other
+/// failure is an error (exit 2).
+fn refusal(e: StoreError) -> Result<ExitCode> {
+    match e {
+        StoreError::Duplicate { .. }
+        | StoreError::DuplicateHost { .. }
+        | StoreError::NotFound { .. } => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+        e => Err(e.into()),
+    }
 }

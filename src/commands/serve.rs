@@ -22,9 +22,10 @@ use crate::cli;
 pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode> {
     let options = server::ServerOptions::new(args.max_sessions, args.grace)?;
     let store = open_store(db).await?;
+    // E.g. more rules than a snapshot holds (reload::ReloadError::Table): refuse to start.
     let policy = reload::build(&store, builtins)
         .await
-        .context("cannot load the tables")?;
+        .context("cannot load the tables; the server does not start without them")?;
     let (v4, v6) = policy.table().segment_counts();
     tracing::info!(db = %cli::db_display(db).display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
     let shared = Arc::new(SharedPolicy::new(policy));

@@ -1,16 +1,10 @@
 //! Small text formatting helpers for human output.
 
-/// `1234567` → `1,234,567`.
+use std::time::{Duration, UNIX_EPOCH};
+
+/// `1234567` → `1,234,567` (indicatif's `HumanCount`, already used for the progress bars).
 pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    indicatif::HumanCount(n).to_string()
 }
 /// ` (Name)`, or nothing when the catalog has no name.
 pub(crate) fn named(name: &str) -> String {
@@ -24,27 +18,26 @@ pub(crate) fn named(name: &str) -> String {
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
-/// Unix seconds as `2019-12-24 17:40:14 UTC` (proleptic Gregorian, no time-zone database).
+/// Unix seconds as `2019-12-24 17:40:14 UTC`. Times humantime cannot format (before 1970, or
+/// after 9999-12-31 23:59:59) are shown as the plain number: `Unix time -1 (out of range)`.
 pub(crate) fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let time = u64::try_from(secs)
+        .ok()
+        .filter(|&s| s <= LAST_FORMATTABLE)
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)));
+    match time {
+        // `2019-12-24T17:40:14Z` → `2019-12-24 17:40:14 UTC`.
+        Some(time) => humantime::format_rfc3339_seconds(time)
+            .to_string()
+            .replacen('T', " ", 1)
+            .replacen('Z', " UTC", 1),
+        None => format!("Unix time {secs} (out of range)"),
+    }
 }
+
+/// The last second humantime formats (9999-12-31 23:59:59); its `Display` fails after it.
+const LAST_FORMATTABLE: u64 = 253_402_300_799;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +57,23 @@ mod tests {
         assert_eq!(utc(1_577_209_214), "2019-12-24 17:40:14 UTC");
         assert_eq!(utc(1_780_345_978), "2026-06-01 20:32:58 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn utc_shows_unformattable_instants_as_numbers() {
+        assert_eq!(utc(-1), "Unix time -1 (out of range)");
+        assert_eq!(
+            utc(253_402_300_800),
+            "Unix time 253402300800 (out of range)"
+        );
+        assert_eq!(
+            utc(i64::MIN),
+            format!("Unix time {} (out of range)", i64::MIN)
+        );
+        assert_eq!(
+            utc(i64::MAX),
+            format!("Unix time {} (out of range)", i64::MAX)
+        );
     }
 }

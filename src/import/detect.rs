@@ -7,8 +7,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
+use memchr::{memchr, memmem};
 
+use super::gzip::{decoded, starts_with_gzip};
 use super::lines::split;
 use super::{io_error, ImportError};
 
@@ -20,8 +21,6 @@ const MMDB_METADATA_MAX: u64 = 128 * 1024;
 const SNIFF_LEN: u64 = 64 * 1024;
 /// Upper bound for a gzipped MaxMind DB decompressed into memory.
 const MAX_GZ_MMDB: u64 = 4 << 30;
-/// The gzip magic number.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// What to read, decided from all the paths together.
 #[derive(Debug)]
@@ -123,22 +122,6 @@ pub(super) fn total_size<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> Option
         .sum::<Option<u64>>()
 }
 
-/// Opens a text file for reading, decompressing it when it starts with the gzip magic. `wrap`
-/// sees the raw (compressed) bytes, for progress reporting.
-pub(super) fn open_text<R: Read + 'static>(
-    path: &Path,
-    wrap: impl FnOnce(File) -> R,
-) -> Result<Box<dyn Read>, ImportError> {
-    let mut file = File::open(path).map_err(io_error(path))?;
-    let gzipped = starts_with_gzip(&mut file).map_err(io_error(path))?;
-    let raw = wrap(file);
-    Ok(if gzipped {
-        Box::new(MultiGzDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    })
-}
-
 /// What one file is.
 #[derive(Debug)]
 enum Kind {
@@ -200,12 +183,7 @@ fn sniff(path: &Path) -> Result<Kind, ImportError> {
     }
     file.seek(SeekFrom::Start(0)).map_err(io_error(path))?;
     let mut head = Vec::new();
-    let reader: Box<dyn Read> = if gzipped {
-        Box::new(MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut reader = reader.take(SNIFF_LEN);
+    let mut reader = decoded(file, gzipped).take(SNIFF_LEN);
     reader.read_to_end(&mut head).map_err(io_error(path))?;
     if head.is_empty() {
         return Err(unknown("the file is empty".into()));
@@ -220,7 +198,7 @@ fn sniff(path: &Path) -> Result<Kind, ImportError> {
             let mut rest = reader.into_inner().take(MAX_GZ_MMDB);
             rest.read_to_end(&mut bytes).map_err(io_error(path))?;
             let tail_start = bytes.len().saturating_sub(MMDB_METADATA_MAX as usize);
-            if find(&bytes[tail_start..], MMDB_MARKER) {
+            if memmem::find(&bytes[tail_start..], MMDB_MARKER).is_some() {
                 return Ok(Kind::Mmdb(Some(bytes)));
             }
         }
@@ -282,7 +260,7 @@ fn split_text(line: &str) -> Vec<String> {
 
 /// The first line, when the head is UTF-8 up to it.
 fn first_line(head: &[u8]) -> Option<String> {
-    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let end = memchr(b'\n', head).unwrap_or(head.len());
     std::str::from_utf8(&head[..end])
         .ok()
         .map(|l| l.trim_end_matches('\r').to_owned())
@@ -290,7 +268,7 @@ fn first_line(head: &[u8]) -> Option<String> {
 
 /// No NUL bytes, and valid UTF-8 except possibly a character cut at the end.
 fn is_text(head: &[u8]) -> bool {
-    if head.contains(&0) {
+    if memchr(0, head).is_some() {
         return false;
     }
     match std::str::from_utf8(head) {
@@ -299,31 +277,13 @@ fn is_text(head: &[u8]) -> bool {
     }
 }
 
-/// Reads the first two bytes; leaves the file position after them.
-fn starts_with_gzip(file: &mut File) -> io::Result<bool> {
-    let mut magic = [0u8; 2];
-    let mut got = 0;
-    while got < magic.len() {
-        match file.read(&mut magic[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    file.seek(SeekFrom::Start(0))?;
-    Ok(got == 2 && magic == GZIP_MAGIC)
-}
-
 /// Whether the metadata marker appears in the last 128 KiB.
 fn has_mmdb_marker(file: &mut File) -> io::Result<bool> {
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(MMDB_METADATA_MAX)))?;
     let mut tail = Vec::new();
     file.take(MMDB_METADATA_MAX).read_to_end(&mut tail)?;
-    Ok(find(&tail, MMDB_MARKER))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    Ok(memmem::find(&tail, MMDB_MARKER).is_some())
 }
 
 #[cfg(test)]

@@ -50,12 +50,8 @@ fn read_locations(path: &Path, collector: &mut Collector) -> Result<Places, Impo
                 continue;
             }
         };
-        let Some([id, iso, name]) = columns else {
-            columns = Some(header_columns(
-                &fields,
-                ["geoname_id", "country_iso_code", "country_name"],
-                path,
-            )?);
+        let names = ["geoname_id", "country_iso_code", "country_name"];
+        let Some((fields, [id, iso, name])) = data_row(fields, &mut columns, names, path)? else {
             continue;
         };
         let Some(geoname) = parse_id(fields.get(id)) else {
@@ -107,12 +103,10 @@ fn read_blocks(
                 continue;
             }
         };
-        let Some([net, country, registered]) = columns else {
-            columns = Some(header_columns(
-                &fields,
-                ["network", "geoname_id", "registered_country_geoname_id"],
-                path,
-            )?);
+        let names = ["network", "geoname_id", "registered_country_geoname_id"];
+        let Some((fields, [net, country, registered])) =
+            data_row(fields, &mut columns, names, path)?
+        else {
             continue;
         };
         collector.networks += 1;
@@ -176,6 +170,23 @@ fn parse_network(text: &[u8]) -> Result<IpRange, String> {
     }
     text.parse::<IpRange>()
         .map_err(|e| format!("bad network: {e}"))
+}
+
+/// A data row and the indexes of its named columns; `None` for the first line, the header,
+/// in which `columns` are then found by their `names`.
+fn data_row<'a, const N: usize>(
+    fields: Fields<'a>,
+    columns: &mut Option<[usize; N]>,
+    names: [&str; N],
+    path: &Path,
+) -> Result<Option<(Fields<'a>, [usize; N])>, ImportError> {
+    match *columns {
+        Some(found) => Ok(Some((fields, found))),
+        None => {
+            *columns = Some(header_columns(&fields, names, path)?);
+            Ok(None)
+        }
+    }
 }
 
 /// The indexes of the named columns in the header row.

@@ -3,15 +3,17 @@
 //! line; quoted fields with `""` escapes; spaces around fields ignored).
 //!
 //! The formats read here never need a record spanning lines, and a reader that counts lines
-//! itself can name the exact line of every bad row, blank lines included.
+//! itself can name the exact line of every bad row, blank lines included. `detect` uses the
+//! same splitter ([`split`]) on the first lines it sniffs; gzip is `gzip`'s business.
 
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
+use memchr::memchr;
 
-use super::detect::open_text;
+use super::gzip::open_text;
 use super::{BadRow, ImportError, MAX_BAD_ROWS};
 
 /// Longest line accepted; a longer one is a bad row.
@@ -54,7 +56,8 @@ impl CsvLines {
                 return Ok(None);
             }
             if self.buf.len() > MAX_LINE && self.buf.last() != Some(&b'\n') {
-                self.skip_rest_of_line()?;
+                (self.input.skip_until(b'\n'))
+                    .map_err(|source| read_error(&self.path, self.line, source))?;
                 let reason = format!("line longer than {MAX_LINE} bytes");
                 return Ok(Some((self.line, Err(reason))));
             }
@@ -71,26 +74,6 @@ impl CsvLines {
                 continue;
             }
             return Ok(Some((self.line, split(&self.buf[start..end]))));
-        }
-    }
-
-    fn skip_rest_of_line(&mut self) -> Result<(), ImportError> {
-        loop {
-            let chunk = (self.input.fill_buf())
-                .map_err(|source| read_error(&self.path, self.line, source))?;
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.input.consume(i + 1);
-                    return Ok(());
-                }
-                None => {
-                    let n = chunk.len();
-                    self.input.consume(n);
-                }
-            }
         }
     }
 }
@@ -126,37 +109,37 @@ impl Fields<'_> {
 
 /// Splits one line at commas. A field may be quoted (`"a, b"`, `"say ""hi"""`); whitespace
 /// around fields is dropped.
+// Hand-written: no CSV crate is a dependency, and one record per line is all these formats need.
 pub(super) fn split(line: &[u8]) -> Result<Fields<'_>, String> {
     let mut fields = Vec::with_capacity(8);
     let mut rest = line;
     loop {
         let field = rest.trim_ascii_start();
-        if field.first() == Some(&b'"') {
+        if let Some(mut quoted) = field.strip_prefix(b"\"") {
             let mut value = Vec::new();
-            let mut i = 1;
-            loop {
-                match field.get(i) {
-                    None => return Err("unterminated quoted field".into()),
-                    Some(b'"') if field.get(i + 1) == Some(&b'"') => {
+            let after = loop {
+                let Some(quote) = memchr(b'"', quoted) else {
+                    return Err("unterminated quoted field".into());
+                };
+                value.extend_from_slice(&quoted[..quote]);
+                match quoted[quote + 1..].strip_prefix(b"\"") {
+                    // `""` is an escaped quote.
+                    Some(more) => {
                         value.push(b'"');
-                        i += 2;
+                        quoted = more;
                     }
-                    Some(b'"') => break,
-                    Some(&b) => {
-                        value.push(b);
-                        i += 1;
-                    }
+                    None => break &quoted[quote + 1..],
                 }
-            }
+            };
             fields.push(Cow::Owned(value));
-            let after = field[i + 1..].trim_ascii_start();
+            let after = after.trim_ascii_start();
             match after.split_first() {
                 None => return Ok(Fields(fields)),
                 Some((b',', tail)) => rest = tail,
                 Some(_) => return Err("text after a closing quote".into()),
             }
         } else {
-            let end = field.iter().position(|&b| b == b',').unwrap_or(field.len());
+            let end = memchr(b',', field).unwrap_or(field.len());
             fields.push(Cow::Borrowed(field[..end].trim_ascii_end()));
             if end == field.len() {
                 return Ok(Fields(fields));

@@ -9,7 +9,7 @@ use crate::ranges::IpRange;
 /// then the IPv6 ranges, each family sorted, disjoint and non-adjacent (between two ranges of
 /// one family there is at least one address not covered). It covers exactly the addresses the
 /// input covers, including the family ends `255.255.255.255` and `ffff:...:ffff`.
-pub fn merge(mut ranges: Vec<IpRange>) -> Vec<IpRange> {
+pub(super) fn merge(mut ranges: Vec<IpRange>) -> Vec<IpRange> {
     // `IpRange`'s derived order is family first (V4 before V6), then start, then end.
     ranges.sort_unstable();
     let mut out: Vec<IpRange> = Vec::with_capacity(ranges.len());

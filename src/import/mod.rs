@@ -56,14 +56,13 @@ use crate::ranges::IpRange;
 mod collect;
 mod detect;
 mod geolite_csv;
+mod gzip;
 mod lines;
 mod merge;
 mod mmdb;
 mod range_csv;
 #[cfg(test)]
 mod tests;
-
-pub use merge::merge;
 
 /// The formats ipcountry can import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -182,7 +181,7 @@ pub enum ImportError {
         database_type: String,
     },
     /// A CSV file has invalid rows; nothing is imported.
-    #[error("{}: {total} bad row{}: {}", .path.display(), plural(*.total), BadRowList(.rows))]
+    #[error("{}: {total} bad row{}: {}", .path.display(), plural(*.total), Joined(.rows, "; ", show_bad_row))]
     BadRows {
         /// The CSV file.
         path: PathBuf,
@@ -203,7 +202,7 @@ pub enum ImportError {
         source: std::io::Error,
     },
     /// The input was read without errors but holds no network with a country.
-    #[error("no country ranges found in {}", PathList(.paths))]
+    #[error("no country ranges found in {}", Joined(.paths, ", ", |p, f| write!(f, "{}", p.display())))]
     Empty {
         /// The files read.
         paths: Vec<PathBuf>,
@@ -309,34 +308,31 @@ fn plural(n: u64) -> &'static str {
     }
 }
 
-/// `line 3: reason; line 9: reason; ...` for [`ImportError::BadRows`].
-struct BadRowList<'a>(&'a [BadRow]);
+/// A list shown item by item with `show`, separated by `separator`: the bad rows of
+/// [`ImportError::BadRows`] (`line 3: reason; line 9: reason`), the paths of
+/// [`ImportError::Empty`] (`a.csv, b.csv`).
+struct Joined<'a, T>(
+    &'a [T],
+    &'static str,
+    fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
+);
 
-impl fmt::Display for BadRowList<'_> {
+impl<T> fmt::Display for Joined<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, row) in self.0.iter().enumerate() {
+        let Joined(items, separator, show) = self;
+        for (i, item) in items.iter().enumerate() {
             if i > 0 {
-                f.write_str("; ")?;
+                f.write_str(separator)?;
             }
-            write!(f, "line {}: {}", row.line, row.reason)?;
+            show(item, f)?;
         }
         Ok(())
     }
 }
 
-/// Paths separated by `, `.
-struct PathList<'a>(&'a [PathBuf]);
-
-impl fmt::Display for PathList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, path) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{}", path.display())?;
-        }
-        Ok(())
-    }
+/// `line 3: reason`.
+fn show_bad_row(row: &BadRow, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "line {}: {}", row.line, row.reason)
 }
 
 /// Shorthand for [`ImportError::Io`].

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::merge::merge;
 use super::*;
 
 fn full(name: &str) -> PathBuf {
@@ -625,11 +626,7 @@ fn truncated_databases_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let real = fs::read(full("GeoLite2-Country-2019-12-24.mmdb")).unwrap();
     let small = fs::read(test_db("GeoIP2-Country-Test.mmdb")).unwrap();
-    let marker = |b: &[u8]| {
-        b.windows(14)
-            .rposition(|w| w == b"\xab\xcd\xefMaxMind.com")
-            .unwrap()
-    };
+    let marker = |b: &[u8]| memchr::memmem::rfind(b, b"\xab\xcd\xefMaxMind.com").unwrap();
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         // Cut anywhere before the metadata: no marker left.
         ("half.mmdb", real[..real.len() / 2].to_vec()),

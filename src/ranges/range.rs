@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Serialize, Serializer};
 
 /// Address family of a range: 4 or 6 (the `family` column).
@@ -160,8 +160,10 @@ impl IpRange {
         }
     }
 
-    /// Whether `ip` (canonicalized) lies in the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` (canonicalized) lies in the range. Test-only: lookups go through the
+    /// compiled table; the tests' naive oracle and the builtin checks scan ranges with this.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (*self, ip.to_canonical()) {
             (IpRange::V4 { start, end }, IpAddr::V4(a)) => (start..=end).contains(&u32::from(a)),
             (IpRange::V6 { start, end }, IpAddr::V6(a)) => (start..=end).contains(&u128::from(a)),
@@ -238,23 +240,21 @@ impl IpRange {
     /// The fewest CIDR networks that together cover exactly this range, in ascending order.
     ///
     /// `203.0.113.0-203.0.113.255` gives one `/24`; `10.0.0.1-10.0.0.6` gives
-    /// `10.0.0.1/32, 10.0.0.2/31, 10.0.0.4/31, 10.0.0.6/32`. Never empty.
-    pub fn to_cidrs(&self) -> Vec<IpNet> {
-        match *self {
-            IpRange::V4 { start, end } => cidr_cover(u128::from(start), u128::from(end), 32)
-                .into_iter()
-                // Lossless: `first <= end <= u32::MAX`; `prefix <= 32` by construction.
-                .map(|(first, prefix)| {
-                    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(first as u32), prefix))
-                })
-                .collect(),
-            IpRange::V6 { start, end } => cidr_cover(start, end, 128)
-                .into_iter()
-                // `prefix <= 128` by construction.
-                .map(|(first, prefix)| {
-                    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::from(first), prefix))
-                })
-                .collect(),
+    /// `10.0.0.1/32, 10.0.0.2/31, 10.0.0.4/31, 10.0.0.6/32`. Never empty. Test-only: the
+    /// builtin tests check with it that every builtin range is exactly one CIDR.
+    #[cfg(test)]
+    pub(crate) fn to_cidrs(self) -> Vec<IpNet> {
+        match self {
+            IpRange::V4 { start, end } => {
+                ipnet::Ipv4Subnets::new(Ipv4Addr::from(start), Ipv4Addr::from(end), 0)
+                    .map(IpNet::V4)
+                    .collect()
+            }
+            IpRange::V6 { start, end } => {
+                ipnet::Ipv6Subnets::new(Ipv6Addr::from(start), Ipv6Addr::from(end), 0)
+                    .map(IpNet::V6)
+                    .collect()
+            }
         }
     }
 }
@@ -371,38 +371,6 @@ fn parse_integer(text: &str) -> Result<u128, RangeError> {
     // The only failure left for a non-empty digit string is overflow.
     text.parse()
         .map_err(|_| RangeError::IntegerOutOfRange(text.to_owned()))
-}
-
-/// The minimal CIDR cover of `[start, end]` in a `bits`-wide key space, as
-/// `(first address, prefix length)` pairs: repeatedly take the largest block that is aligned at
-/// `start` and does not pass `end`.
-fn cidr_cover(mut start: u128, end: u128, bits: u32) -> Vec<(u128, u8)> {
-    let mut out = Vec::new();
-    loop {
-        // Host bits allowed by the alignment of `start` (0 is aligned to everything).
-        let align = if start == 0 {
-            bits
-        } else {
-            start.trailing_zeros().min(bits)
-        };
-        // Host bits allowed by the size: largest h with 2^h <= end - start + 1.
-        let fit = match (end - start).checked_add(1) {
-            Some(count) => 127 - count.leading_zeros(),
-            None => 128, // the whole IPv6 space
-        };
-        let host = align.min(fit);
-        out.push((start, (bits - host) as u8));
-        if host >= 128 {
-            break;
-        }
-        // No overflow: start + 2^host - 1 <= start + (end - start) = end.
-        let last = start + ((1u128 << host) - 1);
-        if last >= end {
-            break;
-        }
-        start = last + 1;
-    }
-    out
 }
 
 #[cfg(test)]

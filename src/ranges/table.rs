@@ -4,9 +4,13 @@
 //! [`RangeTable::build`] off the hot path; the snapshot then swaps the new table in, and each
 //! session does one [`RangeTable::lookup`] for the caller's address. Building resolves all
 //! overlaps once (a sweep over the range boundaries) into sorted, disjoint segments, then lays
-//! them out for fast search: a two-level bucket index by the top address bits, 12-byte IPv4
+//! them out for fast search: a radix index over the top address bits (a root of up to `2^16`
+//! slots, then one level of nodes under crowded slots for IPv4, two for IPv6), 12-byte IPv4
 //! segments, 64-bit keys for IPv6. [`BinarySearchTable`] keeps the plain layout (one binary
 //! search over the segments) as the test oracle and benchmark baseline.
+//!
+//! A table holds at most [`MAX_RULES`] rules (a segment label packs the rule's index into 30
+//! bits); building one from more is [`TableError::TooManyRules`], never a silent truncation.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -42,10 +46,11 @@ use super::rule::{Rule, RuleKind};
 /// The sweep yields, per family, segments sorted by start and disjoint; adjacent segments
 /// labelled with the same rule are merged and address space no rule covers has no segment.
 /// Each segment's label is the rule's index with the verdict in its top two bits, so
-/// [`kind`](RangeTable::kind) answers without touching the rules (and without a branch). Build is `O(n log n)` in the
-/// number of rules.
+/// [`kind`](RangeTable::kind) answers without touching the rules (and without a branch); the
+/// index therefore has 30 bits, hence [`MAX_RULES`]. Build is `O(n log n)` in the number of
+/// rules.
 ///
-/// * **Index** (both families, [`SegIndex`]): a radix tree over the key's bits, `2^16` slots at
+/// * **Index** (both families, `SegIndex`): a radix tree over the key's bits, `2^16` slots at
 ///   the root (fewer for small tables), nodes of up to 1,024 slots
 ///   under crowded slots, sized per node; each leaf covers at most 7 segment starts. A lookup walks a fixed number of
 ///   levels and counts over a fixed window of 8 segments, with no data-dependent branch, so
@@ -109,19 +114,35 @@ impl TableMemory {
     }
 }
 
+/// The most rules one table can hold: a segment label keeps the rule's index in the bits below
+/// the two verdict bits (`CODE_SHIFT`), so `2^30` rules (1,073,741,824), builtins included.
+pub const MAX_RULES: usize = INDEX_MASK as usize + 1;
+
+/// Why a table cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TableError {
+    /// More rules than a segment label can number ([`MAX_RULES`]). Compiling only some of
+    /// them would silently drop the rest, deny rules included.
+    #[error(
+        "{rules} rules (stored permit and deny rules plus builtins) exceed the lookup table's \
+         limit of {max}"
+    )]
+    TooManyRules {
+        /// The rules given.
+        rules: usize,
+        /// The limit ([`MAX_RULES`]).
+        max: usize,
+    },
+}
+
 impl RangeTable {
-    /// Compiles `rules` (in any order, overlapping freely) into a table. Never fails.
+    /// Compiles `rules` (in any order, overlapping freely) into a table.
     ///
     /// The rules are kept as given and returned by [`rules`](RangeTable::rules); segments refer
-    /// to them by index. (Only the first `2^31 - 2` rules are compiled; no real rule set comes
-    /// near that.)
-    pub fn build(rules: Vec<Rule>) -> RangeTable {
-        Self::build_with(rules, Shapes::DEFAULT)
-    }
-
-    /// A table with no rules: every address is a stranger.
-    pub fn empty() -> RangeTable {
-        RangeTable::default()
+    /// to them by index. More than [`MAX_RULES`] rules is [`TableError::TooManyRules`].
+    pub fn build(rules: Vec<Rule>) -> Result<RangeTable, TableError> {
+        Self::build_with(rules, Shapes::DEFAULT, MAX_RULES)
     }
 
     /// The rule that decides `ip` under the precedence documented on [`RangeTable`], or `None`
@@ -136,7 +157,9 @@ impl RangeTable {
     /// read from the segment alone: the verdict without touching the rule list.
     ///
     /// Computed without a branch on the answer, so lookups of random addresses do not
-    /// mispredict here.
+    /// mispredict here. `decide` needs the rule itself (its reason names it) and calls
+    /// [`lookup`](RangeTable::lookup); this is public for `benches/lookup.rs`, which measures
+    /// the verdict-only lookup, and for `tests/alloc.rs`, which checks that it never allocates.
     #[inline]
     pub fn kind(&self, ip: IpAddr) -> Option<RuleKind> {
         kind_of(self.label(ip))
@@ -186,25 +209,33 @@ impl RangeTable {
         }
     }
 
-    /// [`build`](RangeTable::build) with the index limited to `shape` (tests force small
-    /// roots, narrow nodes and shallow depth limits).
-    fn build_with(rules: Vec<Rule>, shape: Shapes) -> RangeTable {
-        let (rules, v4, v6) = sweep(rules);
+    /// [`build`](RangeTable::build) with the index limited to `shape` and at most `max_rules`
+    /// rules (tests force small roots, narrow nodes, shallow depth limits and small limits).
+    fn build_with(
+        rules: Vec<Rule>,
+        shape: Shapes,
+        max_rules: usize,
+    ) -> Result<RangeTable, TableError> {
+        let Swept { rules, v4, v6 } = sweep(rules, max_rules)?;
         let label = |index: u32| match rules.get(index as usize) {
             Some(r) if r.kind == RuleKind::Deny => index | (DENY_CODE << CODE_SHIFT),
             _ => index | (PERMIT_CODE << CODE_SHIFT),
         };
-        RangeTable {
+        Ok(RangeTable {
             v4: V4Table::new(&v4, &label, shape.v4),
             v6: V6Table::new(&v6, &label, shape.v6),
             rules,
-        }
+        })
     }
 }
 
 /// The reference layout: the sweep's segments searched with one `partition_point` per lookup,
 /// `u128` keys for IPv6. Same answers as [`RangeTable`] (property-tested), simpler and slower;
-/// the test oracle for the fast layout and the baseline in `benches/lookup.rs`.
+/// the test oracle for the fast layout. The server never uses it.
+///
+/// It is public, rather than `#[cfg(test)]`, only because `benches/lookup.rs` measures it as
+/// the baseline the fast layout is compared against (lookups and build, see BENCHMARKS.md):
+/// a bench is a separate crate and sees only the library's public API.
 #[derive(Debug, Clone, Default)]
 pub struct BinarySearchTable {
     rules: Vec<Rule>,
@@ -213,10 +244,10 @@ pub struct BinarySearchTable {
 }
 
 impl BinarySearchTable {
-    /// Compiles `rules` exactly like [`RangeTable::build`].
-    pub fn build(rules: Vec<Rule>) -> BinarySearchTable {
-        let (rules, v4, v6) = sweep(rules);
-        BinarySearchTable { rules, v4, v6 }
+    /// Compiles `rules` exactly like [`RangeTable::build`] (and fails like it).
+    pub fn build(rules: Vec<Rule>) -> Result<BinarySearchTable, TableError> {
+        let Swept { rules, v4, v6 } = sweep(rules, MAX_RULES)?;
+        Ok(BinarySearchTable { rules, v4, v6 })
     }
 
     /// The deciding rule for `ip`, as [`RangeTable::lookup`].
@@ -226,11 +257,6 @@ impl BinarySearchTable {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }?;
         self.rules.get(usize::try_from(index).ok()?)
-    }
-
-    /// All rules, in the order given to [`build`](BinarySearchTable::build).
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
     }
 
     /// Number of segments: `(IPv4, IPv6)`.
@@ -277,7 +303,7 @@ const PERMIT_CODE: u32 = 1;
 /// The verdict code of a deny rule's label; the deny flag is the top bit.
 const DENY_CODE: u32 = 2;
 
-/// The rule index in a segment label (so at most `2^30` rules are compiled).
+/// The rule index in a segment label (so at most [`MAX_RULES`], `2^30`, rules per table).
 const INDEX_MASK: u32 = (1 << CODE_SHIFT) - 1;
 
 /// The verdict a label stands for (`None`: [`NONE`], or [`FINE`] which never leaves the IPv6
@@ -299,9 +325,23 @@ const FINE: u32 = u32::MAX - 1;
 /// The low 64 bits of an IPv6 address (the interface identifier of a `/64`).
 const LOW64: u128 = u64::MAX as u128;
 
-/// Splits `rules` by family and runs the sweep on each.
-fn sweep(mut rules: Vec<Rule>) -> (Vec<Rule>, Segments<u32>, Segments<u128>) {
-    rules.truncate(INDEX_MASK as usize + 1);
+/// What the sweep yields: the rules as given, and each family's segments (labelled with rule
+/// indexes).
+struct Swept {
+    rules: Vec<Rule>,
+    v4: Segments<u32>,
+    v6: Segments<u128>,
+}
+
+/// Splits `rules` by family and runs the sweep on each; more than `max_rules` (at most
+/// [`MAX_RULES`], so every index fits a label) is an error.
+fn sweep(rules: Vec<Rule>, max_rules: usize) -> Result<Swept, TableError> {
+    if rules.len() > max_rules.min(MAX_RULES) {
+        return Err(TableError::TooManyRules {
+            rules: rules.len(),
+            max: max_rules.min(MAX_RULES),
+        });
+    }
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for (index, rule) in (0u32..).zip(&rules) {
@@ -310,7 +350,11 @@ fn sweep(mut rules: Vec<Rule>) -> (Vec<Rule>, Segments<u32>, Segments<u128>) {
             IpRange::V6 { start, end } => v6.push(Item::new(start, end, rule, index)),
         }
     }
-    (rules, Segments::build(v4), Segments::build(v6))
+    Ok(Swept {
+        rules,
+        v4: Segments::build(v4),
+        v6: Segments::build(v6),
+    })
 }
 
 /// IPv4: 12-byte segments and their index.

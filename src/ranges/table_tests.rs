@@ -40,6 +40,16 @@ fn naive_lookup(rules: &[Rule], ip: IpAddr) -> Option<&Rule> {
     best
 }
 
+/// [`RangeTable::build`], for rule sets far below [`MAX_RULES`].
+fn build(rules: Vec<Rule>) -> RangeTable {
+    RangeTable::build(rules).unwrap()
+}
+
+/// [`BinarySearchTable::build`], likewise.
+fn build_reference(rules: Vec<Rule>) -> BinarySearchTable {
+    BinarySearchTable::build(rules).unwrap()
+}
+
 fn rule(id: i64, kind: RuleKind, range: &str) -> Rule {
     Rule {
         id,
@@ -68,14 +78,14 @@ fn decide(table: &RangeTable, ip: &str) -> Option<(RuleKind, i64)> {
         naive_lookup(table.rules(), ip),
         "oracle disagrees at {ip}"
     );
-    let reference = BinarySearchTable::build(table.rules().to_vec());
+    let reference = build_reference(table.rules().to_vec());
     assert_eq!(got, reference.lookup(ip), "binary search disagrees at {ip}");
     got.map(|r| (r.kind, r.id))
 }
 
 #[test]
 fn empty_table() {
-    for table in [RangeTable::empty(), RangeTable::build(Vec::new())] {
+    for table in [RangeTable::default(), build(Vec::new())] {
         assert_eq!(decide(&table, "203.0.113.7"), None);
         assert_eq!(decide(&table, "::"), None);
         assert_eq!(table.segment_counts(), (0, 0));
@@ -86,7 +96,7 @@ fn empty_table() {
 
 #[test]
 fn deny_inside_permit() {
-    let t = RangeTable::build(vec![permit(1, "10.0.0.0/8"), deny(2, "10.1.0.0/16")]);
+    let t = build(vec![permit(1, "10.0.0.0/8"), deny(2, "10.1.0.0/16")]);
     assert_eq!(decide(&t, "10.0.255.255"), Some((P, 1)));
     assert_eq!(decide(&t, "10.1.0.0"), Some((D, 2)));
     assert_eq!(decide(&t, "10.1.2.3"), Some((D, 2)));
@@ -99,7 +109,7 @@ fn deny_inside_permit() {
 
 #[test]
 fn permit_inside_deny_is_still_denied() {
-    let t = RangeTable::build(vec![deny(1, "203.0.0.0/8"), permit(2, "203.0.113.0/24")]);
+    let t = build(vec![deny(1, "203.0.0.0/8"), permit(2, "203.0.113.0/24")]);
     assert_eq!(decide(&t, "203.0.113.7"), Some((D, 1)));
     assert_eq!(decide(&t, "203.0.113.0"), Some((D, 1)));
     assert_eq!(decide(&t, "203.255.255.255"), Some((D, 1)));
@@ -109,7 +119,7 @@ fn permit_inside_deny_is_still_denied() {
 
 #[test]
 fn nested_permits_pick_the_most_specific() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "0.0.0.0/0"),
         permit(2, "203.0.113.0/24"),
         permit(3, "203.0.0.0/8"),
@@ -125,7 +135,7 @@ fn nested_permits_pick_the_most_specific() {
 
 #[test]
 fn nested_denies_pick_the_most_specific() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         deny(5, "2001:db8::/32"),
         deny(6, "2001:db8:1::/48"),
         permit(7, "2001:db8:1:2::/64"),
@@ -137,20 +147,20 @@ fn nested_denies_pick_the_most_specific() {
 
 #[test]
 fn identical_ranges_pick_the_lowest_id() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(7, "198.51.100.0/24"),
         permit(3, "198.51.100.0/24"),
         permit(5, "198.51.100.0/24"),
     ]);
     assert_eq!(decide(&t, "198.51.100.1"), Some((P, 3)));
     // Same range as a permit with a lower id: the deny still wins.
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "198.51.100.0/24"),
         deny(9, "198.51.100.0/24"),
     ]);
     assert_eq!(decide(&t, "198.51.100.1"), Some((D, 9)));
     // Negative (builtin) ids are lower than stored ones.
-    let t = RangeTable::build(vec![permit(1, "10.0.0.0/8"), permit(-1, "10.0.0.0/8")]);
+    let t = build(vec![permit(1, "10.0.0.0/8"), permit(-1, "10.0.0.0/8")]);
     assert_eq!(decide(&t, "10.9.9.9"), Some((P, -1)));
 }
 
@@ -159,13 +169,13 @@ fn identical_rules_pick_the_first() {
     let a = permit(4, "198.51.100.0/24");
     let mut b = a.clone();
     b.note = "second".into();
-    let t = RangeTable::build(vec![a.clone(), b]);
+    let t = build(vec![a.clone(), b]);
     assert_eq!(t.lookup("198.51.100.9".parse().unwrap()), Some(&a));
 }
 
 #[test]
 fn adjacent_ranges_keep_their_boundaries() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "192.0.2.0-192.0.2.127"),
         permit(2, "192.0.2.128-192.0.2.255"),
         deny(3, "192.0.3.0/24"),
@@ -182,7 +192,7 @@ fn adjacent_ranges_keep_their_boundaries() {
 #[test]
 fn segments_of_one_rule_are_merged() {
     // 100.0.0.0/24 wins on both sides of the point where the wider rule starts.
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "100.0.0.0/24"),
         permit(2, "100.0.0.128-100.0.3.255"),
     ]);
@@ -190,13 +200,13 @@ fn segments_of_one_rule_are_merged() {
     assert_eq!(decide(&t, "100.0.0.200"), Some((P, 1)));
     assert_eq!(decide(&t, "100.0.1.0"), Some((P, 2)));
     // A deny in the middle splits a permit in three.
-    let t = RangeTable::build(vec![permit(1, "100.0.0.0/16"), deny(2, "100.0.5.0/24")]);
+    let t = build(vec![permit(1, "100.0.0.0/16"), deny(2, "100.0.5.0/24")]);
     assert_eq!(t.segment_counts(), (3, 0));
 }
 
 #[test]
 fn edges_at_zero_and_max() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "0.0.0.0/0"),
         deny(2, "0.0.0.0"),
         deny(3, "255.255.255.255"),
@@ -220,7 +230,7 @@ fn edges_at_zero_and_max() {
     );
     assert_eq!(t.segment_counts(), (3, 3));
 
-    let t = RangeTable::build(vec![permit(1, "255.255.255.0/24"), permit(2, "ffff::/16")]);
+    let t = build(vec![permit(1, "255.255.255.0/24"), permit(2, "ffff::/16")]);
     assert_eq!(decide(&t, "255.255.255.255"), Some((P, 1)));
     assert_eq!(decide(&t, "255.255.254.255"), None);
     assert_eq!(
@@ -232,28 +242,28 @@ fn edges_at_zero_and_max() {
 
 #[test]
 fn families_do_not_mix() {
-    let t = RangeTable::build(vec![permit(1, "0.0.0.0/0")]);
+    let t = build(vec![permit(1, "0.0.0.0/0")]);
     assert_eq!(decide(&t, "2001:db8::1"), None);
     assert_eq!(decide(&t, "::"), None);
-    let t = RangeTable::build(vec![permit(1, "::/0")]);
+    let t = build(vec![permit(1, "::/0")]);
     assert_eq!(decide(&t, "1.2.3.4"), None);
 }
 
 #[test]
 fn v4_mapped_lookup_hits_the_ipv4_rule() {
-    let t = RangeTable::build(vec![permit(1, "203.0.113.0/24"), deny(2, "198.51.100.7")]);
+    let t = build(vec![permit(1, "203.0.113.0/24"), deny(2, "198.51.100.7")]);
     assert_eq!(decide(&t, "::ffff:203.0.113.7"), Some((P, 1)));
     assert_eq!(decide(&t, "::ffff:198.51.100.7"), Some((D, 2)));
     assert_eq!(decide(&t, "::ffff:198.51.100.8"), None);
     // A mapped rule was canonicalized at parse time, so it is an IPv4 rule too.
-    let t = RangeTable::build(vec![permit(3, "::ffff:192.0.2.0/120")]);
+    let t = build(vec![permit(3, "::ffff:192.0.2.0/120")]);
     assert_eq!(decide(&t, "192.0.2.1"), Some((P, 3)));
     assert_eq!(t.segment_counts(), (1, 0));
 }
 
 #[test]
 fn builtins_permit_local_space_but_lose_to_deny() {
-    let t = RangeTable::build(builtin::rules());
+    let t = build(builtin::rules());
     let hit = |ip: &str| t.lookup(ip.parse().unwrap()).map(|r| r.note.as_str());
     assert_eq!(hit("192.168.1.10"), Some("RFC 1918 private"));
     assert_eq!(hit("172.20.0.1"), Some("RFC 1918 private"));
@@ -269,7 +279,7 @@ fn builtins_permit_local_space_but_lose_to_deny() {
 
     let mut rules = builtin::rules();
     rules.push(deny(1, "192.168.66.0/24"));
-    let t = RangeTable::build(rules);
+    let t = build(rules);
     assert_eq!(decide(&t, "192.168.66.6"), Some((D, 1)));
     assert_eq!(decide(&t, "192.168.67.0"), Some((P, -3)));
 }
@@ -281,7 +291,7 @@ fn rules_are_kept_in_order_and_segments_are_counted() {
         deny(1, "2001:db8::/32"),
         permit(9, "::1"),
     ];
-    let t = RangeTable::build(rules.clone());
+    let t = build(rules.clone());
     assert_eq!(t.rules(), &rules[..]);
     assert_eq!(t.segment_counts(), (1, 2));
     assert!(t.heap_bytes() >= 4 + 4 + 4 + 2 * (16 + 16 + 4));
@@ -477,7 +487,7 @@ proptest! {
         v4 in prop::collection::vec(v4_key(), 0..16),
         v6 in prop::collection::vec(v6_key(), 0..16),
     ) {
-        let table = RangeTable::build(rules.clone());
+        let table = build(rules.clone());
         prop_assert_eq!(table.rules(), &rules[..]);
         for ip in probes(&rules, &v4, &v6) {
             prop_assert_eq!(table.lookup(ip), naive_lookup(&rules, ip), "at {}", ip);
@@ -486,8 +496,8 @@ proptest! {
 
     #[test]
     fn segments_are_sorted_disjoint_and_merged(rules in rules_strategy()) {
-        let table = RangeTable::build(rules.clone());
-        let reference = BinarySearchTable::build(rules.clone());
+        let table = build(rules.clone());
+        let reference = build_reference(rules.clone());
         check_segments(&reference.v4, &rules)?;
         check_segments(&reference.v6, &rules)?;
         check_v4_layout(&table.v4, &reference.v4, &rules)?;
@@ -502,7 +512,7 @@ proptest! {
     /// Exhaustive over the low and high IPv4 windows, where most boundaries fall.
     #[test]
     fn lookup_matches_the_oracle_on_every_edge_address(rules in rules_strategy()) {
-        let table = RangeTable::build(rules.clone());
+        let table = build(rules.clone());
         let low = 0..=30u32;
         let high = (u32::MAX - 30)..=u32::MAX;
         for k in low.chain(high) {
@@ -622,9 +632,9 @@ proptest! {
         v4 in prop::collection::vec(v4_bucket_key(), 0..16),
         v6 in prop::collection::vec(v6_block_key(), 0..16),
     ) {
-        let reference = BinarySearchTable::build(rules.clone());
+        let reference = build_reference(rules.clone());
         for shape in SHAPES {
-            let table = RangeTable::build_with(rules.clone(), shape);
+            let table = RangeTable::build_with(rules.clone(), shape, MAX_RULES).unwrap();
             check_v6_layout(&table.v6, &rules)?;
             for ip in probes(&rules, &v4, &v6) {
                 let want = naive_lookup(&rules, ip);
@@ -642,9 +652,9 @@ proptest! {
         v4 in prop::collection::vec(v4_key(), 0..16),
         v6 in prop::collection::vec(v6_key(), 0..16),
     ) {
-        let reference = BinarySearchTable::build(rules.clone());
+        let reference = build_reference(rules.clone());
         for shape in SHAPES {
-            let table = RangeTable::build_with(rules.clone(), shape);
+            let table = RangeTable::build_with(rules.clone(), shape, MAX_RULES).unwrap();
             for ip in probes(&rules, &v4, &v6) {
                 prop_assert_eq!(table.lookup(ip), reference.lookup(ip), "at {}", ip);
                 prop_assert_eq!(table.kind(ip), reference.lookup(ip).map(|r| r.kind), "kind at {}", ip);
@@ -655,7 +665,7 @@ proptest! {
 
 #[test]
 fn v4_index_sizes_follow_the_table() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "0.0.0.0-0.0.255.255"),
         permit(2, "0.1.0.5-0.3.0.0"),
         deny(3, "0.2.0.0/16"),
@@ -688,13 +698,13 @@ fn v4_index_sizes_follow_the_table() {
             note: String::new(),
         })
         .collect();
-    let t = RangeTable::build(many.clone());
+    let t = build(many.clone());
     assert_eq!(t.v4.index.root_bits(), 16);
     assert_eq!(t.v4.index.depth(), (0, 0), "no root slot holds 8 starts");
     assert_eq!(t.memory().v4_index_bytes, 65_536 * 4);
     // A sentinel and WINDOW - 1 records of padding.
     assert_eq!(t.memory().v4_segment_bytes, (100_000 + WINDOW) * 12);
-    let reference = BinarySearchTable::build(many.clone());
+    let reference = build_reference(many.clone());
     for k in (0..u32::MAX - 50_000)
         .step_by(9_973)
         .chain([u32::MAX - 1, u32::MAX])
@@ -723,12 +733,12 @@ fn v4_index_sizes_follow_the_table() {
             note: String::new(),
         });
     }
-    let t = RangeTable::build(dense.clone());
+    let t = build(dense.clone());
     let (depth, big) = t.v4.index.depth();
     assert!(depth >= 1, "the crowded slot is split");
     assert_eq!(big, 0, "and never needs a binary search");
     assert!(t.memory().v4_index_bytes > 65_536 * 4);
-    let reference = BinarySearchTable::build(dense);
+    let reference = build_reference(dense);
     let base = u32::from(Ipv4Addr::new(10, 6, 255, 0));
     for k in base..base + 70_000 {
         let ip = IpAddr::V4(Ipv4Addr::from(k));
@@ -743,7 +753,7 @@ fn v4_index_sizes_follow_the_table() {
 
 #[test]
 fn v6_aligned_rules_use_64_bit_keys_only() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "2001:db8::/32"),
         deny(2, "2001:db8:1::/48"),
         permit(3, "2001:db8:ffff:ffff::/64"),
@@ -772,7 +782,7 @@ fn v6_aligned_rules_use_64_bit_keys_only() {
 
 #[test]
 fn v6_unaligned_rules_go_to_the_full_width_table() {
-    let t = RangeTable::build(vec![
+    let t = build(vec![
         permit(1, "2001:db8::/32"),
         deny(2, "2001:db8::66"),
         deny(3, "2001:db8:0:1:8000::-2001:db8:0:3:7fff::"),
@@ -793,4 +803,42 @@ fn v6_unaligned_rules_go_to_the_full_width_table() {
     assert_eq!(decide(&t, "2001:db8:0:3:7fff::"), Some((D, 3)));
     assert_eq!(decide(&t, "2001:db8:0:3:7fff::1"), Some((P, 1)));
     assert_eq!(decide(&t, "2001:db8:0:4::"), Some((P, 1)));
+}
+
+#[test]
+fn more_rules_than_the_limit_are_an_error_not_a_truncation() {
+    let rules = vec![
+        permit(1, "10.0.0.0/8"),
+        permit(2, "192.0.2.0/24"),
+        deny(3, "10.1.0.0/16"),
+        deny(4, "2001:db8::/32"),
+    ];
+    // At the limit: every rule is compiled, the last deny rule included.
+    let t = RangeTable::build_with(rules.clone(), Shapes::DEFAULT, 4).unwrap();
+    assert_eq!(decide(&t, "2001:db8::1"), Some((D, 4)));
+    // One over it: refused, by the fast layout and the reference alike (which `build` and
+    // `BinarySearchTable::build` share with a limit of MAX_RULES).
+    let err = RangeTable::build_with(rules.clone(), Shapes::DEFAULT, 3).unwrap_err();
+    assert_eq!(err, TableError::TooManyRules { rules: 4, max: 3 });
+    assert_eq!(
+        sweep(rules, 3).err(),
+        Some(TableError::TooManyRules { rules: 4, max: 3 })
+    );
+
+    // Why MAX_RULES is the limit: the last index it allows still round-trips through a
+    // label of either kind; the next one spills into the verdict bits, where a permit rule
+    // would name rule 0 and a deny rule would read back as no rule at all.
+    assert_eq!(MAX_RULES, 1 << 30);
+    let last = (MAX_RULES - 1) as u32;
+    for (code, kind) in [(PERMIT_CODE, RuleKind::Permit), (DENY_CODE, RuleKind::Deny)] {
+        let label = last | (code << CODE_SHIFT);
+        assert_eq!(kind_of(label), Some(kind));
+        assert_eq!(label & INDEX_MASK, last);
+        assert_ne!(label, NONE);
+        assert_ne!(label, FINE);
+    }
+    let permit = MAX_RULES as u32 | (PERMIT_CODE << CODE_SHIFT);
+    assert_eq!(permit & INDEX_MASK, 0);
+    let deny = MAX_RULES as u32 | (DENY_CODE << CODE_SHIFT);
+    assert_eq!(kind_of(deny), None);
 }

@@ -42,20 +42,22 @@ mod tests;
 
 pub use catalog::{
     CatalogMeta, CatalogStatus, CountryDiff, CountryRow, CountryRules, ImportSummary, PermitReport,
-    RefreshReport, UnpermitReport, BATCH_ROWS,
+    RefreshReport, UnpermitReport,
 };
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow,
 };
-use sqlx::Row;
+use sqlx::{Row, Sqlite};
 
 use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
 
@@ -276,23 +278,11 @@ impl Store {
             .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                // Another writer got there first; report its row. The transaction is dropped
-                // (rolled back) first, as PostgreSQL would refuse further statements in it.
-                drop(tx);
-                return match self.find_rule(kind, range).await? {
-                    Some(existing) => Err(StoreError::Duplicate { existing }),
-                    None => Err(StoreError::Query {
-                        context: CONTEXT,
-                        source: e,
-                    }),
-                };
-            }
             Err(e) => {
-                return Err(StoreError::Query {
-                    context: CONTEXT,
-                    source: e,
-                })
+                drop(tx);
+                let winner = self.find_rule(kind, range);
+                let duplicate = |existing| StoreError::Duplicate { existing };
+                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
             }
         };
         tx.commit().await.map_err(query_err(CONTEXT))?;
@@ -351,25 +341,13 @@ impl Store {
 
     /// All rules of the `kind` table, ordered by family (IPv4 first), then start, then end.
     pub async fn list_rules(&self, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("listing rules"))?;
+        let mut conn = self.acquire("listing rules").await?;
         select_rules(&mut conn, kind).await
     }
 
     /// The rule of the `kind` table with exactly this range, if any.
-    pub async fn find_rule(
-        &self,
-        kind: RuleKind,
-        range: IpRange,
-    ) -> Result<Option<Rule>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("looking up a rule"))?;
+    async fn find_rule(&self, kind: RuleKind, range: IpRange) -> Result<Option<Rule>, StoreError> {
+        let mut conn = self.acquire("looking up a rule").await?;
         select_rule_by_range(&mut conn, kind, range).await
     }
 
@@ -393,22 +371,14 @@ impl Store {
         .await;
         let id = match inserted {
             Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                drop(tx);
-                let mut conn = self.pool.acquire().await.map_err(query_err(CONTEXT))?;
-                return match select_host_by_pattern(&mut conn, pattern).await? {
-                    Some(existing) => Err(StoreError::DuplicateHost { existing }),
-                    None => Err(StoreError::Query {
-                        context: CONTEXT,
-                        source: e,
-                    }),
-                };
-            }
             Err(e) => {
-                return Err(StoreError::Query {
-                    context: CONTEXT,
-                    source: e,
-                })
+                drop(tx);
+                let winner = async {
+                    let mut conn = self.acquire(CONTEXT).await?;
+                    select_host_by_pattern(&mut conn, pattern).await
+                };
+                let duplicate = |existing| StoreError::DuplicateHost { existing };
+                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
             }
         };
         tx.commit().await.map_err(query_err(CONTEXT))?;
@@ -460,21 +430,13 @@ impl Store {
 
     /// All allowed host patterns, ordered by pattern.
     pub async fn list_allow_hosts(&self) -> Result<Vec<AllowHost>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("listing allowed hosts"))?;
+        let mut conn = self.acquire("listing allowed hosts").await?;
         select_hosts(&mut conn).await
     }
 
     /// The current generation: it changes whenever any rule or allowed host does.
     pub async fn generation(&self) -> Result<i64, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(query_err("reading the generation"))?;
+        let mut conn = self.acquire("reading the generation").await?;
         read_generation(&mut conn).await
     }
 
@@ -509,6 +471,11 @@ impl Store {
             rules,
             allow_hosts,
         })
+    }
+
+    /// A connection from the pool, or a query error naming `context`.
+    async fn acquire(&self, context: &'static str) -> Result<PoolConnection<Sqlite>, StoreError> {
+        self.pool.acquire().await.map_err(query_err(context))
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.
@@ -590,24 +557,27 @@ async fn select_rules(
     conn: &mut SqliteConnection,
     kind: RuleKind,
 ) -> Result<Vec<Rule>, StoreError> {
-    let sql = format!(
-        "SELECT {RULE_COLUMNS} FROM {} ORDER BY family, start_ip, end_ip, id",
-        kind.as_str()
-    );
-    let rows = sqlx::query(&sql)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err("listing rules"))?;
-    rows.iter().map(|row| decode_rule(kind, row)).collect()
+    let order = " ORDER BY family, start_ip, end_ip, id";
+    every_rule(conn, kind, order, "listing rules").await
 }
 
-/// Every rule of one table, in no particular order.
+/// Every rule of one table, in no particular order (see [`Store::load_policy`]).
 async fn scan_rules(conn: &mut SqliteConnection, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-    let sql = format!("SELECT {RULE_COLUMNS} FROM {}", kind.as_str());
+    every_rule(conn, kind, "", "loading rules").await
+}
+
+/// Every rule of one table, decoded, in the order the `order` clause (or none) gives.
+async fn every_rule(
+    conn: &mut SqliteConnection,
+    kind: RuleKind,
+    order: &str,
+    context: &'static str,
+) -> Result<Vec<Rule>, StoreError> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM {}{order}", kind.as_str());
     let rows = sqlx::query(&sql)
         .fetch_all(&mut *conn)
         .await
-        .map_err(query_err("loading rules"))?;
+        .map_err(query_err(context))?;
     rows.iter().map(|row| decode_rule(kind, row)).collect()
 }
 
@@ -678,18 +648,7 @@ fn decode_rule(kind: RuleKind, row: &SqliteRow) -> Result<Rule, StoreError> {
         source,
     })?;
     let corrupt = |why| StoreError::Corrupt { table, id, why };
-    let family: i64 = row
-        .try_get(1)
-        .map_err(|_| corrupt("family is not an integer"))?;
-    let family = Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
-    let start: &[u8] = row
-        .try_get(2)
-        .map_err(|_| corrupt("start_ip is not a blob"))?;
-    let end: &[u8] = row
-        .try_get(3)
-        .map_err(|_| corrupt("end_ip is not a blob"))?;
-    let range = IpRange::from_bytes(family, start, end)
-        .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))?;
+    let range = decode_range(row, 1, corrupt)?;
     let country: String = row
         .try_get(4)
         .map_err(|_| corrupt("country_code is not text"))?;
@@ -704,6 +663,28 @@ fn decode_rule(kind: RuleKind, row: &SqliteRow) -> Result<Rule, StoreError> {
         source,
         note,
     })
+}
+
+/// Decodes the `family`, `start_ip`, `end_ip` columns at positions `first`, `first + 1` and
+/// `first + 2` (by position and borrowed: this runs for every rule and catalog row read);
+/// anything malformed is the error `corrupt` makes of the reason.
+fn decode_range(
+    row: &SqliteRow,
+    first: usize,
+    corrupt: impl Fn(&'static str) -> StoreError,
+) -> Result<IpRange, StoreError> {
+    let family: i64 = row
+        .try_get(first)
+        .map_err(|_| corrupt("family is not an integer"))?;
+    let family = Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
+    let start: &[u8] = row
+        .try_get(first + 1)
+        .map_err(|_| corrupt("start_ip is not a blob"))?;
+    let end: &[u8] = row
+        .try_get(first + 2)
+        .map_err(|_| corrupt("end_ip is not a blob"))?;
+    IpRange::from_bytes(family, start, end)
+        .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
 }
 
 /// Decodes an `allow_host` row; anything malformed is [`StoreError::Corrupt`].
@@ -742,6 +723,26 @@ fn query_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 /// Whether `e` is a unique-constraint violation (a concurrent duplicate insert).
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The error for an `INSERT` that failed with `source`. A unique-constraint violation means a
+/// concurrent writer stored the same row first: `winner`, awaited only then, finds that row
+/// (outside the failed transaction, which the caller has dropped: PostgreSQL would refuse
+/// further statements in it), and `duplicate` reports it. Anything else is a query error.
+async fn insert_error<T>(
+    source: sqlx::Error,
+    context: &'static str,
+    winner: impl Future<Output = Result<Option<T>, StoreError>>,
+    duplicate: impl FnOnce(T) -> StoreError,
+) -> StoreError {
+    if is_unique_violation(&source) {
+        match winner.await {
+            Ok(Some(existing)) => return duplicate(existing),
+            Ok(None) => {}
+            Err(e) => return e,
+        }
+    }
+    StoreError::Query { context, source }
 }
 
 /// Now, in Unix seconds (0 if the clock is before 1970).

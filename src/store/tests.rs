@@ -1,28 +1,24 @@
 //! Tests of the store against real SQLite files in temporary directories.
 
-use std::net::IpAddr;
 use std::path::Path;
-
-use ipnet::IpNet;
 
 use super::*;
 use crate::ranges::CUSTOM_COUNTRY;
 
-/// A range from a CIDR or a single address.
-fn net(s: &str) -> IpRange {
-    if let Ok(n) = s.parse::<IpNet>() {
-        return IpRange::from_addrs(n.network(), n.broadcast()).unwrap();
-    }
-    IpRange::single(s.parse::<IpAddr>().unwrap())
+/// A range from a CIDR, `A-B` or a single address (also for the catalog tests).
+pub(super) fn net(s: &str) -> IpRange {
+    s.parse().unwrap()
 }
 
-async fn open_in(dir: &Path) -> Store {
+/// A store on a new database file in `dir` (also for the catalog tests).
+pub(super) async fn open_in(dir: &Path) -> Store {
     Store::open(dir.join("ipcountry.db").to_str().unwrap())
         .await
         .unwrap()
 }
 
-async fn add_custom(store: &Store, kind: RuleKind, range: &str, note: &str) -> Rule {
+/// Adds a custom rule (also for the catalog tests).
+pub(super) async fn add_custom(store: &Store, kind: RuleKind, range: &str, note: &str) -> Rule {
     store
         .add_rule(kind, net(range), CUSTOM_COUNTRY, RuleSource::Custom, note)
         .await
