@@ -139,31 +139,17 @@ enum Failure {
 /// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,agi,${source},${From})`): always
 /// screens, on `args` (what Asterisk put on the command line after `agi`, the same as its
 /// `agi_arg_N` lines but for the leading program arguments).
-pub async fn run_stdio<R, W>(
-    mut conn: AgiConnection<R, W>,
-    ctx: &Context,
-    args: &[String],
-) -> Outcome
+pub async fn run_stdio<R, W>(conn: AgiConnection<R, W>, ctx: &Context, args: &[String]) -> Outcome
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
-    let outcome = match read_env(&mut conn, ctx).await {
-        Read::Env(env) => {
-            let call = CallArgs::new(args.iter().map(String::as_str));
-            screen(&mut conn, ctx, &env, &call, started).await
-        }
-        Read::Failed(failure) => answer_failure(&mut conn, ctx, None, None, failure).await,
-        Read::Dropped(error) => dropped(None, error),
-    };
-    let _ = conn.shutdown().await;
-    outcome
+    call(conn, ctx, None, Some(args)).await
 }
 
 /// Runs one FastAGI call on `conn`, dispatching on `agi_network_script`. `peer` is the TCP peer.
 pub async fn run<R, W>(
-    mut conn: AgiConnection<R, W>,
+    conn: AgiConnection<R, W>,
     ctx: &Context,
     peer: Option<SocketAddr>,
 ) -> Outcome
@@ -171,33 +157,44 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    call(conn, ctx, peer, None).await
+}
+
+/// One call: plain AGI (`stdio_args`: screen on them) or FastAGI (dispatch on the script).
+async fn call<R, W>(
+    mut conn: AgiConnection<R, W>,
+    ctx: &Context,
+    peer: Option<SocketAddr>,
+    stdio_args: Option<&[String]>,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let started = Instant::now();
     let outcome = match read_env(&mut conn, ctx).await {
-        Read::Env(env) => match env.script() {
-            Some("screen") => {
+        Read::Env(env) => match (stdio_args, env.script()) {
+            (Some(args), _) => {
+                let call = CallArgs::new(args.iter().map(String::as_str));
+                screen(&mut conn, ctx, &env, &call, started).await
+            }
+            (None, Some("screen")) => {
                 let call = CallArgs::new(env.args());
                 screen(&mut conn, ctx, &env, &call, started).await
             }
-            Some("reload") if peer.is_none_or(|p| p.ip().is_loopback()) => {
+            (None, Some("reload")) if peer.is_none_or(|p| p.ip().is_loopback()) => {
                 ctx.reload.notify_one();
                 info!(?peer, "reload requested over AGI");
                 acknowledge_reload(&mut conn, ctx).await
             }
-            Some("reload") => {
-                answer_failure(&mut conn, ctx, peer, Some(&env), Failure::ReloadRefused).await
+            (None, script) => {
+                let failure = match script {
+                    Some("reload") => Failure::ReloadRefused,
+                    Some(other) => Failure::UnknownScript(other.chars().take(64).collect()),
+                    None => Failure::NoScript,
+                };
+                answer_failure(&mut conn, ctx, peer, Some(&env), failure).await
             }
-            Some(other) => {
-                let script: String = other.chars().take(64).collect();
-                answer_failure(
-                    &mut conn,
-                    ctx,
-                    peer,
-                    Some(&env),
-                    Failure::UnknownScript(script),
-                )
-                .await
-            }
-            None => answer_failure(&mut conn, ctx, peer, Some(&env), Failure::NoScript).await,
         },
         Read::Failed(failure) => answer_failure(&mut conn, ctx, peer, None, failure).await,
         Read::Dropped(error) => dropped(peer, error),
