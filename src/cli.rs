@@ -284,8 +284,9 @@ pub(crate) struct ServeArgs {
     /// work-stealing `multi-thread` runtime.
     #[arg(long, value_enum, default_value_t = Runtime::PerCore)]
     pub(crate) runtime: Runtime,
-    /// Worker threads (0: one per CPU).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    /// Worker threads, each with its own listening socket (`SO_REUSEPORT`): 1 by default, to
+    /// leave the other cores to Asterisk; 0 for one per CPU.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub(crate) threads: u16,
     /// Screening settings.
     #[command(flatten)]

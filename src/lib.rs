@@ -22,13 +22,15 @@
 //! - [`policy`]: the compiled snapshot (ranges + allow-hosts) behind an atomic pointer;
 //!   [`hosts`]: allow-host patterns.
 //! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
-//! - [`session`]: one call, end to end; [`server`]: accept loop and bounds;
+//! - [`session`]: one call, end to end; [`server`]: accept loop and bounds; [`fdlimit`]: the
+//!   open-files limit it needs;
 //!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
 
 pub mod agi;
 pub mod decision;
 pub mod escape;
+pub mod fdlimit;
 pub mod hosts;
 pub mod import;
 pub mod policy;

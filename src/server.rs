@@ -7,10 +7,13 @@
 //! close at once, calls in flight get `grace` to finish, then are dropped.
 //!
 //! [`run`] serves on the runtime it is called from. [`run_per_core`] starts one
-//! single-threaded runtime per worker thread, each accepting on its own clone of the same
-//! listening sockets, with the same semaphore, task tracker and shutdown: a call then lives
-//! on one thread from `accept` to close, with no work stealing and no cross-thread wake-ups
-//! (what `ipcountry serve` uses by default; see BENCHMARKS.md for the measured difference).
+//! single-threaded runtime per worker thread, each accepting on listening sockets of its own,
+//! with the same semaphore, task tracker and shutdown: a call then lives on one thread from
+//! `accept` to close, with no work stealing and no cross-thread wake-ups. With more than one
+//! worker the sockets are bound with `SO_REUSEPORT` ([`bind_per_worker`]), so the kernel hands
+//! each connection to one worker instead of waking all of them (what shared sockets did: it
+//! doubled the CPU per call on two workers). `ipcountry serve` runs one worker by default;
+//! see BENCHMARKS.md for the figures.
 
 use std::io;
 use std::net::SocketAddr;
@@ -94,42 +97,72 @@ pub async fn run(
     info!("server stopped");
 }
 
-/// Serves FastAGI calls on `workers` threads (at least 1), each running its own
-/// current-thread tokio runtime that accepts on clones of `listeners`, until `shutdown` is
-/// cancelled; then drains like [`run`] and joins the threads.
-///
-/// The listeners must be in non-blocking mode (as `tokio::net::TcpListener::into_std`
-/// leaves them). Call this from any tokio runtime: it only waits. `max_sessions` and
-/// `grace` are shared by all workers. Fails, before serving anything, if a listener cannot
-/// be cloned or a worker thread or runtime cannot be started.
-pub async fn run_per_core(
-    listeners: Vec<std::net::TcpListener>,
+/// Binds the listening sockets of `workers` workers: one socket per address and worker. For
+/// one worker, plain sockets; for more, every worker's socket for an address is bound with
+/// `SO_REUSEPORT` to the same port (port 0 is resolved by the first bind, and the others take
+/// the port it got). Call from within a tokio runtime; the sockets come back non-blocking,
+/// ready for [`run_per_core`].
+pub fn bind_per_worker(
+    addrs: &[SocketAddr],
     workers: usize,
+) -> io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for &addr in addrs {
+        let mut bound = addr;
+        for sockets in per_worker.iter_mut() {
+            let socket = match bound {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            if workers > 1 {
+                socket.set_reuseport(true)?;
+            }
+            socket.bind(bound)?;
+            let listener = socket.listen(BACKLOG)?;
+            bound = listener.local_addr()?;
+            sockets.push(listener.into_std()?);
+        }
+    }
+    Ok(per_worker)
+}
+
+/// The listen backlog: connections beyond `max_sessions` wait here.
+const BACKLOG: u32 = 1024;
+
+/// Serves FastAGI calls on one thread per element of `per_worker`, each running its own
+/// current-thread tokio runtime that accepts on that element's listeners (from
+/// [`bind_per_worker`]), until `shutdown` is cancelled; then drains like [`run`] and joins
+/// the threads.
+///
+/// The listeners must be in non-blocking mode. Call this from any tokio runtime: it only
+/// waits. `max_sessions` and `grace` are shared by all workers. Fails, before serving
+/// anything, if a worker thread or runtime cannot be started.
+pub async fn run_per_core(
+    per_worker: Vec<Vec<std::net::TcpListener>>,
     ctx: Arc<Context>,
     options: ServerOptions,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let shared = Shared::new(&options, shutdown);
-    // Clone and set up everything first, so a failure leaves nothing running.
+    // Set up every runtime first, so a failure leaves nothing running.
     let mut plans = Vec::new();
-    for _ in 0..workers.max(1) {
-        let mut clones = Vec::with_capacity(listeners.len());
-        for l in &listeners {
-            let c = l.try_clone()?;
-            c.set_nonblocking(true)?;
-            clones.push(c);
-        }
+    let workers = per_worker.len();
+    for listeners in per_worker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        plans.push((clones, runtime));
+        plans.push((listeners, runtime));
     }
-    for l in &listeners {
-        if let Ok(addr) = l.local_addr() {
-            info!(%addr, workers = plans.len(), "listening on {addr}");
+    if let Some((listeners, _)) = plans.first() {
+        for l in listeners {
+            if let Ok(addr) = l.local_addr() {
+                info!(%addr, workers, "listening on {addr}");
+            }
         }
     }
-    drop(listeners);
     let mut threads = Vec::new();
     let mut accepting = Vec::new();
     for (n, (clones, runtime)) in plans.into_iter().enumerate() {
@@ -386,14 +419,17 @@ mod tests {
 
     #[tokio::test]
     async fn per_core_workers_serve_and_drain_on_shutdown() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
+        let per_worker = bind_per_worker(&["127.0.0.1:0".parse().expect("addr")], 2).expect("bind");
+        let addr = per_worker[0][0].local_addr().expect("addr");
+        assert_eq!(
+            per_worker[1][0].local_addr().expect("addr"),
+            addr,
+            "one port"
+        );
         let shutdown = CancellationToken::new();
         let options = ServerOptions::new(8, Duration::from_secs(3)).expect("options");
         let server = tokio::spawn(run_per_core(
-            vec![listener],
-            2,
+            per_worker,
             context(),
             options,
             shutdown.clone(),

@@ -15,12 +15,25 @@ use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::agi::env::encode_block;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
-use ipcountry::{reload, server, session, shutdown};
+use ipcountry::{fdlimit, reload, server, session, shutdown};
 
 use crate::cli;
 
 pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode> {
     let options = server::ServerOptions::new(args.max_sessions, args.grace)?;
+    let workers = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => usize::from(n),
+    };
+    let needed = fdlimit::needed(args.max_sessions, args.listen.len() * workers);
+    if let Some(raised) = fdlimit::ensure(needed)? {
+        tracing::info!(
+            from = raised.from,
+            to = raised.to,
+            "raised the open-files limit for --max-sessions {}",
+            args.max_sessions
+        );
+    }
     let store = open_store(db).await?;
     // E.g. more rules than a snapshot holds (reload::ReloadError::Table): refuse to start.
     let policy = reload::build(&store, builtins)
@@ -29,14 +42,23 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     let (v4, v6) = policy.table().segment_counts();
     tracing::info!(db = %cli::db_display(db).display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
     let shared = Arc::new(SharedPolicy::new(policy));
-    let mut listeners = Vec::new();
-    for addr in &args.listen {
-        listeners.push(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        );
-    }
+    let listeners = match args.runtime {
+        Runtime::MultiThread => {
+            let mut listeners = Vec::new();
+            for addr in &args.listen {
+                listeners.push(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?,
+                );
+            }
+            Listeners::Shared(listeners)
+        }
+        Runtime::PerCore => Listeners::PerWorker(
+            server::bind_per_worker(&args.listen, workers)
+                .with_context(|| format!("cannot listen on {}", join_addrs(&args.listen)))?,
+        ),
+    };
     let shutdown = shutdown::on_signals().context("cannot install signal handlers")?;
     let notify = Arc::new(Notify::new());
     let ctx = Arc::new(Context {
@@ -59,21 +81,10 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         notify,
         shutdown.clone(),
     ));
-    match args.runtime {
-        Runtime::MultiThread => server::run(listeners, ctx, options, shutdown).await,
-        Runtime::PerCore => {
-            let workers = match args.threads {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => usize::from(n),
-            };
-            let listeners = listeners
-                .into_iter()
-                .map(TcpListener::into_std)
-                .collect::<std::io::Result<Vec<_>>>()
-                .context("cannot hand the listening sockets to the workers")?;
-            if let Err(e) =
-                server::run_per_core(listeners, workers, ctx, options, shutdown.clone()).await
-            {
+    match listeners {
+        Listeners::Shared(listeners) => server::run(listeners, ctx, options, shutdown).await,
+        Listeners::PerWorker(per_worker) => {
+            if let Err(e) = server::run_per_core(per_worker, ctx, options, shutdown.clone()).await {
                 // Stop the reload watcher too before reporting.
                 shutdown.cancel();
                 let _ = watcher.await;
@@ -85,6 +96,20 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
+/// The listening sockets: for tokio's multi-thread runtime, or one set per worker thread.
+enum Listeners {
+    Shared(Vec<TcpListener>),
+    PerWorker(Vec<Vec<std::net::TcpListener>>),
+}
+
+fn join_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Plain AGI: one call over stdin/stdout, its arguments from the command line. Exit 0 when
 /// the call was answered (whatever the verdict: the dialplan reads `STRANGER`), 2 when it
 /// could not be.

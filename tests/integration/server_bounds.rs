@@ -144,6 +144,10 @@ async fn stalled_and_vanished_peers_do_not_block_other_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_are_all_answered() {
+    // This process holds both ends: 1,000 client sockets and the server's. The shell's soft
+    // limit (often 1,024) must not decide the test: raise it as `serve` does.
+    ipcountry::fdlimit::ensure(ipcountry::fdlimit::needed(1000 + 256, 1))
+        .expect("the open-files limit this test needs");
     // 1,000 calls at once against a cap of 256 sessions: the rest wait in the backlog.
     let server = harness::start_with(harness::Options {
         env_timeout: Duration::from_secs(10),
