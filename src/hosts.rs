@@ -166,30 +166,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        assert_eq!(HostPattern::parse(""), Err(HostPatternError::Empty));
-        assert_eq!(
-            HostPattern::parse("203.0.113.7"),
-            Err(HostPatternError::IpAddress)
-        );
-        assert_eq!(
-            HostPattern::parse("a b.com"),
-            Err(HostPatternError::BadSyntax)
-        );
-        assert_eq!(
-            HostPattern::parse("*.*.com"),
-            Err(HostPatternError::BadSyntax)
-        );
-        assert_eq!(
-            HostPattern::parse("foo..com"),
-            Err(HostPatternError::BadSyntax)
-        );
-        assert_eq!(
-            HostPattern::parse("x\n.com"),
-            Err(HostPatternError::BadSyntax)
-        );
-        assert_eq!(
-            HostPattern::parse(&"a".repeat(300)),
-            Err(HostPatternError::TooLong)
-        );
+        use HostPatternError::{BadSyntax, Empty, IpAddress, TooLong};
+        let long = "a".repeat(300);
+        for (input, want) in [
+            ("", Empty),
+            ("203.0.113.7", IpAddress),
+            ("a b.com", BadSyntax),
+            ("*.*.com", BadSyntax),
+            ("foo..com", BadSyntax),
+            ("x\n.com", BadSyntax),
+            (&long, TooLong),
+        ] {
+            assert_eq!(HostPattern::parse(input), Err(want), "{input:?}");
+        }
     }
 }

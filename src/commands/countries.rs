@@ -15,7 +15,9 @@ use ipcountry::import::{Catalog, CountryField, Format, ImportOptions};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::Rule;
 use ipcountry::reload;
-use ipcountry::store::{CountryDiff, ImportSummary, PermitReport, StoreError, UnpermitReport};
+use ipcountry::store::{
+    CountryDiff, CountryRules, ImportSummary, PermitReport, StoreError, UnpermitReport,
+};
 
 use crate::cli;
 
@@ -324,34 +326,32 @@ fn print_report<T: Serialize>(report: &T, json: bool, human: fn(&T)) -> Result<(
 }
 fn print_permitted(report: &PermitReport) {
     for c in &report.added {
-        outln!(
-            "permitted {}{}: {} geolite rules",
-            c.code,
-            named(&c.name),
-            thousands(c.rules)
-        );
+        let (country, rules) = (code_and_name(c), thousands(c.rules));
+        outln!("permitted {country}: {rules} geolite rules");
         for r in &c.identical {
             outln!("   kept {r} (identical to a {} range)", c.code);
         }
     }
-    if !report.already.is_empty() {
-        outln!("already permitted: {}", report.already.join(" "));
-    }
+    print_codes("already permitted", &report.already);
     print_generation(report.generation);
 }
 fn print_unpermitted(report: &UnpermitReport) {
     for c in &report.removed {
-        outln!(
-            "no longer permitted: {}{} ({} geolite rules removed)",
-            c.code,
-            named(&c.name),
-            thousands(c.rules)
-        );
+        let (country, rules) = (code_and_name(c), thousands(c.rules));
+        outln!("no longer permitted: {country} ({rules} geolite rules removed)");
     }
-    if !report.not_permitted.is_empty() {
-        outln!("not permitted: {}", report.not_permitted.join(" "));
-    }
+    print_codes("not permitted", &report.not_permitted);
     print_generation(report.generation);
+}
+/// `US (United States)`, or just the code when the catalog has no name.
+fn code_and_name(c: &CountryRules) -> String {
+    format!("{}{}", c.code, named(&c.name))
+}
+/// `label: US CA`, unless there are no codes.
+fn print_codes(label: &str, codes: &[String]) {
+    if !codes.is_empty() {
+        outln!("{label}: {}", codes.join(" "));
+    }
 }
 /// The new generation, when something was written.
 fn print_generation(generation: Option<i64>) {

@@ -44,20 +44,28 @@ mod tests {
 
     #[test]
     fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(447_857), "447,857");
-        assert_eq!(thousands(1_367_495), "1,367,495");
+        for (n, want) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (447_857, "447,857"),
+            (1_367_495, "1,367,495"),
+        ] {
+            assert_eq!(thousands(n), want);
+        }
     }
 
     #[test]
     fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_577_209_214), "2019-12-24 17:40:14 UTC");
-        assert_eq!(utc(1_780_345_978), "2026-06-01 20:32:58 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
+        for (secs, want) in [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (1_577_209_214, "2019-12-24 17:40:14 UTC"),
+            (1_780_345_978, "2026-06-01 20:32:58 UTC"),
+            (951_782_400, "2000-02-29 00:00:00 UTC"),
+            (253_402_300_799, "9999-12-31 23:59:59 UTC"),
+        ] {
+            assert_eq!(utc(secs), want);
+        }
     }
 
     #[test]
@@ -67,13 +75,8 @@ mod tests {
             utc(253_402_300_800),
             "Unix time 253402300800 (out of range)"
         );
-        assert_eq!(
-            utc(i64::MIN),
-            format!("Unix time {} (out of range)", i64::MIN)
-        );
-        assert_eq!(
-            utc(i64::MAX),
-            format!("Unix time {} (out of range)", i64::MAX)
-        );
+        for secs in [i64::MIN, i64::MAX] {
+            assert_eq!(utc(secs), format!("Unix time {secs} (out of range)"));
+        }
     }
 }

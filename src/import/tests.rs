@@ -119,6 +119,24 @@ fn country_of<'a>(catalog: &'a Catalog, ip: &str) -> Option<&'a str> {
     found.first().copied()
 }
 
+/// Asserts the country `catalog` puts each address of `cases` in (`None`: no country).
+fn assert_countries(catalog: &Catalog, cases: &[(&str, Option<&str>)]) {
+    for &(ip, cc) in cases {
+        assert_eq!(country_of(catalog, ip), cc, "{ip}");
+    }
+}
+
+/// Addresses that GeoLite2 (2019) and DB-IP (2026) put in the same country.
+const AGREED: [(&str, Option<&str>); 7] = [
+    ("8.8.8.8", Some("US")),
+    ("193.99.144.80", Some("DE")),
+    ("114.114.114.114", Some("CN")),
+    ("81.2.69.160", Some("GB")),
+    ("2001:200::1", Some("JP")),
+    ("217.160.0.1", Some("DE")),
+    ("2a00:1450:4001:80b::200e", Some("DE")),
+];
+
 /// (IPv4 ranges, IPv6 ranges, IPv4 addresses) of a country.
 fn counts(catalog: &Catalog, cc: &str) -> (usize, usize, u64) {
     let ranges = &catalog.countries[cc].ranges;
@@ -133,6 +151,22 @@ fn counts(catalog: &Catalog, cc: &str) -> (usize, usize, u64) {
         }
     }
     out
+}
+
+/// Asserts the README's merged-range counts: [`counts`] of the countries in `full`, and the
+/// range counts alone (IPv4, IPv6) of those in `ranges`.
+fn assert_counts(
+    catalog: &Catalog,
+    full: &[(&str, (usize, usize, u64))],
+    ranges: &[(&str, (usize, usize))],
+) {
+    for &(cc, want) in full {
+        assert_eq!(counts(catalog, cc), want, "{cc}");
+    }
+    for &(cc, want) in ranges {
+        let (v4, v6, _) = counts(catalog, cc);
+        assert_eq!((v4, v6), want, "{cc}");
+    }
 }
 
 /// Every country's ranges are merged, and no address belongs to two countries.
@@ -222,30 +256,30 @@ fn geolite2_full_by_country_iso_code() {
     assert_eq!(cat.source, [full("GeoLite2-Country-2019-12-24.mmdb")]);
     assert_eq!(cat.networks, 447_857);
     assert_eq!(cat.countries.len(), 250);
-    for (ip, cc) in [
-        ("8.8.8.8", "US"),
-        ("193.99.144.80", "DE"),
-        ("114.114.114.114", "CN"),
-        ("81.2.69.160", "GB"),
-        ("2001:200::1", "JP"),
-        ("217.160.0.1", "DE"),
-        ("202.108.22.5", "CN"),
-        ("9.9.9.9", "FR"),
-        ("2a00:1450:4001:80b::200e", "DE"),
-        // v4-mapped input is canonicalized by `contains`, so it finds the IPv4 range.
-        ("::ffff:8.8.8.8", "US"),
-    ] {
-        assert_eq!(country_of(cat, ip), Some(cc), "{ip}");
-    }
-    for ip in ["10.0.0.1", "127.0.0.1", "2.16.0.1", "23.128.130.1"] {
-        assert_eq!(country_of(cat, ip), None, "{ip}");
-    }
-    // The README's merged-range counts (by country.iso_code).
-    assert_eq!(counts(cat, "US"), (26_517, 8_164, 1_576_554_097));
-    assert_eq!(counts(cat, "DE"), (13_295, 3_733, 129_010_561));
-    assert_eq!(counts(cat, "CN"), (4_977, 1_894, 344_850_718));
-    assert_eq!((counts(cat, "GB").0, counts(cat, "GB").1), (13_218, 2_871));
-    assert_eq!((counts(cat, "FR").0, counts(cat, "FR").1), (11_948, 2_322));
+    assert_countries(cat, &AGREED);
+    assert_countries(
+        cat,
+        &[
+            ("202.108.22.5", Some("CN")),
+            ("9.9.9.9", Some("FR")),
+            // v4-mapped input is canonicalized by `contains`, so it finds the IPv4 range.
+            ("::ffff:8.8.8.8", Some("US")),
+            ("10.0.0.1", None),
+            ("127.0.0.1", None),
+            ("2.16.0.1", None),
+            ("23.128.130.1", None),
+        ],
+    );
+    // By country.iso_code.
+    assert_counts(
+        cat,
+        &[
+            ("US", (26_517, 8_164, 1_576_554_097)),
+            ("DE", (13_295, 3_733, 129_010_561)),
+            ("CN", (4_977, 1_894, 344_850_718)),
+        ],
+        &[("GB", (13_218, 2_871)), ("FR", (11_948, 2_322))],
+    );
     assert_eq!(cat.countries["US"].name.as_deref(), Some("United States"));
     assert_eq!(cat.countries["DE"].name.as_deref(), Some("Germany"));
     // The alias subtrees are not read: no IPv6 copy of the IPv4 space.
@@ -258,11 +292,16 @@ fn geolite2_full_by_country_iso_code() {
 #[test]
 fn geolite2_full_by_registered_country() {
     let cat = geolite(CountryField::Registered);
-    assert_eq!(country_of(cat, "9.9.9.9"), Some("US"));
-    assert_eq!(country_of(cat, "2a00:1450:4001:80b::200e"), Some("IE"));
-    assert_eq!(country_of(cat, "23.128.130.1"), Some("US"));
-    assert_eq!(country_of(cat, "8.8.8.8"), Some("US"));
-    assert_eq!(country_of(cat, "10.0.0.1"), None);
+    assert_countries(
+        cat,
+        &[
+            ("9.9.9.9", Some("US")),
+            ("2a00:1450:4001:80b::200e", Some("IE")),
+            ("23.128.130.1", Some("US")),
+            ("8.8.8.8", Some("US")),
+            ("10.0.0.1", None),
+        ],
+    );
     assert_eq!(cat.networks, 447_857);
     assert_well_formed(cat);
 }
@@ -270,12 +309,17 @@ fn geolite2_full_by_registered_country() {
 #[test]
 fn geolite2_full_falls_back_to_registered_country() {
     let cat = geolite(CountryField::CountryThenRegistered);
-    assert_eq!(country_of(cat, "9.9.9.9"), Some("FR"));
-    assert_eq!(country_of(cat, "2a00:1450:4001:80b::200e"), Some("DE"));
-    // Only registered_country: US by the fallback.
-    assert_eq!(country_of(cat, "23.128.130.1"), Some("US"));
-    // Only a continent: no country either way.
-    assert_eq!(country_of(cat, "2.16.0.1"), None);
+    assert_countries(
+        cat,
+        &[
+            ("9.9.9.9", Some("FR")),
+            ("2a00:1450:4001:80b::200e", Some("DE")),
+            // Only registered_country: US by the fallback.
+            ("23.128.130.1", Some("US")),
+            // Only a continent: no country either way.
+            ("2.16.0.1", None),
+        ],
+    );
     // The fallback only adds addresses: every country covers at least what it did by
     // country.iso_code alone.
     let by_country = geolite(CountryField::Country);
@@ -303,31 +347,29 @@ fn dbip_full_mmdb() {
     assert_eq!(cat.built_at, Some(1_780_345_978));
     assert_eq!(cat.networks, 1_367_495);
     assert_eq!(cat.countries.len(), 250);
-    for (ip, cc) in [
-        ("8.8.8.8", "US"),
-        ("193.99.144.80", "DE"),
-        ("114.114.114.114", "CN"),
-        ("81.2.69.160", "GB"),
-        ("2001:200::1", "JP"),
-        ("217.160.0.1", "DE"),
-        ("2a00:1450:4001:80b::200e", "DE"),
-        ("1.1.1.1", "AU"),
-        ("2.16.0.1", "BR"),
-        ("9.9.9.9", "US"),
-        // 2002::/16 is a real record in DB-IP, not an alias.
-        ("2002:808:808::1", "US"),
-    ] {
-        assert_eq!(country_of(cat, ip), Some(cc), "{ip}");
-    }
-    for ip in ["10.0.0.1", "127.0.0.1"] {
-        assert_eq!(country_of(cat, ip), None, "{ip}");
-    }
+    assert_countries(cat, &AGREED);
+    assert_countries(
+        cat,
+        &[
+            ("1.1.1.1", Some("AU")),
+            ("2.16.0.1", Some("BR")),
+            ("9.9.9.9", Some("US")),
+            // 2002::/16 is a real record in DB-IP, not an alias.
+            ("2002:808:808::1", Some("US")),
+            ("10.0.0.1", None),
+            ("127.0.0.1", None),
+        ],
+    );
     // Merged mmdb networks equal the CSV rows.
-    assert_eq!(counts(cat, "US"), (63_940, 33_418, 1_420_620_701));
-    assert_eq!(counts(cat, "DE"), (19_742, 11_463, 141_239_928));
-    assert_eq!(counts(cat, "CN"), (5_352, 4_452, 352_736_933));
-    assert_eq!((counts(cat, "GB").0, counts(cat, "GB").1), (26_730, 10_990));
-    assert_eq!((counts(cat, "FR").0, counts(cat, "FR").1), (14_767, 5_373));
+    assert_counts(
+        cat,
+        &[
+            ("US", (63_940, 33_418, 1_420_620_701)),
+            ("DE", (19_742, 11_463, 141_239_928)),
+            ("CN", (5_352, 4_452, 352_736_933)),
+        ],
+        &[("GB", (26_730, 10_990)), ("FR", (14_767, 5_373))],
+    );
     assert_eq!(cat.countries["US"].name, None);
     assert_no_v6_in(cat, "::/96");
     assert_well_formed(cat);
@@ -377,9 +419,7 @@ fn geoip2_country_test_lookups() {
         assert_eq!(country_of(&by_country, ip), Some(country), "{ip}");
         assert_eq!(country_of(&by_registered, ip), Some(registered), "{ip}");
     }
-    for ip in ["8.8.8.8", "1.1.1.1"] {
-        assert_eq!(country_of(&by_country, ip), None, "{ip}");
-    }
+    assert_countries(&by_country, &[("8.8.8.8", None), ("1.1.1.1", None)]);
     // `::81.2.69.160/123` (and its GB neighbours `/127`, `/124`, `/124`) came out as IPv4.
     let gb: Vec<String> = by_country.countries["GB"]
         .ranges
@@ -400,10 +440,15 @@ fn geoip2_country_test_lookups() {
         CountryField::Country,
     );
     assert_eq!(lite.networks, 244);
-    assert_eq!(country_of(&lite, "81.2.69.160"), Some("GB"));
-    assert_eq!(country_of(&lite, "2001:218::1"), Some("JP"));
-    assert_eq!(country_of(&lite, "175.16.199.1"), None);
-    assert_eq!(country_of(&lite, "2001:480::1"), Some("US"));
+    assert_countries(
+        &lite,
+        &[
+            ("81.2.69.160", Some("GB")),
+            ("2001:218::1", Some("JP")),
+            ("175.16.199.1", None),
+            ("2001:480::1", Some("US")),
+        ],
+    );
 }
 
 /// The expected catalog, built from MaxMind's JSON source of a test database: IPv4 networks

@@ -124,48 +124,29 @@ impl fmt::Display for Rule {
 mod tests {
     use super::*;
 
-    fn rule(kind: RuleKind, source: RuleSource, country: &str, range: &str, note: &str) -> Rule {
-        Rule {
-            id: 12,
-            kind,
-            range: range.parse().unwrap(),
-            country: country.into(),
-            source,
-            note: note.into(),
-        }
-    }
-
     #[test]
     fn display_names_the_rule_as_check_prints_it() {
         use RuleKind::{Deny, Permit};
         use RuleSource::{Builtin, Custom, Geolite};
+        // Rule #12 as (kind, source, country, range, note), and how it is shown.
+        #[rustfmt::skip]
         let cases = [
-            (
-                rule(Permit, Custom, "AA", "203.0.113.0/24", "office"),
-                "permit #12 203.0.113.0/24 office",
-            ),
-            (
-                rule(Deny, Custom, "AA", "203.0.113.66", ""),
-                "deny #12 203.0.113.66/32",
-            ),
-            (
-                rule(Permit, Builtin, "", "10.0.0.0/8", "RFC 1918"),
-                "permit builtin 10.0.0.0/8 RFC 1918",
-            ),
-            (
-                rule(Permit, Geolite, "US", "8.8.0.0/14", ""),
-                "geolite US 8.8.0.0/14",
-            ),
-            (
-                rule(Permit, Geolite, "DE", "5.0.0.0-5.0.2.255", ""),
-                "geolite DE 5.0.0.0-5.0.2.255",
-            ),
-            (
-                rule(Deny, Geolite, "US", "8.8.0.0/14", ""),
-                "deny geolite US 8.8.0.0/14",
-            ),
+            (Permit, Custom, "AA", "203.0.113.0/24", "office", "permit #12 203.0.113.0/24 office"),
+            (Deny, Custom, "AA", "203.0.113.66", "", "deny #12 203.0.113.66/32"),
+            (Permit, Builtin, "", "10.0.0.0/8", "RFC 1918", "permit builtin 10.0.0.0/8 RFC 1918"),
+            (Permit, Geolite, "US", "8.8.0.0/14", "", "geolite US 8.8.0.0/14"),
+            (Permit, Geolite, "DE", "5.0.0.0-5.0.2.255", "", "geolite DE 5.0.0.0-5.0.2.255"),
+            (Deny, Geolite, "US", "8.8.0.0/14", "", "deny geolite US 8.8.0.0/14"),
         ];
-        for (rule, want) in cases {
+        for (kind, source, country, range, note, want) in cases {
+            let rule = Rule {
+                id: 12,
+                kind,
+                range: range.parse().unwrap(),
+                country: country.into(),
+                source,
+                note: note.into(),
+            };
             assert_eq!(rule.to_string(), want);
         }
     }

@@ -65,6 +65,10 @@ impl Want {
         self.params = p;
         self
     }
+    /// Header parameters of just `tag`, a SIPp tag (as in every recorded From).
+    fn sipp_tag(self) -> Self {
+        self.params(&[("tag", Some(SIPP_TAG))])
+    }
 }
 
 /// The value of the `tag` header parameter, if there is one with a value.
@@ -132,6 +136,17 @@ use Scheme::{Bare, Sip, Sips, Tel};
 const V4: Option<&str> = Some("203.0.113.7");
 const V6: Option<&str> = Some("2001:db8::1");
 const BOB: Option<&str> = Some("bob");
+
+/// The anonymous From of RFC 3323, `"Anonymous" <sip:anonymous@anonymous.invalid>`.
+fn anonymous() -> Want {
+    want(
+        Some("Anonymous"),
+        Sip,
+        Some("anonymous"),
+        Some("anonymous.invalid"),
+        None,
+    )
+}
 
 #[test]
 fn shapes() {
@@ -257,16 +272,7 @@ fn shapes() {
             "TEL:+15551234;tag=t",
             want(None, Tel, Some("+15551234"), None, None).params(&[("tag", Some("t"))]),
         ),
-        (
-            "Anonymous <sip:anonymous@anonymous.invalid>",
-            want(
-                Some("Anonymous"),
-                Sip,
-                Some("anonymous"),
-                Some("anonymous.invalid"),
-                None,
-            ),
-        ),
+        ("Anonymous <sip:anonymous@anonymous.invalid>", anonymous()),
         (
             "  \"Bob\"  <sip:bob@203.0.113.7> ; tag = a  ",
             want(Some("Bob"), Sip, BOB, V4, None).params(&[("tag", Some("a"))]),
@@ -573,43 +579,87 @@ enum Expect {
     NoArg,
 }
 
+// The Froms of the recorded calls, named once for both expectation tables below.
+
 fn bob(port: Option<u16>) -> Want {
-    want(Some("Bob"), Sip, BOB, V4, port).params(&[("tag", Some(SIPP_TAG))])
+    want(Some("Bob"), Sip, BOB, V4, port).sipp_tag()
+}
+
+/// `<sip:bob@203.0.113.7>`: no display name, no port.
+fn bob_plain() -> Want {
+    want(None, Sip, BOB, V4, None).sipp_tag()
+}
+
+fn bob_v6(port: Option<u16>) -> Want {
+    want(None, Sip, BOB, V6, port).sipp_tag()
+}
+
+fn bob_v6_udp() -> Want {
+    want(Some("Bob"), Sip, BOB, V6, Some(5070))
+        .uri_params(&[("transport", Some("udp"))])
+        .sipp_tag()
+}
+
+fn sips_bob() -> Want {
+    want(None, Sips, BOB, V4, None).sipp_tag()
+}
+
+fn uppercase_user() -> Want {
+    want(None, Sip, Some("BOB"), V4, None).sipp_tag()
+}
+
+fn no_user() -> Want {
+    want(None, Sip, None, V4, None).sipp_tag()
 }
 
 fn doe_john() -> Want {
-    want(Some("Doe, John"), Sip, Some("john"), V4, None).params(&[("tag", Some(SIPP_TAG))])
+    want(Some("Doe, John"), Sip, Some("john"), V4, None).sipp_tag()
 }
 
+fn doe_john_phone() -> Want {
+    want(
+        Some("Doe, John"),
+        Sip,
+        Some("+15551234"),
+        Some("gw.example.com"),
+        None,
+    )
+    .uri_params(&[("user", Some("phone"))])
+    .sipp_tag()
+}
+
+/// `sip:eve@198.51.100.9`, behind `display`.
+fn eve(display: &'static str) -> Want {
+    want(Some(display), Sip, Some("eve"), Some("198.51.100.9"), None).sipp_tag()
+}
+
+fn tel() -> Want {
+    want(None, Tel, Some("+15551234"), None, None).sipp_tag()
+}
+
+fn escaped() -> Want {
+    want(Some(r#"Bob "the" <Builder>"#), Sip, BOB, V4, None).sipp_tag()
+}
+
+fn hostname_only() -> Want {
+    want(None, Sip, BOB, Some("sipgate.com"), None).sipp_tag()
+}
+
+/// `Fail(BadHost(…))` of a host that is not an IPv4 address.
 fn bad_ipv4() -> Expect {
     Expect::Fail(FromError::BadHost("not a valid IPv4 address"))
 }
 
+/// `Fail(BadHost(…))` of an IPv6 reference with no `]`.
 fn bad_ipv6() -> Expect {
     Expect::Fail(FromError::BadHost("'[' without a closing ']'"))
 }
 
-fn tel() -> Want {
-    want(None, Tel, Some("+15551234"), None, None).params(&[("tag", Some(SIPP_TAG))])
-}
-
-fn escaped() -> Want {
-    want(Some(r#"Bob "the" <Builder>"#), Sip, BOB, V4, None).params(&[("tag", Some(SIPP_TAG))])
-}
-
-fn anonymous() -> Want {
-    want(
-        Some("Anonymous"),
-        Sip,
-        Some("anonymous"),
-        Some("anonymous.invalid"),
-        None,
-    )
-    .params(&[("tag", Some(SIPP_TAG))])
-}
-
-fn hostname_only() -> Want {
-    want(None, Sip, BOB, Some("sipgate.com"), None).params(&[("tag", Some(SIPP_TAG))])
+/// `Fail(TrailingGarbage(…))` after the URI and its header parameters.
+fn trailing_garbage() -> Expect {
+    Expect::Fail(FromError::TrailingGarbage(
+        "the URI and its header parameters",
+    ))
 }
 
 /// What `agi_arg_1` of each recorded session must parse to. PJSIP re-serialises the From
@@ -631,24 +681,16 @@ fn arg1_expectation(case: &str) -> Option<Expect> {
         "args-literal" | "args-literal-escaped-semicolon" | "args-quoted-from" => {
             Fail(FromError::NoUri)
         }
-        "chansip-anonymous" | "pjsip-anonymous" => Parse(anonymous()),
+        "chansip-anonymous" | "pjsip-anonymous" => Parse(anonymous().sipp_tag()),
         "chansip-bad-ipv4" | "pjsip-bad-ipv4" => bad_ipv4(),
         // Asterisk's argument parser kept `,127.0.0.1` in arg 1 (the unclosed `[`).
         "chansip-bad-ipv6" => bad_ipv6(),
         "chansip-display-escaped" | "pjsip-display-escaped" => Parse(escaped()),
         "chansip-hostname" | "pjsip-hostname" => Parse(hostname_only()),
-        "chansip-ipv6" => {
-            Parse(want(None, Sip, BOB, V6, Some(5060)).params(&[("tag", Some(SIPP_TAG))]))
-        }
-        "pjsip-ipv6" => Parse(want(None, Sip, BOB, V6, None).params(&[("tag", Some(SIPP_TAG))])),
-        "chansip-over-ipv6-uri-with-port" => Parse(
-            want(Some("Bob"), Sip, BOB, V6, Some(5070))
-                .uri_params(&[("transport", Some("udp"))])
-                .params(&[("tag", Some(SIPP_TAG))]),
-        ),
-        "chansip-sips" | "pjsip-sips" => {
-            Parse(want(None, Sips, BOB, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
+        "chansip-ipv6" => Parse(bob_v6(Some(5060))),
+        "pjsip-ipv6" => Parse(bob_v6(None)),
+        "chansip-over-ipv6-uri-with-port" => Parse(bob_v6_udp()),
+        "chansip-sips" | "pjsip-sips" => Parse(sips_bob()),
         "chansip-tel-uri" | "pjsip-tel-uri" => Parse(tel()),
         "getfrom-chansip"
         | "getfrom-pjsip"
@@ -661,55 +703,19 @@ fn arg1_expectation(case: &str) -> Option<Expect> {
         | "url-query-args" => NoArg,
         "legacy-cut-ip" => Parse(want(None, Bare, None, V4, None)),
         // PJSIP turned the addr-spec into a name-addr.
-        "pjsip-addr-spec" | "pjsip-uri-params-headers" => {
-            Parse(want(None, Sip, BOB, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
-        "pjsip-display-comma-userphone" => Parse(
-            want(
-                Some("Doe, John"),
-                Sip,
-                Some("+15551234"),
-                Some("gw.example.com"),
-                None,
-            )
-            .uri_params(&[("user", Some("phone"))])
-            .params(&[("tag", Some(SIPP_TAG))]),
-        ),
-        "pjsip-no-user" => {
-            Parse(want(None, Sip, None, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
-        "pjsip-uppercase-scheme" => {
-            Parse(want(None, Sip, Some("BOB"), V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
+        "pjsip-addr-spec" | "pjsip-uri-params-headers" => Parse(bob_plain()),
+        "pjsip-display-comma-userphone" => Parse(doe_john_phone()),
+        "pjsip-no-user" => Parse(no_user()),
+        "pjsip-uppercase-scheme" => Parse(uppercase_user()),
         // The hostile blocks, recorded with the From first (the order that let them through):
         // what the From parser makes of arg 1.
-        "hostile-pjsip-comma-display" => Parse(
-            want(
-                Some("203.0.113.7,,"),
-                Sip,
-                Some("eve"),
-                Some("198.51.100.9"),
-                None,
-            )
-            .params(&[("tag", Some(SIPP_TAG))]),
-        ),
+        "hostile-pjsip-comma-display" => Parse(eve("203.0.113.7,,")),
         // chan_sip's raw header split at its commas: arg 1 is a permitted bare IP.
         "hostile-chansip-comma-shift" => Parse(want(None, Bare, None, V4, None)),
         // The source swallowed into arg 1 after the tag.
-        "hostile-pjsip-paren-display" => Fail(FromError::TrailingGarbage(
-            "the URI and its header parameters",
-        )),
+        "hostile-pjsip-paren-display" => trailing_garbage(),
         // The byte 0xC3, replaced when the block is read.
-        "hostile-pjsip-non-utf8-display" => Parse(
-            want(
-                Some("Eve \u{fffd}"),
-                Sip,
-                Some("eve"),
-                Some("198.51.100.9"),
-                None,
-            )
-            .params(&[("tag", Some(SIPP_TAG))]),
-        ),
+        "hostile-pjsip-non-utf8-display" => Parse(eve("Eve \u{fffd}")),
         // `${PJSIP_HEADER(read,From)}` came back empty for a 9,000-character display name.
         "hostile-pjsip-long-display" => Fail(FromError::Empty),
         _ => return None,
@@ -741,60 +747,34 @@ fn invite_expectation(case: &str) -> Option<Expect> {
         | "url-query-args" => Parse(bob(Some(5060))),
         "args-literal" | "args-literal-escaped-semicolon" => Parse(bob(None)),
         "args-from-variable" | "args-quoted-from" => Parse(doe_john()),
-        "chansip-anonymous" | "pjsip-anonymous" => Parse(anonymous()),
+        "chansip-anonymous" | "pjsip-anonymous" => Parse(anonymous().sipp_tag()),
         "chansip-bad-ipv4" | "pjsip-bad-ipv4" => bad_ipv4(),
         "chansip-bad-ipv6" | "pjsip-bad-ipv6" => bad_ipv6(),
         "chansip-display-escaped" | "pjsip-display-escaped" => Parse(escaped()),
         "chansip-hostname" | "pjsip-hostname" => Parse(hostname_only()),
-        "chansip-ipv6" | "pjsip-ipv6" => {
-            Parse(want(None, Sip, BOB, V6, Some(5060)).params(&[("tag", Some(SIPP_TAG))]))
-        }
+        "chansip-ipv6" | "pjsip-ipv6" => Parse(bob_v6(Some(5060))),
         "chansip-malformed" | "pjsip-malformed" => Fail(FromError::NoUri),
         "chansip-missing-gt" | "pjsip-missing-gt" => Fail(FromError::UnterminatedAngle),
         "chansip-unterminated-quote" | "pjsip-unterminated-quote" => {
             Fail(FromError::UnterminatedQuote)
         }
-        "pjsip-trailing-junk" => Fail(FromError::TrailingGarbage(
-            "the URI and its header parameters",
-        )),
-        "chansip-over-ipv6-uri-with-port" => Parse(
-            want(Some("Bob"), Sip, BOB, V6, Some(5070))
-                .uri_params(&[("transport", Some("udp"))])
-                .params(&[("tag", Some(SIPP_TAG))]),
-        ),
-        "chansip-sips" | "pjsip-sips" => {
-            Parse(want(None, Sips, BOB, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
+        "pjsip-trailing-junk" => trailing_garbage(),
+        "chansip-over-ipv6-uri-with-port" => Parse(bob_v6_udp()),
+        "chansip-sips" | "pjsip-sips" => Parse(sips_bob()),
         "chansip-tel-uri" | "pjsip-tel-uri" => Parse(tel()),
         "getfrom-chansip" | "getfrom-pjsip" => Parse(
             want(Some("Doe, John"), Sip, Some("john"), V4, None)
                 .params(&[("x", Some("1")), ("tag", Some(SIPP_TAG))]),
         ),
-        "pjsip-addr-spec" => {
-            Parse(want(None, Sip, BOB, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
-        "pjsip-display-comma-userphone" => Parse(
-            want(
-                Some("Doe, John"),
-                Sip,
-                Some("+15551234"),
-                Some("gw.example.com"),
-                None,
-            )
-            .uri_params(&[("user", Some("phone"))])
-            .params(&[("tag", Some(SIPP_TAG))]),
-        ),
-        "pjsip-no-user" => {
-            Parse(want(None, Sip, None, V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
-        "pjsip-uppercase-scheme" => {
-            Parse(want(None, Sip, Some("BOB"), V4, None).params(&[("tag", Some(SIPP_TAG))]))
-        }
+        "pjsip-addr-spec" => Parse(bob_plain()),
+        "pjsip-display-comma-userphone" => Parse(doe_john_phone()),
+        "pjsip-no-user" => Parse(no_user()),
+        "pjsip-uppercase-scheme" => Parse(uppercase_user()),
         "pjsip-uri-params-headers" => Parse(
             want(None, Sip, BOB, V4, Some(5070))
                 .uri_params(&[("transport", Some("udp"))])
                 .headers(&[("x-foo", Some("bar"))])
-                .params(&[("tag", Some(SIPP_TAG))]),
+                .sipp_tag(),
         ),
         _ => return None,
     })
@@ -943,24 +923,22 @@ proptest! {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
+        // `raw` parses to the generated parts, shown with `display` as the display name.
+        let parses_back = |raw: &str, display: &str| -> Result<(), TestCaseError> {
+            let h = parse(raw).map_err(|e| TestCaseError::fail(format!("{raw:?}: {e}")))?;
+            prop_assert_eq!(h.display_name.as_deref(), Some(display).filter(|n| !n.is_empty()));
+            prop_assert_eq!(h.uri.user.as_deref(), Some(user.as_str()));
+            prop_assert_eq!(h.host(), Some(&Host::Ip(ip)));
+            prop_assert_eq!(h.uri.port, Some(port));
+            prop_assert_eq!(tag_of(&h), Some(tag.as_str()));
+            Ok(())
+        };
         let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
-        let raw = format!("\"{quoted}\" <sip:{user}@{host}:{port}>;tag={tag}");
-        let h = parse(&raw).map_err(|e| TestCaseError::fail(format!("{raw:?}: {e}")))?;
-        prop_assert_eq!(h.display_name.as_deref(), Some(name.as_str()).filter(|n| !n.is_empty()));
-        prop_assert_eq!(h.uri.user.as_deref(), Some(user.as_str()));
-        prop_assert_eq!(h.host(), Some(&Host::Ip(ip)));
-        prop_assert_eq!(h.uri.port, Some(port));
-        prop_assert_eq!(tag_of(&h), Some(tag.as_str()));
+        parses_back(&format!("\"{quoted}\" <sip:{user}@{host}:{port}>;tag={tag}"), &name)?;
 
         // The same header after Asterisk's argument parsing: quotes and escapes gone.
         // (A name that then starts with `"` reads as an unterminated quoted-string.)
         prop_assume!(!name.trim_start().starts_with('"'));
-        let mangled = format!("{name} <sip:{user}@{host}:{port}>;tag={tag}");
-        let h = parse(&mangled).map_err(|e| TestCaseError::fail(format!("{mangled:?}: {e}")))?;
-        prop_assert_eq!(h.display_name.as_deref(), Some(name.trim()).filter(|n| !n.is_empty()));
-        prop_assert_eq!(h.uri.user.as_deref(), Some(user.as_str()));
-        prop_assert_eq!(h.host(), Some(&Host::Ip(ip)));
-        prop_assert_eq!(h.uri.port, Some(port));
-        prop_assert_eq!(tag_of(&h), Some(tag.as_str()));
+        parses_back(&format!("{name} <sip:{user}@{host}:{port}>;tag={tag}"), name.trim())?;
     }
 }

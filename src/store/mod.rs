@@ -57,7 +57,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{Row, Sqlite, Transaction};
 
 use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
 
@@ -276,16 +276,9 @@ impl Store {
             .bind(now_unix())
             .fetch_one(&mut *tx)
             .await;
-        let id = match inserted {
-            Ok(id) => id,
-            Err(e) => {
-                drop(tx);
-                let winner = self.find_rule(kind, range);
-                let duplicate = |existing| StoreError::Duplicate { existing };
-                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
-            }
-        };
-        tx.commit().await.map_err(query_err(CONTEXT))?;
+        let winner = self.find_rule(kind, range);
+        let duplicate = |existing| StoreError::Duplicate { existing };
+        let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
         Ok(Rule {
             id,
             kind,
@@ -369,19 +362,12 @@ impl Store {
         .bind(created_at)
         .fetch_one(&mut *tx)
         .await;
-        let id = match inserted {
-            Ok(id) => id,
-            Err(e) => {
-                drop(tx);
-                let winner = async {
-                    let mut conn = self.acquire(CONTEXT).await?;
-                    select_host_by_pattern(&mut conn, pattern).await
-                };
-                let duplicate = |existing| StoreError::DuplicateHost { existing };
-                return Err(insert_error(e, CONTEXT, winner, duplicate).await);
-            }
+        let winner = async {
+            let mut conn = self.acquire(CONTEXT).await?;
+            select_host_by_pattern(&mut conn, pattern).await
         };
-        tx.commit().await.map_err(query_err(CONTEXT))?;
+        let duplicate = |existing| StoreError::DuplicateHost { existing };
+        let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
         Ok(AllowHost {
             id,
             pattern: pattern.to_owned(),
@@ -725,24 +711,35 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// The error for an `INSERT` that failed with `source`. A unique-constraint violation means a
-/// concurrent writer stored the same row first: `winner`, awaited only then, finds that row
-/// (outside the failed transaction, which the caller has dropped: PostgreSQL would refuse
-/// further statements in it), and `duplicate` reports it. Anything else is a query error.
-async fn insert_error<T>(
-    source: sqlx::Error,
+/// Commits `tx` after its `INSERT ... RETURNING id` gave `inserted`, and returns the new id.
+///
+/// If the insert failed, `tx` is dropped (rolled back) first: PostgreSQL would refuse further
+/// statements in it. A unique-constraint violation means a concurrent writer stored the same
+/// row first: `winner`, awaited only then and outside the failed transaction, finds that row,
+/// and `duplicate` reports it. Anything else is a query error.
+async fn commit_insert<T>(
+    tx: Transaction<'_, Sqlite>,
+    inserted: Result<i64, sqlx::Error>,
     context: &'static str,
     winner: impl Future<Output = Result<Option<T>, StoreError>>,
     duplicate: impl FnOnce(T) -> StoreError,
-) -> StoreError {
+) -> Result<i64, StoreError> {
+    let source = match inserted {
+        Ok(id) => {
+            tx.commit().await.map_err(query_err(context))?;
+            return Ok(id);
+        }
+        Err(source) => source,
+    };
+    drop(tx);
     if is_unique_violation(&source) {
         match winner.await {
-            Ok(Some(existing)) => return duplicate(existing),
+            Ok(Some(existing)) => return Err(duplicate(existing)),
             Ok(None) => {}
-            Err(e) => return e,
+            Err(e) => return Err(e),
         }
     }
-    StoreError::Query { context, source }
+    Err(StoreError::Query { context, source })
 }
 
 /// Now, in Unix seconds (0 if the clock is before 1970).

@@ -279,44 +279,40 @@ async fn removing_what_is_not_there_is_not_found() {
     add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
     let generation = store.generation().await.unwrap();
 
-    let err = store.remove_rule(RuleKind::Deny, 1).await.unwrap_err();
-    assert!(
-        matches!(&err, StoreError::NotFound { table: "deny", what } if what == "#1"),
-        "{err:?}"
-    );
-    assert_eq!(err.to_string(), "not found in deny: #1");
-
-    let err = store
-        .remove_rule_by_range(RuleKind::Permit, net("192.0.2.0/25"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::NotFound { table: "permit", what } if what == "192.0.2.0/25"),
-        "{err:?}"
-    );
-
-    let err = store.remove_allow_host("nobody.example").await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            StoreError::NotFound {
-                table: "allow_host",
-                ..
-            }
+    // (the error, the table it names, and what it says was looked for, where that is checked)
+    let cases = [
+        (
+            store.remove_rule(RuleKind::Deny, 1).await.unwrap_err(),
+            "deny",
+            Some("#1"),
         ),
-        "{err:?}"
-    );
-    let err = store.remove_allow_host("#99").await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            StoreError::NotFound {
-                table: "allow_host",
-                ..
-            }
+        (
+            store
+                .remove_rule_by_range(RuleKind::Permit, net("192.0.2.0/25"))
+                .await
+                .unwrap_err(),
+            "permit",
+            Some("192.0.2.0/25"),
         ),
-        "{err:?}"
-    );
+        (
+            store.remove_allow_host("nobody.example").await.unwrap_err(),
+            "allow_host",
+            None,
+        ),
+        (
+            store.remove_allow_host("#99").await.unwrap_err(),
+            "allow_host",
+            None,
+        ),
+    ];
+    for (err, table, what) in &cases {
+        assert!(
+            matches!(err, StoreError::NotFound { table: t, what: w }
+                if t == table && what.is_none_or(|what| w == what)),
+            "{err:?}"
+        );
+    }
+    assert_eq!(cases[0].0.to_string(), "not found in deny: #1");
 
     assert_eq!(store.generation().await.unwrap(), generation);
     assert_eq!(store.list_rules(RuleKind::Permit).await.unwrap().len(), 1);
@@ -490,18 +486,11 @@ async fn concurrent_writers_on_one_file_add_each_range_once() {
 
 #[tokio::test]
 async fn unopenable_path_is_a_connect_error_naming_it() {
-    let err = Store::open("/nonexistent-dir/x.db").await.unwrap_err();
-    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent-dir/x.db"), "{err}");
-
-    let err = Store::open("mysql://db.example/ipcountry")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("mysql://db.example/ipcountry"),
-        "{err}"
-    );
+    for url in ["/nonexistent-dir/x.db", "mysql://db.example/ipcountry"] {
+        let err = Store::open(url).await.unwrap_err();
+        assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains(url), "{err}");
+    }
 }
 
 #[tokio::test]
@@ -529,82 +518,41 @@ async fn corrupt_rows_are_errors_not_panics() {
     let store = open_in(dir.path()).await;
     add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
 
-    let insert =
-        "INSERT INTO deny (family, start_ip, end_ip, country_code, source, note, created_at) \
-                  VALUES (?, ?, ?, 'AA', ?, '', 0)";
     // An IPv4 row with 16-byte addresses.
-    sqlx::query(insert)
-        .bind(4_i64)
-        .bind(vec![0_u8; 16])
-        .bind(vec![0_u8; 16])
-        .bind("custom")
-        .execute(&store.pool)
+    insert_deny(&store, 4, vec![0_u8; 16], vec![0_u8; 16], "custom")
         .await
         .unwrap();
-    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                table: "deny",
-                id: 1,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    corrupt_deny(&store, 1).await;
     // The whole policy load fails rather than returning a partial policy.
     assert!(matches!(
         store.load_policy().await,
         Err(StoreError::Corrupt { .. })
     ));
-    sqlx::query("DELETE FROM deny")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    clear_deny(&store).await;
 
     // start > end.
-    sqlx::query(insert)
-        .bind(4_i64)
-        .bind(vec![10_u8, 0, 0, 1])
-        .bind(vec![10_u8, 0, 0, 0])
-        .bind("custom")
-        .execute(&store.pool)
-        .await
-        .unwrap();
-    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                table: "deny",
-                id: 2,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    sqlx::query("DELETE FROM deny")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    insert_deny(
+        &store,
+        4,
+        vec![10_u8, 0, 0, 1],
+        vec![10_u8, 0, 0, 0],
+        "custom",
+    )
+    .await
+    .unwrap();
+    corrupt_deny(&store, 2).await;
+    clear_deny(&store).await;
 
     // An unknown source.
-    sqlx::query(insert)
-        .bind(6_i64)
-        .bind(vec![0_u8; 16])
-        .bind(vec![0_u8; 16])
-        .bind("martian")
-        .execute(&store.pool)
+    insert_deny(&store, 6, vec![0_u8; 16], vec![0_u8; 16], "martian")
         .await
         .unwrap();
-    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    let err = corrupt_deny(&store, 3).await;
     assert!(matches!(
         err,
         StoreError::Corrupt {
-            table: "deny",
-            id: 3,
-            why: "unknown source"
+            why: "unknown source",
+            ..
         }
     ));
     assert_eq!(err.to_string(), "corrupt row #3 in deny: unknown source");
@@ -614,28 +562,49 @@ async fn corrupt_rows_are_errors_not_panics() {
         .execute(&store.pool)
         .await
         .unwrap();
-    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                table: "deny",
-                id: 3,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    corrupt_deny(&store, 3).await;
 
     // The family column refuses anything but 4 and 6.
-    let bad = sqlx::query(insert)
-        .bind(5_i64)
-        .bind(vec![0_u8; 4])
-        .bind(vec![0_u8; 4])
-        .bind("custom")
-        .execute(&store.pool)
-        .await;
+    let bad = insert_deny(&store, 5, vec![0_u8; 4], vec![0_u8; 4], "custom").await;
     assert!(bad.is_err());
+}
+
+/// Inserts a `deny` row as given, past every check of the store.
+async fn insert_deny(
+    store: &Store,
+    family: i64,
+    start_ip: Vec<u8>,
+    end_ip: Vec<u8>,
+    source: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deny (family, start_ip, end_ip, country_code, source, note, created_at) \
+         VALUES (?, ?, ?, 'AA', ?, '', 0)",
+    )
+    .bind(family)
+    .bind(start_ip)
+    .bind(end_ip)
+    .bind(source)
+    .execute(&store.pool)
+    .await
+    .map(drop)
+}
+
+/// Lists the deny table, asserts that this fails on row `#id` as corrupt, and returns the error.
+async fn corrupt_deny(store: &Store, id: i64) -> StoreError {
+    let err = store.list_rules(RuleKind::Deny).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { table: "deny", id: got, .. } if got == id),
+        "{err:?}"
+    );
+    err
+}
+
+async fn clear_deny(store: &Store) {
+    sqlx::query("DELETE FROM deny")
+        .execute(&store.pool)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
