@@ -9,17 +9,18 @@
 //! 20 does: its block arrives in 1 to 20+ TCP segments, see the fixtures' README).
 //!
 //! Servers, each its own process, started here and stopped (SIGTERM) at the end:
-//! * `floor`: this binary re-run with `AGI_LOAD_FLOOR=1`: per worker thread a current-thread
-//!   runtime; per call one read buffer, frame at the empty line, write one fixed
-//!   `SET VARIABLE`, read its reply, close;
-//! * `serve set-variable`: `ipcountry serve` as shipped (three `SET VARIABLE` round trips);
-//! * `serve mset`: `ipcountry serve --reply mset` (one `EXEC MSet` round trip);
-//! * `serve mset multi-thread`: the same on tokio's multi-thread runtime (runtime comparison).
+//! * `floor`: this binary re-run with `AGI_LOAD_FLOOR=1`: per worker thread
+//!   (`AGI_LOAD_SERVER_THREADS`, default 1) a current-thread runtime; per call one read
+//!   buffer, frame at the empty line, write one fixed `SET VARIABLE`, read its reply, close;
+//! * `serve (defaults)`: `ipcountry serve` exactly as README's "Run it" starts it: no flags,
+//!   the default log level (a line per call at `info`), the default address 127.0.0.1:4573
+//!   (which must be free), the database from `IPCOUNTRY_DB`;
+//! * variants, on ports of their own, compared at 1, 64 and 256 clients with the block in one
+//!   write: `--reply set-variable` (three round trips), `--threads 2` (two workers on
+//!   `SO_REUSEPORT` sockets), and `RUST_LOG=warn` (no line per call).
 //!
 //! The servers read a SQLite database holding the benchmark policy (permit US, CA, GB, DE,
-//! 1,000 denies, builtins), log at `warn` (`RUST_LOG=warn`; per-call `info` lines are
-//! measured separately), and get `--threads` = `AGI_LOAD_SERVER_THREADS` (default 1). The
-//! client runs `AGI_LOAD_CLIENT_THREADS` threads (default 2), each a current-thread runtime:
+//! 1,000 denies, builtins). The client runs `AGI_LOAD_CLIENT_THREADS` threads (default 2), each a current-thread runtime:
 //! on this 2-core machine client and server then share both cores, so a server that needs
 //! more CPU per call also gets fewer calls through. Reported per run: calls/s, latency
 //! (connect to close) p50/p99/p99.9, server CPU per call (all its threads, from
@@ -31,7 +32,7 @@
 //!
 //! `cargo bench --bench agi_load`. Knobs: `AGI_LOAD_SECS` (per run, default 2),
 //! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_REPS`,
-//! `AGI_LOAD_SERVER_THREADS`, `AGI_LOAD_CLIENT_THREADS`.
+//! `AGI_LOAD_SERVER_THREADS` (the floor's), `AGI_LOAD_CLIENT_THREADS`.
 
 mod common;
 
@@ -51,6 +52,8 @@ const BLOCKS: usize = 4096;
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() {
+    // 1,024 concurrent calls need more open files than the usual soft limit, on both ends.
+    ipcountry::fdlimit::ensure(ipcountry::fdlimit::needed(2048, 2)).expect("open-files limit");
     if std::env::var_os("AGI_LOAD_FLOOR").is_some() {
         floor_main();
         return;
@@ -92,51 +95,26 @@ fn main() {
     let threads = server_threads.to_string();
     let servers: Vec<(&str, Server)> = vec![
         ("floor", Server::floor(dir.path(), &threads)),
+        // Exactly as README's "Run it" says: `ipcountry serve`, no flags, the default log
+        // level (a line per call at `info`), the default address 127.0.0.1:4573; the database
+        // comes from IPCOUNTRY_DB, the documented setting.
+        ("serve (defaults)", Server::defaults(dir.path(), &db)),
         (
-            "serve set-variable",
-            Server::serve(dir.path(), "sv", &db, &["--threads", &threads], "warn"),
+            "serve --reply set-variable",
+            Server::serve(dir.path(), "sv", &db, &["--reply", "set-variable"], None),
         ),
         (
-            "serve mset",
-            Server::serve(
-                dir.path(),
-                "ms",
-                &db,
-                &["--threads", &threads, "--reply", "mset"],
-                "warn",
-            ),
+            "serve --threads 2",
+            Server::serve(dir.path(), "t2", &db, &["--threads", "2"], None),
         ),
         (
-            "serve mset multi-thread",
-            Server::serve(
-                dir.path(),
-                "mt",
-                &db,
-                &[
-                    "--threads",
-                    &threads,
-                    "--reply",
-                    "mset",
-                    "--runtime",
-                    "multi-thread",
-                ],
-                "warn",
-            ),
-        ),
-        (
-            "serve mset, info log",
-            Server::serve(
-                dir.path(),
-                "lg",
-                &db,
-                &["--threads", &threads, "--reply", "mset"],
-                "info",
-            ),
+            "serve, RUST_LOG=warn",
+            Server::serve(dir.path(), "lw", &db, &[], Some("warn")),
         ),
     ];
 
     println!(
-        "== machine: {} CPUs; server threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run; median of {reps} interleaved runs",
+        "== machine: {} CPUs; floor threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run; median of {reps} interleaved runs",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     // Warm up every server (page cache, allocator, accept queue).
@@ -159,8 +137,8 @@ fn main() {
             let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
             for _ in 0..reps {
                 for (k, (name, server)) in servers.iter().enumerate() {
-                    // The runtime and logging variants only where they are compared.
-                    let extra = name.contains("multi-thread") || name.contains("info log");
+                    // The variants only where they are compared.
+                    let extra = k > 1;
                     if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {
                         continue;
                     }
@@ -240,23 +218,36 @@ struct Server {
 }
 
 impl Server {
-    fn serve(dir: &Path, tag: &str, db: &str, args: &[&str], log: &str) -> Server {
-        let log_path = dir.join(format!("{tag}.log"));
+    /// `ipcountry serve` exactly as README runs it (see `main`).
+    fn defaults(dir: &Path, db: &str) -> Server {
+        let log_path = dir.join("defaults.log");
         let log_file = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
-            .args([
-                "--db",
-                db,
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--poll",
-                "3600s",
-            ])
+            .arg("serve")
+            .env("IPCOUNTRY_DB", db)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start ipcountry serve");
+        Server::wait_for_addr(child, &log_path)
+    }
+
+    /// `ipcountry serve` on a port of its own with `args`, at the default log level or `log`.
+    fn serve(dir: &Path, tag: &str, db: &str, args: &[&str], log: Option<&str>) -> Server {
+        let log_path = dir.join(format!("{tag}.log"));
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
+        command
+            .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .env_remove("RUST_LOG");
+        if let Some(log) = log {
             // The server module logs `listening on` at info; the rest at `log`.
-            .env("RUST_LOG", format!("{log},ipcountry::server=info"))
-            .env("NO_COLOR", "1")
+            command.env("RUST_LOG", format!("{log},ipcountry::server=info"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
