@@ -32,7 +32,8 @@
 //!
 //! `cargo bench --bench agi_load`. Knobs: `AGI_LOAD_SECS` (per run, default 2),
 //! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_REPS`,
-//! `AGI_LOAD_SERVER_THREADS` (the floor's), `AGI_LOAD_CLIENT_THREADS`.
+//! `AGI_LOAD_SERVER_THREADS` (the floor's), `AGI_LOAD_CLIENT_THREADS`, `AGI_LOAD_VARIANTS=0`
+//! (the floor and the defaults only).
 
 mod common;
 
@@ -93,25 +94,31 @@ fn main() {
     });
 
     let threads = server_threads.to_string();
-    let servers: Vec<(&str, Server)> = vec![
+    // `AGI_LOAD_VARIANTS=0` runs only the floor and the defaults.
+    let variants: bool = env_or("AGI_LOAD_VARIANTS", 1) != 0;
+    let mut servers: Vec<(&str, Server)> = vec![
         ("floor", Server::floor(dir.path(), &threads)),
         // Exactly as README's "Run it" says: `ipcountry serve`, no flags, the default log
         // level (a line per call at `info`), the default address 127.0.0.1:4573; the database
         // comes from IPCOUNTRY_DB, the documented setting.
         ("serve (defaults)", Server::defaults(dir.path(), &db)),
-        (
-            "serve --reply set-variable",
-            Server::serve(dir.path(), "sv", &db, &["--reply", "set-variable"], None),
-        ),
-        (
-            "serve --threads 2",
-            Server::serve(dir.path(), "t2", &db, &["--threads", "2"], None),
-        ),
-        (
-            "serve, RUST_LOG=warn",
-            Server::serve(dir.path(), "lw", &db, &[], Some("warn")),
-        ),
     ];
+    if variants {
+        servers.extend([
+            (
+                "serve --reply set-variable",
+                Server::serve(dir.path(), "sv", &db, &["--reply", "set-variable"], None),
+            ),
+            (
+                "serve --threads 2",
+                Server::serve(dir.path(), "t2", &db, &["--threads", "2"], None),
+            ),
+            (
+                "serve, RUST_LOG=warn",
+                Server::serve(dir.path(), "lw", &db, &[], Some("warn")),
+            ),
+        ]);
+    }
 
     println!(
         "== machine: {} CPUs; floor threads {server_threads}; client: {client_threads} threads, one current-thread runtime each; {secs} s per run; median of {reps} interleaved runs",

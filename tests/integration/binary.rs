@@ -89,15 +89,16 @@ async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
         .bytes()
         .contains("IPCOUNTRY_VERDICT=permitted,"));
 
-    // Text the caller wrote reaches the log escaped: no CR, no terminal escape.
-    let hostile = String::from_utf8(block(&["127.0.0.1", "203.0.113.7"]))
+    // Text the caller wrote reaches the log escaped: no CR, no terminal escape. (A stranger's
+    // call: those are logged at `info`, permitted ones at `debug`.)
+    let hostile = String::from_utf8(block(&["127.0.0.1", "198.51.100.9"]))
         .expect("utf8")
         .replace(
             "agi_callerid: bob",
             "agi_callerid: bob\r\u{1b}[2Jforged: line",
         );
     let t = play(addr, &[hostile.into_bytes()], ok, Duration::from_secs(5)).await;
-    assert!(t.bytes().contains("IPCOUNTRY_VERDICT=permitted,"));
+    assert!(t.bytes().contains("IPCOUNTRY_VERDICT=stranger,"));
     let logged = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
