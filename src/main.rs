@@ -16,7 +16,8 @@ use ipcountry::ranges::RuleKind;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.command);
+    // Lines written when the guard drops (at the end of main) are flushed then.
+    let _log = init_tracing(&cli.command);
     // `serve --runtime per-core` (the default) starts its own single-threaded worker runtimes
     // (server::run_per_core); the main thread then only needs a current-thread runtime for
     // signals, reloads and the store. Everything else runs on tokio's multi-thread runtime.
@@ -48,7 +49,9 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is the AGI channel in `agi` mode); `RUST_LOG` sets the level.
-fn init_tracing(command: &Command) {
+/// The writer is non-blocking: lines go to a thread of their own, so a slow stderr or journald
+/// never stalls a call (past 128,000 lines waiting, new lines are dropped, not waited for).
+fn init_tracing(command: &Command) -> tracing_appender::non_blocking::WorkerGuard {
     let default = match command {
         Command::Serve(_) | Command::Agi(_) => "info",
         _ => "warn",
@@ -59,11 +62,13 @@ fn init_tracing(command: &Command) {
     let default = format!("{default},sqlx::query=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {

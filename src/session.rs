@@ -436,9 +436,8 @@ where
     }
 }
 
-/// The per-call line: at `info` for a caller who was not let through (denied, a stranger),
-/// at `debug` for one who was (most of a PBX's traffic, and nothing to act on). Everything the
-/// caller wrote is escaped. Nothing is formatted when the line would not be written.
+/// The per-call `info` line. Everything the caller wrote is escaped. Nothing is formatted
+/// when the line would not be written.
 fn log_call(
     env: &AgiEnv,
     request: &ScreenRequest<'_>,
@@ -446,13 +445,7 @@ fn log_call(
     outcome: &Outcome,
     started: Instant,
 ) {
-    let permitted = !decision.verdict.is_stranger();
-    let written = if permitted {
-        tracing::enabled!(Level::DEBUG)
-    } else {
-        tracing::enabled!(Level::INFO)
-    };
-    if !written {
+    if !tracing::enabled!(Level::INFO) {
         return;
     }
     let from_host = request
@@ -467,28 +460,18 @@ fn log_call(
         Err(crate::request::SourceError::Missing) => Cow::Borrowed("-"),
     };
     let reason = decision.reason.to_string();
-    macro_rules! call_line {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
-                callerid = %Escaped(env.callerid().unwrap_or("-")),
-                from_host = %Escaped(&from_host),
-                source = %Escaped(&source),
-                verdict = decision.verdict.as_str(),
-                reason = %Escaped(&reason),
-                country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
-                ?outcome,
-                micros = started.elapsed().as_micros() as u64,
-                "screened call"
-            )
-        };
-    }
-    if permitted {
-        call_line!(Level::DEBUG);
-    } else {
-        call_line!(Level::INFO);
-    }
+    info!(
+        uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
+        callerid = %Escaped(env.callerid().unwrap_or("-")),
+        from_host = %Escaped(&from_host),
+        source = %Escaped(&source),
+        verdict = decision.verdict.as_str(),
+        reason = %Escaped(&reason),
+        country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
+        ?outcome,
+        micros = started.elapsed().as_micros() as u64,
+        "screened call"
+    );
 }
 
 #[cfg(test)]

@@ -89,8 +89,7 @@ async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
         .bytes()
         .contains("IPCOUNTRY_VERDICT=permitted,"));
 
-    // Text the caller wrote reaches the log escaped: no CR, no terminal escape. (A stranger's
-    // call: those are logged at `info`, permitted ones at `debug`.)
+    // Text the caller wrote reaches the log escaped: no CR, no terminal escape.
     let hostile = String::from_utf8(block(&["127.0.0.1", "198.51.100.9"]))
         .expect("utf8")
         .replace(
