@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod logbuf;
 
 use std::process::ExitCode;
 
@@ -49,9 +50,8 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is the AGI channel in `agi` mode); `RUST_LOG` sets the level.
-/// The writer is non-blocking: lines go to a thread of their own, so a slow stderr or journald
-/// never stalls a call (past 128,000 lines waiting, new lines are dropped, not waited for).
-fn init_tracing(command: &Command) -> tracing_appender::non_blocking::WorkerGuard {
+/// The writer never blocks a call (`logbuf`).
+fn init_tracing(command: &Command) -> Option<logbuf::Guard> {
     let default = match command {
         Command::Serve(_) | Command::Agi(_) => "info",
         _ => "warn",
@@ -62,7 +62,7 @@ fn init_tracing(command: &Command) -> tracing_appender::non_blocking::WorkerGuar
     let default = format!("{default},sqlx::query=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, guard) = logbuf::start();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

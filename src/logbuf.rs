@@ -1,0 +1,170 @@
+//! The log writer: lines are appended to a buffer in memory, and a thread of its own writes the
+//! buffer to stderr every [`PERIOD`] (or as soon as it holds [`SOON`] bytes).
+//!
+//! A call never waits on stderr (a slow terminal, a full pipe, journald under pressure): it
+//! only copies its line under a short lock. And it never wakes another thread either, which is
+//! what `tracing-appender`'s non-blocking writer does for every line (a futex wake-up per call,
+//! measured at several µs of CPU per call on a VM); here the writer thread wakes on its period,
+//! or once per [`SOON`] bytes. When stderr does not keep up and the buffer reaches [`MAX`],
+//! new lines are dropped and counted, and the count is written when there is room again.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How often the buffer is written out.
+pub(crate) const PERIOD: Duration = Duration::from_millis(50);
+/// A buffer this full is written out at once.
+const SOON: usize = 64 * 1024;
+/// A buffer this full takes no more lines.
+const MAX: usize = 4 * 1024 * 1024;
+
+#[derive(Default)]
+struct State {
+    buf: Vec<u8>,
+    dropped: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A writer that panicked mid-append leaves a buffer that is still a buffer.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Where tracing writes its lines (a `MakeWriter`); cheap to clone.
+#[derive(Clone)]
+pub(crate) struct LogBuf(Arc<Shared>);
+
+/// Writes what is left when dropped, and stops the writer thread.
+pub(crate) struct Guard {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the writer thread. If it cannot be started, lines are written to stderr directly.
+pub(crate) fn start() -> (LogBuf, Option<Guard>) {
+    let shared = Arc::new(Shared::default());
+    let for_thread = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("ipcountry-log".into())
+        .spawn(move || write_out(&for_thread))
+        .ok();
+    let guard = thread.map(|t| Guard {
+        shared: shared.clone(),
+        thread: Some(t),
+    });
+    if guard.is_none() {
+        shared.lock().closed = true;
+    }
+    (LogBuf(shared), guard)
+}
+
+fn write_out(shared: &Shared) {
+    let mut out = Vec::new();
+    loop {
+        let closed = {
+            let mut state = shared.lock();
+            if !state.closed && state.buf.len() < SOON {
+                state = shared
+                    .wake
+                    .wait_timeout(state, PERIOD)
+                    .map(|(s, _)| s)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            std::mem::swap(&mut out, &mut state.buf);
+            if state.dropped > 0 && out.len() < MAX {
+                let n = std::mem::take(&mut state.dropped);
+                let _ = writeln!(out, "ipcountry: {n} log lines dropped (stderr too slow)");
+            }
+            state.closed
+        };
+        if !out.is_empty() {
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr.write_all(&out);
+            let _ = stderr.flush();
+            out.clear();
+        }
+        if closed && shared.lock().buf.is_empty() {
+            return;
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Write for LogBuf {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.0.lock();
+        if state.closed {
+            drop(state);
+            return std::io::stderr().write(line);
+        }
+        if state.buf.len() + line.len() > MAX {
+            state.dropped += 1;
+            return Ok(line.len());
+        }
+        state.buf.extend_from_slice(line);
+        if state.buf.len() >= SOON {
+            self.0.wake.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_kept_in_order_and_dropped_past_the_cap() {
+        // No writer thread: inspect the buffer.
+        let shared = Arc::new(Shared::default());
+        let mut w = LogBuf(shared.clone());
+        w.write_all(b"one\n").expect("write");
+        w.write_all(b"two\n").expect("write");
+        assert_eq!(shared.lock().buf, b"one\ntwo\n");
+        let big = vec![b'x'; MAX];
+        w.write_all(&big).expect("a dropped line is not an error");
+        assert_eq!(shared.lock().dropped, 1);
+        assert_eq!(shared.lock().buf.len(), 8);
+    }
+
+    #[test]
+    fn the_guard_writes_what_is_left() {
+        let (mut w, guard) = start();
+        w.write_all(b"").expect("write");
+        drop(guard);
+        // Closed: later lines go straight to stderr, nothing is buffered.
+        w.write_all(b"").expect("write");
+        assert!(w.0.lock().closed);
+        assert!(w.0.lock().buf.is_empty());
+    }
+}
