@@ -143,7 +143,7 @@ fn main() {
             // Runs of the servers interleaved, `reps` times; each metric is the median.
             let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
             for _ in 0..reps {
-                for (k, (name, server)) in servers.iter().enumerate() {
+                for (k, (_, server)) in servers.iter().enumerate() {
                     // The variants only where they are compared.
                     let extra = k > 1;
                     if extra && (line_by_line || ![1, 64, 256].contains(&clients)) {

@@ -28,6 +28,9 @@ pub(crate) struct Cli {
     /// Machine-readable JSON output instead of human text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     /// Do not permit private and local address space (RFC 1918, loopback, link-local, ...) by default.
     #[arg(long, global = true)]
     pub(crate) no_builtins: bool,
@@ -174,6 +177,15 @@ pub(crate) enum HostAction {
     List,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `2026-12-01T21:37:22Z  INFO ipcountry::session: screened call uniqueid=…`
+    Text,
+    /// One JSON object per line (`{"timestamp":…,"level":"INFO","fields":{…}}`).
+    Json,
+}
+
 /// `--trust`: which addresses of a call are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum TrustArg {
@@ -288,9 +300,26 @@ pub(crate) struct ServeArgs {
     /// leave the other cores to Asterisk; 0 for one per CPU.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub(crate) threads: u16,
+    /// Peers that may connect besides loopback ones (CIDR, repeatable). FastAGI has no
+    /// authentication, so listening off loopback requires it; other peers are closed at once.
+    #[arg(long = "allow-client", value_name = "CIDR", value_parser = cidr)]
+    pub(crate) allow_client: Vec<ipnet::IpNet>,
+    /// Decide and log every call as usual, but let every caller through (`STRANGER=false`,
+    /// with `IPCOUNTRY_VERDICT` the real verdict): watch before enforcing.
+    #[arg(long)]
+    pub(crate) monitor: bool,
     /// Screening settings.
     #[command(flatten)]
     pub(crate) screen: ScreenArgs,
+}
+
+/// A network (`192.0.2.10/32`) or one address (`192.0.2.10`, `::1`).
+fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("not a network or an address: {s:?} (e.g. 192.0.2.10/32)"))
 }
 
 /// The async runtime `serve` runs on.

@@ -18,7 +18,7 @@
 //! - [`ranges`]: IP ranges, rules, and the compiled interval snapshot.
 //! - [`request`]: a screening request built from an AGI environment.
 //! - [`decision`]: the pure verdict function (deny beats permit); [`escape`]: caller text made
-//!   safe for logs.
+//!   safe for logs; [`failures`]: one log line per peer per minute for failed connections.
 //! - [`policy`]: the compiled snapshot (ranges + allow-hosts) behind an atomic pointer;
 //!   [`hosts`]: allow-host patterns.
 //! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
@@ -30,6 +30,7 @@
 pub mod agi;
 pub mod decision;
 pub mod escape;
+pub mod failures;
 pub mod fdlimit;
 pub mod hosts;
 pub mod import;

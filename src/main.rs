@@ -11,14 +11,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command, Runtime};
+use cli::{Cli, Command, LogFormat, Runtime};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::RuleKind;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Lines written when the guard drops (at the end of main) are flushed then.
-    let _log = init_tracing(&cli.command);
+    let _log = init_tracing(&cli.command, cli.log_format);
     // `serve --runtime per-core` (the default) starts its own single-threaded worker runtimes
     // (server::run_per_core); the main thread then only needs a current-thread runtime for
     // signals, reloads and the store. Everything else runs on tokio's multi-thread runtime.
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr (stdout is the AGI channel in `agi` mode); `RUST_LOG` sets the level.
 /// The writer never blocks a call (`logbuf`).
-fn init_tracing(command: &Command) -> Option<logbuf::Guard> {
+fn init_tracing(command: &Command, format: LogFormat) -> Option<logbuf::Guard> {
     let default = match command {
         Command::Serve(_) | Command::Agi(_) => "info",
         _ => "warn",
@@ -63,11 +63,15 @@ fn init_tracing(command: &Command) -> Option<logbuf::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let (writer, guard) = logbuf::start();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
     guard
 }
 

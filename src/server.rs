@@ -16,10 +16,11 @@
 //! see BENCHMARKS.md for the figures.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::agi::connection::AgiConnection;
+use crate::failures::Admit;
 use crate::session::{self, Context};
 
 /// The most calls a server may handle at once (`--max-sessions`): each holds a socket, and
@@ -38,6 +40,7 @@ pub const MAX_SESSIONS: usize = 65_536;
 pub struct ServerOptions {
     max_sessions: usize,
     grace: Duration,
+    allowed: Vec<IpNet>,
 }
 
 /// A server bound out of range.
@@ -55,7 +58,21 @@ impl ServerOptions {
         Ok(ServerOptions {
             max_sessions,
             grace,
+            allowed: Vec::new(),
         })
+    }
+
+    /// Peers taken besides loopback ones (`--allow-client`). FastAGI has no authentication:
+    /// any other peer is closed before a byte is read.
+    pub fn allow_clients(mut self, nets: impl IntoIterator<Item = IpNet>) -> ServerOptions {
+        self.allowed.extend(nets);
+        self
+    }
+
+    /// Whether a connection from `ip` is taken.
+    fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_loopback() || self.allowed.iter().any(|net| net.contains(&ip))
     }
 }
 
@@ -65,6 +82,7 @@ impl Default for ServerOptions {
         ServerOptions {
             max_sessions: 1024,
             grace: Duration::from_secs(5),
+            allowed: Vec::new(),
         }
     }
 }
@@ -199,6 +217,8 @@ pub async fn run_per_core(
 #[derive(Clone)]
 struct Shared {
     permits: Arc<Semaphore>,
+    /// The peers taken besides loopback.
+    allowed: Arc<ServerOptions>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancelled when the grace period is over: sessions still running are dropped.
@@ -209,6 +229,7 @@ impl Shared {
     fn new(options: &ServerOptions, shutdown: CancellationToken) -> Self {
         Shared {
             permits: Arc::new(Semaphore::new(options.max_sessions)),
+            allowed: Arc::new(options.clone()),
             tracker: TaskTracker::new(),
             shutdown,
             hard_stop: CancellationToken::new(),
@@ -324,6 +345,18 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
             },
         };
         backoff = Duration::from_millis(5);
+        if !shared.allowed.allows(peer.ip()) {
+            // Closed before a byte is read: FastAGI has no authentication.
+            drop(stream);
+            drop(permit);
+            if let Admit::Log { left_out } = ctx
+                .failures
+                .admit(Some(peer.ip()), std::time::Instant::now())
+            {
+                warn!(%peer, more_from_peer_in_last_minute = left_out, "refused a connection from a client not in --allow-client");
+            }
+            continue;
+        }
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
@@ -384,6 +417,7 @@ mod tests {
             resolver: HostResolver::disabled(),
             settings: SessionSettings::default(),
             reload: Arc::new(Notify::new()),
+            failures: Default::default(),
         })
     }
 
@@ -408,6 +442,22 @@ mod tests {
                 Err(_) => return (commands, false),
             }
         }
+    }
+
+    #[test]
+    fn only_loopback_and_allowed_clients_are_taken() {
+        let o = ServerOptions::default().allow_clients(["192.0.2.0/28".parse().expect("net")]);
+        for (ip, taken) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("192.0.2.5", true),
+            ("::ffff:192.0.2.5", true),
+            ("192.0.2.16", false),
+            ("198.51.100.9", false),
+        ] {
+            assert_eq!(o.allows(ip.parse().expect("ip")), taken, "{ip}");
+        }
+        assert!(!ServerOptions::default().allows("192.0.2.5".parse().expect("ip")));
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::agi::env::{AgiEnv, EnvError};
 use crate::agi::reply::Reply;
 use crate::decision::{self, Decision, Trust};
 use crate::escape::Escaped;
+use crate::failures::{Admit, FailureLog};
 use crate::policy::SharedPolicy;
 use crate::request::{CallArgs, ScreenRequest};
 use crate::resolve::HostResolver;
@@ -56,6 +57,9 @@ pub struct SessionSettings {
     pub reply_timeout: Duration,
     /// How the verdict is written back (default: one `EXEC MSet`).
     pub reply: ReplyMode,
+    /// Monitor mode: every call is decided and logged as usual, `IPCOUNTRY_VERDICT` is the
+    /// real verdict, but `STRANGER` is always `false` (watch before enforcing).
+    pub monitor: bool,
 }
 
 /// How a session writes the verdict back to Asterisk.
@@ -80,6 +84,7 @@ impl Default for SessionSettings {
             env_timeout: Duration::from_secs(1),
             reply_timeout: Duration::from_secs(2),
             reply: ReplyMode::MSet,
+            monitor: false,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct Context {
     pub settings: SessionSettings,
     /// Poked by the `reload` script to rebuild the snapshot now.
     pub reload: Arc<Notify>,
+    /// Failure lines written per peer (one per minute).
+    pub failures: FailureLog,
 }
 
 /// How a session ended (for logs and tests).
@@ -197,7 +204,7 @@ where
             }
         },
         Read::Failed(failure) => answer_failure(&mut conn, ctx, peer, None, failure).await,
-        Read::Dropped(error) => dropped(peer, error),
+        Read::Dropped(error) => dropped(ctx, peer, error),
     };
     // Asterisk never closes the socket itself (not even after HANGUP): we must.
     let _ = conn.shutdown().await;
@@ -235,17 +242,20 @@ where
     }
 }
 
-fn dropped(peer: Option<SocketAddr>, error: Option<ConnError>) -> Outcome {
-    match error {
-        // A peer that closes without a word is a port check, or Asterisk's own retry.
-        Some(ConnError::Closed { partial: false }) => {
-            debug!(?peer, "peer closed before sending anything")
-        }
-        Some(error) => warn!(?peer, %error, "dropped AGI peer: no complete environment block"),
-        None => warn!(
+fn dropped(ctx: &Context, peer: Option<SocketAddr>, error: Option<ConnError>) -> Outcome {
+    // A peer that closes without a word is a port check, or Asterisk's own retry.
+    if let Some(ConnError::Closed { partial: false }) = error {
+        debug!(?peer, "peer closed before sending anything");
+        return Outcome::Dropped;
+    }
+    if let Admit::Log { left_out } = ctx.failures.admit(peer.map(|p| p.ip()), Instant::now()) {
+        let error = error.map_or_else(|| "no complete block in time".to_owned(), |e| e.to_string());
+        warn!(
             ?peer,
-            "dropped AGI peer: no complete environment block in time"
-        ),
+            %error,
+            more_from_peer_in_last_minute = left_out,
+            "dropped AGI peer: no complete environment block"
+        );
     }
     Outcome::Dropped
 }
@@ -285,12 +295,13 @@ where
     };
     let reason = decision.reason.to_string();
     let answer = Answer {
-        stranger: decision.verdict.is_stranger(),
+        // Monitor mode: decided and logged as usual, and let through.
+        stranger: decision.verdict.is_stranger() && !ctx.settings.monitor,
         verdict: decision.verdict.as_str(),
         reason: &reason,
     };
     let outcome = reply(conn, &ctx.settings, &answer).await;
-    log_call(env, &request, &decision, &outcome, started);
+    log_call(ctx, env, &request, &decision, &outcome, started);
     outcome
 }
 
@@ -308,7 +319,7 @@ where
 {
     let reason = failure.to_string();
     let answer = Answer {
-        stranger: true,
+        stranger: !ctx.settings.monitor,
         verdict: "error",
         reason: &reason,
     };
@@ -316,14 +327,18 @@ where
         Outcome::Screened => Outcome::Failed,
         other => other,
     };
-    warn!(
-        ?peer,
-        uniqueid = %Escaped(env.and_then(AgiEnv::uniqueid).unwrap_or("-")),
-        callerid = %Escaped(env.and_then(AgiEnv::callerid).unwrap_or("-")),
-        error = %failure,
-        ?outcome,
-        "call not screened; answered STRANGER=true"
-    );
+    if let Admit::Log { left_out } = ctx.failures.admit(peer.map(|p| p.ip()), Instant::now()) {
+        warn!(
+            ?peer,
+            uniqueid = %Escaped(env.and_then(AgiEnv::uniqueid).unwrap_or("-")),
+            callerid = %Escaped(env.and_then(AgiEnv::callerid).unwrap_or("-")),
+            error = %failure,
+            ?outcome,
+            monitor = ctx.settings.monitor,
+            more_from_peer_in_last_minute = left_out,
+            "call not screened; answered IPCOUNTRY_VERDICT=error"
+        );
+    }
     outcome
 }
 
@@ -439,6 +454,7 @@ where
 /// The per-call `info` line. Everything the caller wrote is escaped. Nothing is formatted
 /// when the line would not be written.
 fn log_call(
+    ctx: &Context,
     env: &AgiEnv,
     request: &ScreenRequest<'_>,
     decision: &Decision<'_>,
@@ -466,6 +482,7 @@ fn log_call(
         from_host = %Escaped(&from_host),
         source = %Escaped(&source),
         verdict = decision.verdict.as_str(),
+        monitor = ctx.settings.monitor,
         reason = %Escaped(&reason),
         country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
         ?outcome,

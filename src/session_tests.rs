@@ -36,6 +36,7 @@ fn context(reply: ReplyMode) -> Context {
             ..SessionSettings::default()
         },
         reload: Arc::new(Notify::new()),
+        failures: Default::default(),
     }
 }
 

@@ -265,6 +265,7 @@ fn hot_path_allocations() {
             ..SessionSettings::default()
         },
         reload: Arc::new(Notify::new()),
+        failures: Default::default(),
     };
     let (set_variable, mset, floor) = rt.block_on(async {
         let mut per_mode = Vec::new();

@@ -20,7 +20,16 @@ use ipcountry::{fdlimit, reload, server, session, shutdown};
 use crate::cli;
 
 pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Result<ExitCode> {
-    let options = server::ServerOptions::new(args.max_sessions, args.grace)?;
+    if let Some(open) = args.listen.iter().find(|a| !a.ip().is_loopback()) {
+        if args.allow_client.is_empty() {
+            bail!(
+                "listening on {open} needs --allow-client: FastAGI has no authentication, so \
+                 name the Asterisk hosts that may connect (e.g. --allow-client 192.0.2.10/32)"
+            );
+        }
+    }
+    let options = server::ServerOptions::new(args.max_sessions, args.grace)?
+        .allow_clients(args.allow_client.iter().copied());
     let workers = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => usize::from(n),
@@ -70,8 +79,10 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             env_timeout: args.env_timeout,
             reply_timeout: args.reply_timeout,
             reply: args.reply.into(),
+            monitor: args.monitor,
         },
         reload: notify.clone(),
+        failures: Default::default(),
     });
     let watcher = tokio::spawn(reload::watch(
         store.clone(),
@@ -127,6 +138,7 @@ pub(crate) async fn agi(db: &str, builtins: Builtins, args: AgiArgs) -> Result<E
             ..SessionSettings::default()
         },
         reload: Arc::new(Notify::new()),
+        failures: Default::default(),
     };
     let conn = AgiConnection::new(tokio::io::stdin(), tokio::io::stdout(), Limits::default());
     match session::run_stdio(conn, &ctx, &args.call).await {

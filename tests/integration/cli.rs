@@ -219,6 +219,31 @@ fn list_remove_and_json() {
 }
 
 #[test]
+fn listening_off_loopback_needs_allow_client() {
+    let cli = Cli::new();
+    let o = cli.run(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("needs --allow-client"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli.run(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-client",
+        "not-a-net",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not a network or an address"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn ip_utility() {
     let cli = Cli::new();
     let o = cli.run(&["ip", "203.0.113.0", "203.0.113.255"]);

@@ -49,6 +49,12 @@ pub(crate) struct Options {
     pub(crate) resolver: HostResolver,
     /// How the verdict is written back (the default: one `EXEC MSet`).
     pub(crate) reply: ReplyMode,
+    /// Monitor mode (every caller let through, the real verdict reported).
+    pub(crate) monitor: bool,
+    /// Where to listen (loopback, port 0, by default).
+    pub(crate) listen: std::net::SocketAddr,
+    /// Peers taken besides loopback ones.
+    pub(crate) allow_clients: Vec<ipnet::IpNet>,
 }
 
 impl Default for Options {
@@ -62,6 +68,9 @@ impl Default for Options {
             limits: Limits::default(),
             resolver: HostResolver::disabled(),
             reply: ReplyMode::default(),
+            monitor: false,
+            listen: ([127, 0, 0, 1], 0).into(),
+            allow_clients: Vec::new(),
         }
     }
 }
@@ -101,7 +110,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         .await
         .expect("build policy");
     let shared = Arc::new(SharedPolicy::new(policy));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TcpListener::bind(opts.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
     let notify = Arc::new(Notify::new());
@@ -114,8 +123,10 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
             env_timeout: opts.env_timeout,
             reply_timeout: opts.reply_timeout,
             reply: opts.reply,
+            monitor: opts.monitor,
         },
         reload: notify.clone(),
+        failures: Default::default(),
     });
     tokio::spawn(reload::watch(
         store.clone(),
@@ -125,7 +136,9 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         notify,
         shutdown.clone(),
     ));
-    let options = server::ServerOptions::new(opts.max_sessions, opts.grace).expect("options");
+    let options = server::ServerOptions::new(opts.max_sessions, opts.grace)
+        .expect("options")
+        .allow_clients(opts.allow_clients);
     let handle = tokio::spawn(server::run(vec![listener], ctx, options, shutdown.clone()));
     TestServer {
         addr,

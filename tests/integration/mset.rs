@@ -48,6 +48,7 @@ async fn start_mset() -> (std::net::SocketAddr, CancellationToken, tempfile::Tem
             ..SessionSettings::default()
         },
         reload: Arc::new(Notify::new()),
+        failures: Default::default(),
     });
     tokio::spawn(server::run(
         vec![listener],

@@ -377,6 +377,50 @@ async fn a_dead_resolver_costs_one_deadline_per_name_and_nothing_for_a_stranger(
 }
 
 #[tokio::test]
+async fn monitor_mode_lets_everyone_through_and_reports_the_real_verdict() {
+    let server = harness::start_with(harness::Options {
+        monitor: true,
+        ..Default::default()
+    })
+    .await;
+    for (args, verdict, reason) in [
+        (
+            ["127.0.0.1", "203.0.113.66"],
+            "denied",
+            "deny #1 203.0.113.66/32",
+        ),
+        (
+            ["198.51.100.9:5060", "<sip:bob@203.0.113.7>"],
+            "stranger",
+            "no permit range for 198.51.100.9",
+        ),
+        (["127.0.0.1", "203.0.113.7"], "permitted", OFFICE),
+    ] {
+        let t = play(server.addr, &[block(&args)], ok, Duration::from_secs(5)).await;
+        assert_eq!(
+            t.bytes(),
+            verdict_commands(false, verdict, reason),
+            "{args:?}"
+        );
+    }
+    // A call that cannot be screened is let through too, and says so.
+    let t = play(
+        server.addr,
+        &[b"agi_network: yes\n\n".to_vec()],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        t.bytes()
+            .starts_with("EXEC MSet \"STRANGER=false,IPCOUNTRY_VERDICT=error,"),
+        "{}",
+        t.bytes()
+    );
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn unknown_or_missing_script_is_answered_stranger() {
     let server = harness::start().await;
     for (case, reason) in [

@@ -223,3 +223,85 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
         "no new calls after shutdown"
     );
 }
+
+/// An address of this machine that is not loopback (the first global IPv4 address), or a
+/// dummy interface's made for the test when there is none.
+fn non_loopback_address() -> std::net::IpAddr {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip (iproute2) is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(ip) = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|ip| ip.parse().ok())
+    {
+        return ip;
+    }
+    // No global address: a dummy interface of our own (CI runs as root).
+    let ip = "198.18.0.1";
+    for args in [
+        &["link", "add", "ipc-test0", "type", "dummy"][..],
+        &["addr", "add", "198.18.0.1/32", "dev", "ipc-test0"],
+        &["link", "set", "ipc-test0", "up"],
+    ] {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    }
+    ip.parse().expect("ip")
+}
+
+#[tokio::test]
+async fn only_allowed_clients_are_served_off_loopback() {
+    let ip = non_loopback_address();
+    let listen = std::net::SocketAddr::new(ip, 0);
+    let call_from = |addr: std::net::SocketAddr| async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(ip, 0))
+            .expect("bind the client");
+        let mut s = socket.connect(addr).await.expect("connect");
+        let _ = s.write_all(&block(&["127.0.0.1", "203.0.113.7"])).await;
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return sent,
+                Ok(Ok(n)) => {
+                    sent.extend_from_slice(&buf[..n]);
+                    let _ = s.write_all(b"200 result=0\n").await;
+                }
+            }
+        }
+    };
+    // Not allowed: closed before anything is read, nothing sent.
+    let server = harness::start_with(harness::Options {
+        listen,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        call_from(server.addr).await.is_empty(),
+        "a client off the list gets nothing"
+    );
+    server.shutdown.cancel();
+    // Allowed: answered.
+    let server = harness::start_with(harness::Options {
+        listen,
+        allow_clients: vec![ipnet::IpNet::from(ip)],
+        ..Default::default()
+    })
+    .await;
+    let sent = String::from_utf8(call_from(server.addr).await).expect("utf8");
+    assert_eq!(
+        sent,
+        verdict_commands(false, "permitted", "permit #1 203.0.113.0/24 office")
+    );
+    server.shutdown.cancel();
+}
