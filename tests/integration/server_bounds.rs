@@ -224,9 +224,19 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     );
 }
 
-/// An address of this machine that is not loopback (the first global IPv4 address), or a
-/// dummy interface's made for the test when there is none.
+/// An address of this machine that is not loopback: the one the kernel would send from to a
+/// documentation address (a UDP "connect" sends nothing), else the first global IPv4 address
+/// `ip` lists, else a dummy interface's made for the test (CI runs as root).
 fn non_loopback_address() -> std::net::IpAddr {
+    if let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.123:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    {
+        return ip;
+    }
     let out = std::process::Command::new("ip")
         .args(["-o", "-4", "addr", "show", "scope", "global"])
         .output()
