@@ -308,6 +308,13 @@ pub(crate) struct ServeArgs {
     /// with `IPCOUNTRY_VERDICT` the real verdict): watch before enforcing.
     #[arg(long)]
     pub(crate) monitor: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` and a health check at `/healthz`
+    /// (off by default; `--metrics` alone: 127.0.0.1:9573).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9573")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// `/healthz` answers 200 while the snapshot was loaded or found current within this.
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub(crate) healthz_max_age: Duration,
     /// Screening settings.
     #[command(flatten)]
     pub(crate) screen: ScreenArgs,

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::policy::Policy;
-use crate::ranges::{Rule, RuleKind};
+use crate::ranges::{Rule, RuleKind, RuleSource};
 use crate::request::{FromArg, ScreenRequest, SourceError};
 use crate::sip::from::Host;
 
@@ -179,6 +179,34 @@ pub enum Reason<'p> {
     Fixed(&'static str),
     /// An explanation built while deciding (allow-listed hosts, DNS outcomes).
     Text(String),
+}
+
+impl Reason<'_> {
+    /// What kind of reason it is, for the metrics: `permit_rule`, `deny_rule`, `country`,
+    /// `builtin`, `no_permit_range`, `allow_host`, `dns`, `no_source`, `bad_source`,
+    /// `unparseable_from`, `from_no_host`, `no_from`, `source_decided`, `nothing`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Rule(rule) => match (rule.kind, rule.source) {
+                (RuleKind::Deny, _) => "deny_rule",
+                (RuleKind::Permit, RuleSource::Builtin) => "builtin",
+                (RuleKind::Permit, RuleSource::Geolite) => "country",
+                (RuleKind::Permit, RuleSource::Custom) => "permit_rule",
+            },
+            Reason::NoPermit(_) => "no_permit_range",
+            Reason::Text(text) if text.starts_with("allow-host ") => "allow_host",
+            Reason::Text(_) => "dns",
+            Reason::Fixed(text) => match *text {
+                "no source address" => "no_source",
+                "bad source address" => "bad_source",
+                "unparseable From" => "unparseable_from",
+                "From has no host" => "from_no_host",
+                "no From header" => "no_from",
+                "From host not resolved: the source decided" => "source_decided",
+                _ => "nothing",
+            },
+        }
+    }
 }
 
 impl fmt::Display for Reason<'_> {

@@ -25,6 +25,7 @@
 //! - [`session`]: one call, end to end; [`server`]: accept loop and bounds; [`fdlimit`]: the
 //!   open-files limit it needs;
 //!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
+//! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
 
 pub mod agi;
@@ -34,6 +35,7 @@ pub mod failures;
 pub mod fdlimit;
 pub mod hosts;
 pub mod import;
+pub mod metrics;
 pub mod policy;
 pub mod ranges;
 pub mod reload;

@@ -6,7 +6,8 @@
 //! decides on that version; `reload` builds a whole new `Policy` off the hot path and
 //! [`SharedPolicy::replace`]s it. A lookup never waits on the database or on a lock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -92,21 +93,77 @@ impl Policy {
 
 /// The current policy, shared between the sessions and the reloader.
 #[derive(Debug)]
-pub struct SharedPolicy(ArcSwap<Policy>);
+pub struct SharedPolicy {
+    current: ArcSwap<Policy>,
+    health: Mutex<Health>,
+}
+
+/// How current the snapshot is known to be.
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    /// Last time the snapshot was loaded, or found to match the store.
+    verified: Instant,
+    /// Failed polls and rebuilds since the start.
+    failures: u64,
+    /// Whether the last poll or rebuild reached the store.
+    store_up: bool,
+}
 
 impl SharedPolicy {
     /// Starts with `policy`.
     pub fn new(policy: Policy) -> Self {
-        SharedPolicy(ArcSwap::from_pointee(policy))
+        SharedPolicy {
+            current: ArcSwap::from_pointee(policy),
+            health: Mutex::new(Health {
+                verified: Instant::now(),
+                failures: 0,
+                store_up: true,
+            }),
+        }
     }
 
     /// The current snapshot (lock-free).
     pub fn load(&self) -> Arc<Policy> {
-        self.0.load_full()
+        self.current.load_full()
     }
 
     /// Publishes a new snapshot; sessions already running keep the one they loaded.
     pub fn replace(&self, policy: Policy) {
-        self.0.store(Arc::new(policy));
+        self.current.store(Arc::new(policy));
+        self.confirm();
+    }
+
+    /// The store was read and the snapshot matches it (a poll found no change).
+    pub fn confirm(&self) {
+        let mut h = self.health();
+        h.verified = Instant::now();
+        h.store_up = true;
+    }
+
+    /// A poll or a rebuild failed: the snapshot stays, and gets older.
+    pub fn note_failure(&self) {
+        let mut h = self.health();
+        h.failures += 1;
+        h.store_up = false;
+    }
+
+    /// Time since the snapshot was last loaded or found current.
+    pub fn age(&self) -> Duration {
+        self.health().verified.elapsed()
+    }
+
+    /// Failed polls and rebuilds since the start.
+    pub fn failures(&self) -> u64 {
+        self.health().failures
+    }
+
+    /// Whether the last poll or rebuild reached the store.
+    pub fn store_up(&self) -> bool {
+        self.health().store_up
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        // Plain data: a panic while it was held leaves it usable.
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

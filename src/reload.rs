@@ -111,15 +111,20 @@ pub async fn watch(
         if !forced {
             let current = shared.load().generation();
             match store.generation().await {
-                Ok(g) if Some(g) == current => continue,
+                Ok(g) if Some(g) == current => {
+                    shared.confirm();
+                    continue;
+                }
                 Ok(g) => debug!(from = ?current, to = g, "store generation changed"),
                 Err(error) => {
+                    shared.note_failure();
                     warn!(%error, "cannot poll the store; keeping the current snapshot");
                     continue;
                 }
             }
         }
         if let Err(error) = reload_now(&store, &shared, builtins).await {
+            shared.note_failure();
             error!(%error, "reload failed; keeping the previous snapshot");
         }
     }

@@ -46,6 +46,16 @@ pub struct HostResolver {
     timeout: Duration,
     failure_ttl: Duration,
     lookups: Arc<Mutex<HashMap<String, Arc<Lookup>>>>,
+    stats: Arc<Stats>,
+}
+
+/// How lookups were answered (for the metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Lookups that asked the name server.
+    pub queries: std::sync::atomic::AtomicU64,
+    /// Lookups answered by another call's lookup in flight, or by a remembered failure.
+    pub shared: std::sync::atomic::AtomicU64,
 }
 
 /// One name's lookup: in flight while `result` is unset, then its outcome and when it came.
@@ -84,6 +94,7 @@ impl HostResolver {
             timeout,
             failure_ttl,
             lookups: Arc::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -125,6 +136,11 @@ impl HostResolver {
         }
     }
 
+    /// How lookups were answered so far (shared by the clones).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// A resolver that resolves nothing: every name is a stranger (the tests' resolver).
     pub fn disabled() -> Self {
         Self::new(None, DEFAULT_TIMEOUT, DEFAULT_FAILURE_TTL)
@@ -140,10 +156,20 @@ impl HostResolver {
             return HostLookup::Failed("DNS disabled".into());
         };
         let lookup = self.lookup_of(name);
+        let mut asked = false;
         let (result, _) = lookup
             .result
-            .get_or_init(|| async { (self.query(resolver, name).await, Instant::now()) })
+            .get_or_init(|| async {
+                asked = true;
+                (self.query(resolver, name).await, Instant::now())
+            })
             .await;
+        let counter = if asked {
+            &self.stats.queries
+        } else {
+            &self.stats.shared
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if matches!(result, HostLookup::Addrs(_)) || self.failure_ttl.is_zero() {
             self.forget(name, &lookup);
         }

@@ -349,6 +349,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
             // Closed before a byte is read: FastAGI has no authentication.
             drop(stream);
             drop(permit);
+            ctx.metrics.refused();
             if let Admit::Log { left_out } = ctx
                 .failures
                 .admit(Some(peer.ip()), std::time::Instant::now())
@@ -418,6 +419,7 @@ mod tests {
             settings: SessionSettings::default(),
             reload: Arc::new(Notify::new()),
             failures: Default::default(),
+            metrics: Default::default(),
         })
     }
 

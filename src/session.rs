@@ -40,6 +40,7 @@ use crate::agi::reply::Reply;
 use crate::decision::{self, Decision, Trust};
 use crate::escape::Escaped;
 use crate::failures::{Admit, FailureLog};
+use crate::metrics::Metrics;
 use crate::policy::SharedPolicy;
 use crate::request::{CallArgs, ScreenRequest};
 use crate::resolve::HostResolver;
@@ -102,6 +103,8 @@ pub struct Context {
     pub reload: Arc<Notify>,
     /// Failure lines written per peer (one per minute).
     pub failures: FailureLog,
+    /// The counters (`--metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// How a session ended (for logs and tests).
@@ -143,6 +146,20 @@ enum Failure {
     Internal,
 }
 
+impl Failure {
+    /// The metrics label.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Env(_) => "bad_block",
+            Failure::Limit(_) => "over_limits",
+            Failure::NoScript => "no_script",
+            Failure::UnknownScript(_) => "unknown_script",
+            Failure::ReloadRefused => "reload_refused",
+            Failure::Internal => "internal",
+        }
+    }
+}
+
 /// Runs one plain-AGI call over stdin/stdout (`AGI(ipcountry,agi,${source},${From})`): always
 /// screens, on `args` (what Asterisk put on the command line after `agi`, the same as its
 /// `agi_arg_N` lines but for the leading program arguments).
@@ -179,6 +196,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let started = Instant::now();
+    let _in_flight = ctx.metrics.session();
     let outcome = match read_env(&mut conn, ctx).await {
         Read::Env(env) => match (stdio_args, env.script()) {
             (Some(args), _) => {
@@ -301,6 +319,11 @@ where
         reason: &reason,
     };
     let outcome = reply(conn, &ctx.settings, &answer).await;
+    ctx.metrics.call(
+        decision.verdict.as_str(),
+        decision.reason.kind(),
+        started.elapsed().as_secs_f64(),
+    );
     log_call(ctx, env, &request, &decision, &outcome, started);
     outcome
 }
@@ -317,6 +340,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    ctx.metrics.failure(failure.kind());
     let reason = failure.to_string();
     let answer = Answer {
         stranger: !ctx.settings.monitor,

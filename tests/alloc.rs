@@ -266,6 +266,7 @@ fn hot_path_allocations() {
         },
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
+        metrics: Default::default(),
     };
     let (set_variable, mset, floor) = rt.block_on(async {
         let mut per_mode = Vec::new();

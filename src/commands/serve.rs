@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::cli::{AgiArgs, Runtime, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::agi::env::encode_block;
+use ipcountry::metrics::Metrics;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
 use ipcountry::{fdlimit, reload, server, session, shutdown};
@@ -70,9 +71,25 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     };
     let shutdown = shutdown::on_signals().context("cannot install signal handlers")?;
     let notify = Arc::new(Notify::new());
+    let resolver = resolver(&args.screen.dns);
+    let mut metrics = Metrics::new();
+    metrics.watch(shared.clone(), resolver.clone());
+    let metrics = Arc::new(metrics);
+    if let Some(addr) = args.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve the metrics on {addr}"))?;
+        tokio::spawn(ipcountry::metrics::serve(
+            listener,
+            metrics.clone(),
+            shared.clone(),
+            args.healthz_max_age,
+            shutdown.clone(),
+        ));
+    }
     let ctx = Arc::new(Context {
         policy: shared.clone(),
-        resolver: resolver(&args.screen.dns),
+        resolver,
         settings: SessionSettings {
             trust: args.screen.trust.into(),
             limits: Limits::default(),
@@ -83,6 +100,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         },
         reload: notify.clone(),
         failures: Default::default(),
+        metrics,
     });
     let watcher = tokio::spawn(reload::watch(
         store.clone(),
@@ -139,6 +157,7 @@ pub(crate) async fn agi(db: &str, builtins: Builtins, args: AgiArgs) -> Result<E
         },
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
+        metrics: Default::default(),
     };
     let conn = AgiConnection::new(tokio::io::stdin(), tokio::io::stdout(), Limits::default());
     match session::run_stdio(conn, &ctx, &args.call).await {

@@ -33,6 +33,8 @@ pub(crate) struct TestServer {
     pub(crate) policy: Arc<SharedPolicy>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) handle: JoinHandle<()>,
+    /// Where `/metrics` and `/healthz` are, when asked for.
+    pub(crate) metrics_addr: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +57,8 @@ pub(crate) struct Options {
     pub(crate) listen: std::net::SocketAddr,
     /// Peers taken besides loopback ones.
     pub(crate) allow_clients: Vec<ipnet::IpNet>,
+    /// Serve `/metrics` and `/healthz` (with this snapshot age) on a port of their own.
+    pub(crate) healthz_max_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -71,6 +75,7 @@ impl Default for Options {
             monitor: false,
             listen: ([127, 0, 0, 1], 0).into(),
             allow_clients: Vec::new(),
+            healthz_max_age: None,
         }
     }
 }
@@ -114,6 +119,23 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
     let notify = Arc::new(Notify::new());
+    let mut metrics = ipcountry::metrics::Metrics::new();
+    metrics.watch(shared.clone(), opts.resolver.clone());
+    let metrics = Arc::new(metrics);
+    let mut metrics_addr = None;
+    if let Some(max_age) = opts.healthz_max_age {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        metrics_addr = Some(listener.local_addr().expect("addr"));
+        tokio::spawn(ipcountry::metrics::serve(
+            listener,
+            metrics.clone(),
+            shared.clone(),
+            max_age,
+            shutdown.clone(),
+        ));
+    }
     let ctx = Arc::new(Context {
         policy: shared.clone(),
         resolver: opts.resolver,
@@ -127,6 +149,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         },
         reload: notify.clone(),
         failures: Default::default(),
+        metrics,
     });
     tokio::spawn(reload::watch(
         store.clone(),
@@ -147,6 +170,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         policy: shared,
         shutdown,
         handle,
+        metrics_addr,
         _dir: dir,
     }
 }

@@ -703,3 +703,104 @@ async fn database_down_keeps_the_last_good_snapshot() {
     );
     server.shutdown.cancel();
 }
+
+/// `GET path` over HTTP/1.1; the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the metric line that starts with `name` (labels included), if there is one.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_the_calls_made_and_healthz_follows_the_snapshot() {
+    let server = harness::start_with(harness::Options {
+        healthz_max_age: Some(Duration::from_millis(800)),
+        ..Default::default()
+    })
+    .await;
+    let addr = server.metrics_addr.expect("metrics served");
+    for args in [
+        ["127.0.0.1", "203.0.113.7"],
+        ["127.0.0.1", "203.0.113.8"],
+        ["127.0.0.1", "203.0.113.66"],
+        ["198.51.100.9", "<sip:bob@203.0.113.7>"],
+    ] {
+        play(server.addr, &[block(&args)], ok, Duration::from_secs(5)).await;
+    }
+    play(
+        server.addr,
+        &[b"agi_x: 1\nagi_x: 2\n\n".to_vec()],
+        ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    let (status, text) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let value = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("{name} in\n{text}"));
+    assert_eq!(
+        value(r#"ipcountry_calls_total{verdict="permitted",reason="permit_rule"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"ipcountry_calls_total{verdict="denied",reason="deny_rule"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"ipcountry_calls_total{verdict="stranger",reason="no_permit_range"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"ipcountry_failed_calls_total{kind="bad_block"}"#),
+        1.0
+    );
+    assert_eq!(value("ipcountry_screening_seconds_count"), 4.0);
+    assert_eq!(value("ipcountry_sessions_in_flight"), 0.0);
+    assert_eq!(value("ipcountry_database_up"), 1.0);
+    assert!(value(r#"ipcountry_snapshot_segments{family="ipv4"}"#) > 0.0);
+    assert!(value("ipcountry_snapshot_generation") >= 1.0);
+    // Healthy while the store is polled (every 100 ms here)...
+    let (status, body) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    // ... and 503 once the snapshot has not been confirmed for longer than the age.
+    server.store.close().await;
+    let mut stale = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, _) = http_get(addr, "/healthz").await;
+        if status == 503 {
+            stale = true;
+            break;
+        }
+    }
+    assert!(stale, "/healthz never went stale with the database gone");
+    let (_, text) = http_get(addr, "/metrics").await;
+    assert_eq!(metric(&text, "ipcountry_database_up"), Some(0.0));
+    assert!(metric(&text, "ipcountry_reload_failures_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(http_get(addr, "/nothing").await.0, 404);
+    server.shutdown.cancel();
+}
