@@ -312,6 +312,17 @@ pub(crate) struct ServeArgs {
     /// (off by default; `--metrics` alone: 127.0.0.1:9573).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9573")]
     pub(crate) metrics: Option<SocketAddr>,
+    /// Run this shell command (`/bin/sh -c`) for each caller not let through, with one JSON
+    /// event on its stdin (time, uniqueid, callerid, from, source, verdict, reason, rule,
+    /// country); deduplicated per source address and rate-limited, never slowing a call.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_stranger: Option<String>,
+    /// One alert per source address within this window.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub(crate) alert_dedup: Duration,
+    /// At most this many alert commands a minute.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) alert_rate: u32,
     /// `/healthz` answers 200 while the snapshot was loaded or found current within this.
     #[arg(long, default_value = "60s", value_parser = positive_duration)]
     pub(crate) healthz_max_age: Duration,

@@ -25,10 +25,12 @@
 //! - [`session`]: one call, end to end; [`server`]: accept loop and bounds; [`fdlimit`]: the
 //!   open-files limit it needs;
 //!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
-//! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint.
+//! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint; [`alerts`]: the
+//!   `--on-stranger` command.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
 
 pub mod agi;
+pub mod alerts;
 pub mod decision;
 pub mod escape;
 pub mod failures;

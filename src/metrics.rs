@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::alerts::Alerts;
 use crate::policy::SharedPolicy;
 use crate::resolve::HostResolver;
 
@@ -106,10 +107,18 @@ impl Metrics {
         }
     }
 
-    /// Reads the snapshot's and the resolver's state at every scrape.
-    pub fn watch(&mut self, policy: Arc<SharedPolicy>, resolver: HostResolver) {
-        self.registry
-            .register_collector(Box::new(Scraped { policy, resolver }));
+    /// Reads the snapshot's, the resolver's and the alerts' state at every scrape.
+    pub fn watch(
+        &mut self,
+        policy: Arc<SharedPolicy>,
+        resolver: HostResolver,
+        alerts: Option<Alerts>,
+    ) {
+        self.registry.register_collector(Box::new(Scraped {
+            policy,
+            resolver,
+            alerts,
+        }));
     }
 
     /// A call got its verdict.
@@ -160,6 +169,7 @@ impl Drop for InFlight<'_> {
 struct Scraped {
     policy: Arc<SharedPolicy>,
     resolver: HostResolver,
+    alerts: Option<Alerts>,
 }
 
 impl Collector for Scraped {
@@ -186,6 +196,26 @@ impl Collector for Scraped {
         for (name, help, value) in counters {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        if let Some(alerts) = &self.alerts {
+            let s = alerts.stats();
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "alerts",
+                "--on-stranger events, by what became of them",
+                None,
+                c.metric_type(),
+            )?;
+            for (outcome, n) in [
+                ("sent", &s.sent),
+                ("deduplicated", &s.deduplicated),
+                ("limited", &s.limited),
+                ("dropped", &s.dropped),
+                ("failed", &s.failed),
+            ] {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&[("outcome", outcome)])?)?;
+            }
         }
         let gauges = [
             (

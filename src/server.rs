@@ -420,6 +420,7 @@ mod tests {
             reload: Arc::new(Notify::new()),
             failures: Default::default(),
             metrics: Default::default(),
+            alerts: None,
         })
     }
 

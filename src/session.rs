@@ -37,6 +37,7 @@ use crate::agi::command::Command;
 use crate::agi::connection::{AgiConnection, ConnError, Limits};
 use crate::agi::env::{AgiEnv, EnvError};
 use crate::agi::reply::Reply;
+use crate::alerts::{Alerts, Event};
 use crate::decision::{self, Decision, Trust};
 use crate::escape::Escaped;
 use crate::failures::{Admit, FailureLog};
@@ -105,6 +106,8 @@ pub struct Context {
     pub failures: FailureLog,
     /// The counters (`--metrics`).
     pub metrics: Arc<Metrics>,
+    /// The `--on-stranger` command, if any.
+    pub alerts: Option<Alerts>,
 }
 
 /// How a session ended (for logs and tests).
@@ -325,6 +328,9 @@ where
         started.elapsed().as_secs_f64(),
     );
     log_call(ctx, env, &request, &decision, &outcome, started);
+    if let (Some(alerts), true) = (&ctx.alerts, decision.verdict.is_stranger()) {
+        alerts.offer(alert_event(env, &request, &decision, reason));
+    }
     outcome
 }
 
@@ -472,6 +478,34 @@ where
             warn!(reply = ?other, "Asterisk refused an AGI command; going on");
             Step::Next
         }
+    }
+}
+
+/// The alert for a call that was not let through.
+fn alert_event(
+    env: &AgiEnv,
+    request: &ScreenRequest<'_>,
+    decision: &Decision<'_>,
+    reason: String,
+) -> Event {
+    Event {
+        time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        uniqueid: env.uniqueid().unwrap_or_default().to_owned(),
+        callerid: env.callerid().unwrap_or_default().to_owned(),
+        from: request
+            .from
+            .as_ref()
+            .map_or_else(String::new, |f| f.raw.to_owned()),
+        source: match &request.source {
+            Ok(ip) => ip.to_string(),
+            Err(crate::request::SourceError::Bad(text)) => text.clone(),
+            Err(crate::request::SourceError::Missing) => String::new(),
+        },
+        verdict: decision.verdict.as_str(),
+        reason,
+        rule: decision.rule.map(ToString::to_string),
+        country: decision.rule.map(|r| r.country.clone()),
+        source_ip: request.source.as_ref().ok().copied(),
     }
 }
 

@@ -38,6 +38,7 @@ fn context(reply: ReplyMode) -> Context {
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
         metrics: Default::default(),
+        alerts: None,
     }
 }
 

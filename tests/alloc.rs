@@ -267,6 +267,7 @@ fn hot_path_allocations() {
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
         metrics: Default::default(),
+        alerts: None,
     };
     let (set_variable, mset, floor) = rt.block_on(async {
         let mut per_mode = Vec::new();

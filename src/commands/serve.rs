@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::cli::{AgiArgs, Runtime, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::agi::env::encode_block;
+use ipcountry::alerts::{AlertSettings, Alerts};
 use ipcountry::metrics::Metrics;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
@@ -72,8 +73,19 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     let shutdown = shutdown::on_signals().context("cannot install signal handlers")?;
     let notify = Arc::new(Notify::new());
     let resolver = resolver(&args.screen.dns);
+    let alerts = args.on_stranger.clone().map(|command| {
+        Alerts::start(
+            AlertSettings {
+                command,
+                dedup: args.alert_dedup,
+                per_minute: args.alert_rate,
+                queue: ipcountry::alerts::QUEUE,
+            },
+            shutdown.clone(),
+        )
+    });
     let mut metrics = Metrics::new();
-    metrics.watch(shared.clone(), resolver.clone());
+    metrics.watch(shared.clone(), resolver.clone(), alerts.clone());
     let metrics = Arc::new(metrics);
     if let Some(addr) = args.metrics {
         let listener = TcpListener::bind(addr)
@@ -101,6 +113,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         reload: notify.clone(),
         failures: Default::default(),
         metrics,
+        alerts,
     });
     let watcher = tokio::spawn(reload::watch(
         store.clone(),
@@ -158,6 +171,7 @@ pub(crate) async fn agi(db: &str, builtins: Builtins, args: AgiArgs) -> Result<E
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
         metrics: Default::default(),
+        alerts: None,
     };
     let conn = AgiConnection::new(tokio::io::stdin(), tokio::io::stdout(), Limits::default());
     match session::run_stdio(conn, &ctx, &args.call).await {

@@ -59,6 +59,8 @@ pub(crate) struct Options {
     pub(crate) allow_clients: Vec<ipnet::IpNet>,
     /// Serve `/metrics` and `/healthz` (with this snapshot age) on a port of their own.
     pub(crate) healthz_max_age: Option<Duration>,
+    /// The `--on-stranger` command's queue.
+    pub(crate) alerts: Option<ipcountry::alerts::Alerts>,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             listen: ([127, 0, 0, 1], 0).into(),
             allow_clients: Vec::new(),
             healthz_max_age: None,
+            alerts: None,
         }
     }
 }
@@ -120,7 +123,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
     let shutdown = CancellationToken::new();
     let notify = Arc::new(Notify::new());
     let mut metrics = ipcountry::metrics::Metrics::new();
-    metrics.watch(shared.clone(), opts.resolver.clone());
+    metrics.watch(shared.clone(), opts.resolver.clone(), opts.alerts.clone());
     let metrics = Arc::new(metrics);
     let mut metrics_addr = None;
     if let Some(max_age) = opts.healthz_max_age {
@@ -150,6 +153,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         reload: notify.clone(),
         failures: Default::default(),
         metrics,
+        alerts: opts.alerts,
     });
     tokio::spawn(reload::watch(
         store.clone(),

@@ -50,6 +50,7 @@ async fn start_mset() -> (std::net::SocketAddr, CancellationToken, tempfile::Tem
         reload: Arc::new(Notify::new()),
         failures: Default::default(),
         metrics: Default::default(),
+        alerts: None,
     });
     tokio::spawn(server::run(
         vec![listener],

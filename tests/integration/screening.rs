@@ -804,3 +804,77 @@ async fn metrics_count_the_calls_made_and_healthz_follows_the_snapshot() {
     assert_eq!(http_get(addr, "/nothing").await.0, 404);
     server.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_deduplicated_limited_and_never_slow_a_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("alerts.jsonl");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // A slow command and a queue of 4: a flood of strangers from many addresses overflows it.
+    let alerts = ipcountry::alerts::Alerts::start(
+        ipcountry::alerts::AlertSettings {
+            command: format!("cat >> {}; sleep 0.3", out.display()),
+            dedup: Duration::from_secs(600),
+            per_minute: 1000,
+            queue: 4,
+        },
+        shutdown.clone(),
+    );
+    let server = harness::start_with(harness::Options {
+        alerts: Some(alerts.clone()),
+        ..Default::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    // 30 calls from one stranger, then 30 from 30 different ones.
+    for i in 0..60u32 {
+        let source = if i < 30 {
+            "198.51.100.9".to_owned()
+        } else {
+            format!("198.51.100.{}", 100 + i)
+        };
+        let t = play(
+            server.addr,
+            &[block(&[&source, "203.0.113.7"])],
+            ok,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(t.bytes().contains("STRANGER=true,"), "{}", t.bytes());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "60 calls behind a 0.3 s alert command took {:?}",
+        started.elapsed()
+    );
+    // Let the queue drain.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = alerts.stats();
+    let (sent, dedup, dropped) = (
+        s.sent.load(std::sync::atomic::Ordering::Relaxed),
+        s.deduplicated.load(std::sync::atomic::Ordering::Relaxed),
+        s.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(
+        dropped > 0,
+        "the full queue dropped events: sent {sent} dedup {dedup}"
+    );
+    assert_eq!(sent + dedup + dropped, 60, "every event accounted for");
+    let text = std::fs::read_to_string(&out).expect("the command ran");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(events.len() as u64, sent);
+    // The first stranger once only, whatever the flood.
+    let first = events
+        .iter()
+        .filter(|e| e["source"] == "198.51.100.9")
+        .count();
+    assert_eq!(first, 1, "{text}");
+    assert_eq!(events[0]["verdict"], "stranger");
+    assert_eq!(events[0]["reason"], "no permit range for 198.51.100.9");
+    assert_eq!(events[0]["from"], "203.0.113.7");
+    shutdown.cancel();
+    server.shutdown.cancel();
+}
