@@ -53,8 +53,31 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     let (v4, v6) = policy.table().segment_counts();
     tracing::info!(db = %cli::db_display(db).display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
     let shared = Arc::new(SharedPolicy::new(policy));
-    let listeners = match args.runtime {
-        Runtime::MultiThread => {
+    let inherited = inherited_listeners()?;
+    let listeners = match (args.runtime, inherited) {
+        // Socket activation (`contrib/ipcountry.socket`): systemd's sockets, whatever --listen
+        // says; every worker accepts on them (one socket each cannot be had from systemd).
+        (_, Some(sockets)) => {
+            for s in &sockets {
+                if let Ok(addr) = s.local_addr() {
+                    if !addr.ip().is_loopback() && args.allow_client.is_empty() {
+                        bail!("the socket unit listens on {addr}: that needs --allow-client");
+                    }
+                }
+            }
+            let mut per_worker = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                per_worker.push(
+                    sockets
+                        .iter()
+                        .map(std::net::TcpListener::try_clone)
+                        .collect::<std::io::Result<Vec<_>>>()
+                        .context("cannot share systemd's sockets with the workers")?,
+                );
+            }
+            Listeners::PerWorker(per_worker)
+        }
+        (Runtime::MultiThread, None) => {
             let mut listeners = Vec::new();
             for addr in &args.listen {
                 listeners.push(
@@ -65,7 +88,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             }
             Listeners::Shared(listeners)
         }
-        Runtime::PerCore => Listeners::PerWorker(
+        (Runtime::PerCore, None) => Listeners::PerWorker(
             server::bind_per_worker(&args.listen, workers)
                 .with_context(|| format!("cannot listen on {}", join_addrs(&args.listen)))?,
         ),
@@ -123,6 +146,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         notify,
         shutdown.clone(),
     ));
+    notify_ready();
     match listeners {
         Listeners::Shared(listeners) => server::run(listeners, ctx, options, shutdown).await,
         Listeners::PerWorker(per_worker) => {
@@ -138,6 +162,35 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
+/// The sockets systemd passed (`LISTEN_FDS`, socket activation), non-blocking; `None` when
+/// it passed none.
+fn inherited_listeners() -> Result<Option<Vec<std::net::TcpListener>>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    let mut sockets = Vec::new();
+    for i in 0..fds.len() {
+        let socket = fds
+            .take_tcp_listener(i)
+            .with_context(|| format!("socket {i} from systemd is not a TCP listener"))?;
+        if let Some(socket) = socket {
+            socket.set_nonblocking(true)?;
+            tracing::info!(addr = ?socket.local_addr().ok(), "using a socket from systemd");
+            sockets.push(socket);
+        }
+    }
+    Ok(Some(sockets))
+}
+
+/// Tells systemd (`Type=notify`) the server is ready: the snapshot is loaded and the sockets
+/// are open. Does nothing when not started by systemd.
+fn notify_ready() {
+    if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(%error, "cannot tell systemd the server is ready");
+    }
+}
+
 /// The listening sockets: for tokio's multi-thread runtime, or one set per worker thread.
 enum Listeners {
     Shared(Vec<TcpListener>),

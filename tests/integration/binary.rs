@@ -148,3 +148,116 @@ async fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
         "{rest:?}"
     );
 }
+
+/// A program CI installs (the `systemd` package); a test that needs it fails under `CI=true`
+/// when it is missing, and says so and passes without `CI`.
+fn need(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is needed (apt-get install systemd)"
+        );
+        eprintln!("NOTICE: {program} not found; skipped (CI installs it)");
+    }
+    found
+}
+
+#[test]
+fn the_shipped_units_verify() {
+    if !need("systemd-analyze") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    for unit in ["ipcountry.service", "ipcountry.socket"] {
+        let text = std::fs::read_to_string(root.join(unit)).expect("unit");
+        // The unit names the installed binary; this one is the build's.
+        let text = text.replace("/usr/bin/ipcountry", env!("CARGO_BIN_EXE_ipcountry"));
+        std::fs::write(dir.path().join(unit), text).expect("write");
+    }
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("ipcountry.service"))
+        .arg(dir.path().join("ipcountry.socket"))
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_its_socket_from_systemd() {
+    if !need("systemd-socket-activate") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("ipcountry.db").display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // systemd holds the socket and execs the server on the first connection; --listen is
+    // ignored when a socket is passed.
+    let mut child = Reaped(
+        Command::new("systemd-socket-activate")
+            .args(["-l", &addr.to_string()])
+            .arg(format!("--setenv=IPCOUNTRY_DB={db}"))
+            .args([
+                env!("CARGO_BIN_EXE_ipcountry"),
+                "serve",
+                "--listen",
+                "127.0.0.1:1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("systemd-socket-activate"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The connection waits in systemd's socket until the server runs.
+    let mut answered = None;
+    for _ in 0..50 {
+        if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+            drop(s);
+            let t = play(
+                addr,
+                &[block(&["127.0.0.1", "198.51.100.9"])],
+                ok,
+                Duration::from_secs(5),
+            )
+            .await;
+            answered = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = answered.expect("the socket was there");
+    assert!(
+        t.bytes().contains("IPCOUNTRY_VERDICT=stranger,"),
+        "{}",
+        t.bytes()
+    );
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        if line.contains("using a socket from systemd") {
+            return;
+        }
+        lines.push(line);
+    }
+    panic!("the server did not say it took systemd's socket: {lines:?}");
+}
