@@ -17,6 +17,10 @@ use ipcountry::session::ReplyMode;
 #[derive(Debug, Parser)]
 #[command(name = "ipcountry", version, about, long_about = None)]
 pub(crate) struct Cli {
+    /// The configuration file (default: /etc/ipcountry/ipcountry.toml when it exists); flags
+    /// and IPCOUNTRY_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Database URL or SQLite file path (`sqlite://ipcountry.db`, `./ipcountry.db`).
     #[arg(
         long,
@@ -91,6 +95,11 @@ pub(crate) enum Command {
     },
     /// Catalog source and build date, table counts, generation, compiled snapshot memory.
     Status,
+    /// The configuration file: `config check` validates it and shows the effective settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Make running servers reload the tables now.
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -117,6 +126,13 @@ pub(crate) enum RuleAction {
     },
     /// List the rules.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Validate the configuration (`--config FILE`, or the default file) and print the
+    /// settings `serve` would run with, each with where it came from.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,19 +4,25 @@
 
 mod cli;
 mod commands;
+mod config;
 mod logbuf;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use cli::{Cli, Command, LogFormat, Runtime};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::RuleKind;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, file) = match config::parse(std::env::args_os().collect()) {
+        Ok((cli, _, file)) => (cli, file),
+        Err(e) => {
+            eprintln!("ipcountry: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     // Lines written when the guard drops (at the end of main) are flushed then.
     let _log = init_tracing(&cli.command, cli.log_format);
     // `serve --runtime per-core` (the default) starts its own single-threaded worker runtimes
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, file)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ipcountry: {e:#}");
@@ -75,7 +81,7 @@ fn init_tracing(command: &Command, format: LogFormat) -> Option<logbuf::Guard> {
     guard
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
     let builtins = if cli.no_builtins {
         Builtins::Off
     } else {
@@ -103,5 +109,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status => commands::countries::status(&cli.db, builtins, cli.json).await,
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
+        Command::Config {
+            action: cli::ConfigAction::Check,
+        } => commands::config::check(&file),
     }
 }

@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 pub(crate) mod check;
+pub(crate) mod config;
 pub(crate) mod countries;
 pub(crate) mod rules;
 pub(crate) mod serve;

@@ -312,3 +312,99 @@ fn plain_agi_over_stdin_stdout() {
         "EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #1 203.0.113.66/32\"\n"
     );
 }
+
+/// `ipcountry` with only the environment given (no IPCOUNTRY_DB from the test harness).
+fn bare(envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
+    c.env_remove("IPCOUNTRY_DB").env_remove("RUST_LOG");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.args(args).output().expect("run ipcountry")
+}
+
+#[test]
+fn one_configuration_file_under_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("from-file.db");
+    let conf = dir.path().join("ipcountry.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "db = \"sqlite://{}\"\ntrust = \"source\"\n\n[serve]\nmax_sessions = 77\npoll = \"7s\"\n",
+            db.display()
+        ),
+    )
+    .expect("write");
+    let conf = conf.display().to_string();
+    // Every command reads it: `permit add` writes the file's database, from any directory.
+    let o = bare(&[], &["--config", &conf, "permit", "add", "203.0.113.0/24"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(db.exists(), "the database named in the file");
+    // `config check`: the value and where it came from; file < env < flag.
+    let o = bare(
+        &[("IPCOUNTRY_POLL", "9s")],
+        &["--config", &conf, "config", "check"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("max_sessions")[1..],
+        ["77", "file", &format!("{conf}:5")]
+    );
+    assert_eq!(row("poll")[1..], ["9s", "env", "IPCOUNTRY_POLL"]);
+    assert_eq!(row("trust")[1..], ["source", "file", &format!("{conf}:2")]);
+    assert_eq!(row("grace")[1..], ["5s", "default"]);
+    // A flag beats both; `check` decides with the file's trust mode, as `serve` would.
+    let o = bare(
+        &[],
+        &[
+            "--config",
+            &conf,
+            "check",
+            "203.0.113.7",
+            "<sip:x@198.51.100.9>",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "--trust source from the file: {}",
+        stdout(&o)
+    );
+    let o = bare(
+        &[],
+        &[
+            "--config",
+            &conf,
+            "check",
+            "--trust",
+            "both",
+            "203.0.113.7",
+            "<sip:x@198.51.100.9>",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // An unknown key is refused with its name and line, and nothing runs.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[serve]\nmax_sessions = 3\nlisen = \"x\"\n",
+    )
+    .expect("write");
+    let bad = dir.path().join("bad.toml").display().to_string();
+    let o = bare(&[], &["--config", &bad, "status"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("{bad}:3: `lisen` in [serve]")),
+        "{}",
+        stderr(&o)
+    );
+}
