@@ -100,6 +100,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Write the man page and the shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write `ipcountry.1` and the bash, zsh and fish completions.
+        dir: PathBuf,
+    },
     /// Make running servers reload the tables now.
     Reload {
         /// A server to poke directly (besides bumping the store's generation).

@@ -109,6 +109,7 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         }
         Command::Status => commands::countries::status(&cli.db, builtins, cli.json).await,
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
+        Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {
             action: cli::ConfigAction::Check,
         } => commands::config::check(&file),

@@ -393,6 +393,15 @@ fn one_configuration_file_under_the_environment_and_the_flags() {
         ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // The file the package installs is valid, and names the packaged database.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/ipcountry.toml");
+    let o = bare(&[], &["--config", shipped, "config", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("sqlite:///var/lib/ipcountry/ipcountry.db"),
+        "{}",
+        stdout(&o)
+    );
     // An unknown key is refused with its name and line, and nothing runs.
     std::fs::write(
         dir.path().join("bad.toml"),
