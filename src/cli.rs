@@ -106,7 +106,7 @@ pub(crate) enum Command {
         /// Where to write `ipcountry.1` and the bash, zsh and fish completions.
         dir: PathBuf,
     },
-    /// Make running servers reload the tables now.
+    /// Make running servers reload the tables now (exit 1 when no server answered).
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
         #[arg(long, default_value = "127.0.0.1:4573")]

@@ -240,10 +240,15 @@ pub(crate) async fn reload_cmd(db: &str, server: SocketAddr) -> Result<ExitCode>
     store.close().await;
     outln!("generation is now {generation}: servers sharing this database reload within their poll interval");
     match poke(server).await {
-        Ok(()) => outln!("{server} reloads now"),
-        Err(e) => outln!("no server answered at {server} ({e:#})"),
+        Ok(()) => {
+            outln!("{server} reloads now");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            outln!("no server answered at {server} ({e:#})");
+            Ok(ExitCode::from(1))
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 /// Plays Asterisk for one `reload` call: sends the environment block, answers the server's
 /// acknowledgement (`VERBOSE`), and waits for it to close.

@@ -219,6 +219,14 @@ fn list_remove_and_json() {
 }
 
 #[test]
+fn reload_with_no_server_fails() {
+    let cli = Cli::new();
+    let o = cli.run(&["reload", "--server", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no server answered at 127.0.0.1:1"), "{}", stdout(&o));
+}
+
+#[test]
 fn listening_off_loopback_needs_allow_client() {
     let cli = Cli::new();
     let o = cli.run(&["serve", "--listen", "0.0.0.0:0"]);
