@@ -1,6 +1,8 @@
 //! Refresh, its dry run, import over permitted countries, and their atomicity.
 
 use super::*;
+use crate::store::tests::raw_execute;
+use crate::store::Backend;
 use std::collections::BTreeSet;
 
 #[tokio::test]
@@ -154,13 +156,33 @@ async fn import_with_permitted_countries_regenerates_like_refresh() {
     );
 }
 
-/// Makes every insert of a US row into `table` (`permit` or `catalog`) fail.
+/// Makes every insert of a US row into `table` (`permit` or `catalog`) fail, with a trigger
+/// in the backend's own syntax.
 async fn inject_failure(store: &Store, table: &str) {
-    let sql = format!(
-        "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} WHEN NEW.country_code = 'US' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    );
-    sqlx::query(&sql).execute(&store.pool).await.unwrap();
+    let statements = match store.backend() {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} WHEN NEW.country_code = 'US' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )],
+        Backend::MySql => vec![format!(
+            "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} FOR EACH ROW \
+             BEGIN IF NEW.country_code = 'US' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'; END IF; END"
+        )],
+        Backend::Postgres => vec![
+            "CREATE OR REPLACE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS \
+             'BEGIN IF NEW.country_code = ''US'' THEN RAISE EXCEPTION ''injected failure''; \
+             END IF; RETURN NEW; END'"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} FOR EACH ROW \
+                 EXECUTE FUNCTION inject_failure()"
+            ),
+        ],
+    };
+    for sql in statements {
+        raw_execute(store, &sql, vec![]).await.unwrap();
+    }
 }
 
 /// A failure injected at the very end of a refresh (after the catalog was replaced, all
@@ -179,10 +201,11 @@ async fn a_refresh_failing_midway_leaves_the_old_data_intact() {
     assert_eq!(dump(&store).await, before);
 
     // Same with the failure while the catalog itself is written (last country).
-    sqlx::query("DROP TRIGGER inject_permit")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    let drop_trigger = match store.backend() {
+        Backend::Postgres => "DROP TRIGGER inject_permit ON permit",
+        Backend::Sqlite | Backend::MySql => "DROP TRIGGER inject_permit",
+    };
+    raw_execute(&store, drop_trigger, vec![]).await.unwrap();
     inject_failure(&store, "catalog").await;
     assert!(store.import_catalog(&new_catalog()).await.is_err());
     assert_eq!(dump(&store).await, before);
