@@ -139,6 +139,7 @@ pub async fn watch(
 ) {
     Watcher {
         store: Source::Open(store),
+        changes: None,
         shared,
         builtins,
         poll,
@@ -168,6 +169,9 @@ pub enum Source {
 pub struct Watcher {
     /// The store.
     pub store: Source,
+    /// The store's change announcements, when already subscribed ([`Store::listen`]; made at
+    /// the first poll otherwise, and again after the listener fails).
+    pub changes: Option<Changes>,
     /// The published snapshot.
     pub shared: Arc<SharedPolicy>,
     /// Whether builtins are compiled in.
@@ -197,6 +201,7 @@ impl Watcher {
     pub async fn run(self) {
         let Watcher {
             store: mut source,
+            changes,
             shared,
             builtins,
             poll,
@@ -215,7 +220,7 @@ impl Watcher {
         if matches!(source, Source::Pending { .. }) {
             health.down = true; // serve said so when it started from the cache
         }
-        let mut listener: Option<Changes> = None;
+        let mut listener = changes;
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -78,9 +78,18 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         reload::Source::Open(store) => Some(store.clone()),
         reload::Source::Pending { .. } => None,
     };
+    // Subscribed before the first call is taken, so no change made after that is missed.
+    let changes = match &store {
+        Some(store) => store.listen().await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot listen for change announcements; polling only");
+            None
+        }),
+        None => None,
+    };
     let watcher = tokio::spawn(
         reload::Watcher {
             store: source,
+            changes,
             shared,
             builtins,
             poll: args.poll,

@@ -8,7 +8,8 @@
 //!   `postgres://user:pw@127.0.0.1:5432/postgres`. Each test gets a database of its own there.
 //!
 //! A test that needs a server whose variable is unset fails when `CI` is set (to anything but
-//! `false` or empty), and is skipped with a notice on stderr otherwise ([`server_url`]).
+//! `false`, `0` or empty; [`in_ci`]), and is skipped with a notice on stderr otherwise. A suite
+//! asked to run on a server backend whose variable is unset always fails.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -64,20 +65,6 @@ pub fn fresh_db_url(dir: &Path) -> String {
         );
     };
     create_database(backend, &server)
-}
-
-/// The server URL for a test that needs `backend`'s server: `Some` when configured; `None`,
-/// with a notice on stderr, when not and not in CI. Panics in CI when it is not configured.
-pub fn server_url(backend: Backend, test: &str) -> Option<String> {
-    let var = server_var(backend);
-    match std::env::var(var).ok().filter(|s| !s.is_empty()) {
-        Some(url) => Some(url),
-        None if in_ci() => panic!("{test}: needs a {backend} server, and {var} is not set (CI)"),
-        None => {
-            eprintln!("NOTICE: {test} skipped: no {backend} server ({var} is not set)");
-            None
-        }
-    }
 }
 
 /// Creates a new, empty database on the server at `server` and returns its URL.
