@@ -738,3 +738,22 @@ async fn unique_constraint_is_recognised_as_a_duplicate() {
         .unwrap_err();
     assert!(!is_unique_violation(&other));
 }
+
+#[test]
+fn the_url_picks_the_backend() {
+    for (url, backend) in [
+        ("sqlite://ipcountry.db", Some(Backend::Sqlite)),
+        ("sqlite::memory:", Some(Backend::Sqlite)),
+        ("./ipcountry.db", Some(Backend::Sqlite)),
+        ("/var/lib/ipcountry/ipcountry.db", Some(Backend::Sqlite)),
+        ("mysql://u:p@h/db", Some(Backend::MySql)),
+        ("mariadb://u:p@h/db", Some(Backend::MySql)),
+        ("MySQL://u:p@h/db", Some(Backend::MySql)),
+        ("postgres://u:p@h/db", Some(Backend::Postgres)),
+        ("postgresql://u:p@h/db", Some(Backend::Postgres)),
+        ("oracle://u:p@h/db", None),
+        ("", None),
+    ] {
+        assert_eq!(Backend::of(url).ok(), backend, "{url}");
+    }
+}

@@ -290,3 +290,30 @@ fn plain_agi_over_stdin_stdout() {
         "EXEC MSet \"STRANGER=true,IPCOUNTRY_VERDICT=denied,IPCOUNTRY_REASON=deny #1 203.0.113.66/32\"\n"
     );
 }
+
+#[test]
+fn database_passwords_are_never_printed() {
+    // Port 1 on loopback: the connection is refused at once.
+    for url in [
+        "mysql://ipc:s3cret@127.0.0.1:1/ipcountry",
+        "postgres://ipc:s3cret@127.0.0.1:1/ipcountry",
+    ] {
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+                .env("IPCOUNTRY_DB", url)
+                .env_remove("RUST_LOG")
+                .args(args)
+                .output()
+                .expect("run ipcountry")
+        };
+        let help = run(&["--help"]);
+        assert!(help.status.success());
+        assert!(!stdout(&help).contains("s3cret"), "{}", stdout(&help));
+        let o = run(&["permit", "list"]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = stderr(&o);
+        assert!(err.contains("ipc:***@127.0.0.1:1/ipcountry"), "{err}");
+        assert!(err.contains("cannot reach the server"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
