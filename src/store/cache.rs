@@ -208,17 +208,6 @@ pub fn age(unix: i64) -> String {
     }
 }
 
-/// How long ago `t` was, as [`age`] says it.
-pub fn age_of(t: SystemTime) -> String {
-    match SystemTime::now().duration_since(t) {
-        Ok(d) => format!(
-            "{} ago",
-            humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
-        ),
-        Err(_) => "in the future (clock changed?)".to_owned(),
-    }
-}
-
 fn encode_rule(rule: &Rule) -> CachedRule {
     CachedRule {
         id: rule.id,

@@ -500,15 +500,6 @@ impl Store {
             Pool::Postgres(p) => p.close().await,
         }
     }
-
-    /// Whether the pool has been closed.
-    pub fn is_closed(&self) -> bool {
-        match &self.pool {
-            Pool::Sqlite(p) => p.is_closed(),
-            Pool::MySql(p) => p.is_closed(),
-            Pool::Postgres(p) => p.is_closed(),
-        }
-    }
 }
 
 impl fmt::Debug for Store {
