@@ -238,9 +238,10 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
     add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let newest = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let reader = {
         let store = store.clone();
-        let stop = stop.clone();
+        let (stop, newest) = (stop.clone(), newest.clone());
         tokio::spawn(async move {
             let mut seen = BTreeSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -252,6 +253,7 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
                     .count();
                 let custom = data.rules.len() - geo;
                 seen.insert((data.generation, geo, custom));
+                newest.fetch_max(data.generation, std::sync::atomic::Ordering::Relaxed);
                 tokio::task::yield_now().await;
             }
             seen
@@ -262,8 +264,14 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
         .refresh(&catalog(&[("US", &new_refs)]), false)
         .await
         .unwrap();
-    // Let the reader observe the new state too.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Let the reader observe the new state too (a load that began before the commit still
+    // reads the old snapshot; on a loaded machine one load can take a while).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while newest.load(std::sync::atomic::Ordering::Relaxed) <= g
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = reader.await.unwrap();
     let allowed: BTreeSet<_> = [(g, 3000, 1), (g + 1, 2000, 1)].into();
