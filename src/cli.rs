@@ -21,11 +21,13 @@ pub(crate) struct Cli {
     /// and IPCOUNTRY_* variables override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Database URL or SQLite file path (`sqlite://ipcountry.db`, `./ipcountry.db`).
+    /// Database URL or SQLite file path: `sqlite://ipcountry.db`, `./ipcountry.db`,
+    /// `mysql://user:password@host/db` (or `mariadb://`), `postgres://user:password@host/db`.
     #[arg(
         long,
         global = true,
         env = "IPCOUNTRY_DB",
+        hide_env_values = true,
         default_value = "sqlite://ipcountry.db"
     )]
     pub(crate) db: String,
@@ -46,7 +48,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the FastAGI server (default 127.0.0.1:4573).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Screen one call as a plain AGI over stdin/stdout: `AGI(ipcountry,agi,${SRC},${FROM})`.
     Agi(AgiArgs),
     /// Show the verdict a call would get: a source address, and the From header if any
@@ -351,6 +353,25 @@ pub(crate) struct ServeArgs {
     /// Screening settings.
     #[command(flatten)]
     pub(crate) screen: ScreenArgs,
+    /// Database connections and the snapshot cache.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+/// `serve`'s database pool and snapshot cache. (Other commands take the pool settings from
+/// the same environment variables.)
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Database connections the server opens at most (PostgreSQL's listener takes one more).
+    #[arg(long, env = "IPCOUNTRY_DB_POOL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) db_pool: u32,
+    /// How long a database call waits for a connection (connecting included) before failing.
+    #[arg(long, env = "IPCOUNTRY_DB_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub(crate) db_timeout: Duration,
+    /// Keep the last snapshot read from the database in this file, and serve it if the server
+    /// starts while the database is unreachable (`ipcountry status` reads it too).
+    #[arg(long, env = "IPCOUNTRY_SNAPSHOT_CACHE", value_name = "FILE")]
+    pub(crate) snapshot_cache: Option<PathBuf>,
 }
 
 /// A network (`192.0.2.10/32`) or one address (`192.0.2.10`, `::1`).
@@ -416,9 +437,12 @@ fn max_sessions(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Where `--db` points, as a path for messages (`sqlite://x.db` → `x.db`).
+/// Where `--db` points, for messages: a SQLite file as a path (`sqlite://x.db` → `x.db`), a
+/// server URL without its password.
 pub(crate) fn db_display(url: &str) -> PathBuf {
-    PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url))
+    PathBuf::from(ipcountry::store::redact_url(
+        url.strip_prefix("sqlite://").unwrap_or(url),
+    ))
 }
 
 #[cfg(test)]
@@ -454,6 +478,8 @@ mod tests {
             &["ipcountry", "serve", "--reply-timeout", "0"],
             &["ipcountry", "serve", "--max-sessions", "0"],
             &["ipcountry", "serve", "--max-sessions", "99999999999"],
+            &["ipcountry", "serve", "--db-pool", "0"],
+            &["ipcountry", "serve", "--db-timeout", "0s"],
             &["ipcountry", "check", "198.51.100.9", "<sip:a@b.c>", "stray"],
             &["ipcountry", "check", "198.51.100.9", "--sorce", "x"],
         ] {

@@ -88,7 +88,7 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         Builtins::On
     };
     match cli.command {
-        Command::Serve(args) => commands::serve::serve(&cli.db, builtins, args).await,
+        Command::Serve(args) => commands::serve::serve(&cli.db, builtins, *args).await,
         Command::Agi(args) => commands::serve::agi(&cli.db, builtins, args).await,
         Command::Check(args) => commands::check::check(&cli.db, builtins, cli.json, args).await,
         Command::Ip { values } => commands::check::ip(&values, cli.json),

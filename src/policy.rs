@@ -122,6 +122,19 @@ impl SharedPolicy {
         }
     }
 
+    /// Starts with `policy` read from a cache file, not from the store: last known current
+    /// `verified_ago`, and the store not reached yet.
+    pub fn from_cache(policy: Policy, verified_ago: Duration) -> Self {
+        let shared = SharedPolicy::new(policy);
+        {
+            let mut h = shared.health();
+            let now = Instant::now();
+            h.verified = now.checked_sub(verified_ago).unwrap_or(now);
+            h.store_up = false;
+        }
+        shared
+    }
+
     /// The current snapshot (lock-free).
     pub fn load(&self) -> Arc<Policy> {
         self.current.load_full()

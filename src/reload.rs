@@ -3,10 +3,17 @@
 //! A rebuild reads the store in one transaction, compiles a new [`Policy`] on a blocking
 //! thread, and publishes it with [`SharedPolicy::replace`]. It runs when the store's generation
 //! counter changes (polled; every change made with the CLI bumps it, so several servers sharing
-//! one database all follow), on SIGHUP, and when a `reload` request arrives. A failed rebuild,
-//! e.g. the database is unreachable or holds more rules than a snapshot can
-//! ([`ReloadError::Table`]), keeps the old snapshot and logs an error: calls go on being
-//! screened with the last good policy.
+//! one database all follow), at once when PostgreSQL announces a change (`LISTEN`/`NOTIFY`, see
+//! [`Store::listen`]; polling stays, for announcements missed while disconnected), on SIGHUP,
+//! and when a `reload` request arrives.
+//!
+//! A failed rebuild, e.g. the database is unreachable or holds more rules than a snapshot can
+//! ([`ReloadError::Table`]), keeps the old snapshot: calls go on being screened with the last
+//! good policy. The watcher logs once when the database goes away and once when it is back (not
+//! at every poll), and reconnects by itself (the pool opens new connections; a server started
+//! from its snapshot cache opens the store when the database first answers). With a
+//! [`SnapshotCache`], every loaded snapshot is written to it and every poll that finds the
+//! database at the snapshot's generation confirms it there (see `store::cache`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +25,8 @@ use tracing::{debug, error, info, warn};
 use crate::hosts::HostPattern;
 use crate::policy::{Builtins, Policy, SharedPolicy};
 use crate::ranges::table::TableError;
-use crate::store::{Store, StoreError};
+use crate::store::cache::SnapshotCache;
+use crate::store::{Change, Changes, PolicyData, PoolSettings, Store, StoreError};
 
 /// Why a rebuild failed (the old snapshot stays).
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +43,25 @@ pub enum ReloadError {
     Compile(String),
 }
 
+impl ReloadError {
+    /// Whether the database could not be reached (rather than holding something wrong).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ReloadError::Store(e) if e.is_unreachable())
+    }
+}
+
 /// Reads the store and compiles a policy from it.
 pub async fn build(store: &Store, builtins: Builtins) -> Result<Policy, ReloadError> {
     let data = store.load_policy().await?;
+    Ok(compile(data, builtins).await?.0)
+}
+
+/// Compiles `data` (from the store or a snapshot cache) on a blocking thread; gives back the
+/// data too, for the cache.
+pub async fn compile(
+    data: PolicyData,
+    builtins: Builtins,
+) -> Result<(Policy, PolicyData), ReloadError> {
     let hosts: Vec<HostPattern> = data
         .allow_hosts
         .iter()
@@ -49,10 +73,10 @@ pub async fn build(store: &Store, builtins: Builtins) -> Result<Policy, ReloadEr
             }
         })
         .collect();
-    let generation = data.generation;
-    let rules = data.rules;
     let compiled = tokio::task::spawn_blocking(move || {
-        Policy::try_compile(Some(generation), rules, hosts, builtins)
+        let policy =
+            Policy::try_compile(Some(data.generation), data.rules.clone(), hosts, builtins);
+        policy.map(|p| (p, data))
     })
     .await
     .map_err(|e| ReloadError::Compile(e.to_string()))?;
@@ -65,8 +89,21 @@ pub async fn reload_now(
     shared: &SharedPolicy,
     builtins: Builtins,
 ) -> Result<(), ReloadError> {
+    reload_into(store, shared, builtins, None).await
+}
+
+/// [`reload_now`], then writes the new snapshot to `cache` (a failure to write is logged, the
+/// new snapshot stays published).
+async fn reload_into(
+    store: &Store,
+    shared: &SharedPolicy,
+    builtins: Builtins,
+    cache: Option<&SnapshotCache>,
+) -> Result<(), ReloadError> {
     let started = Instant::now();
-    let policy = build(store, builtins).await?;
+    let data = store.load_policy().await?;
+    let loaded_at = crate::store::now_unix();
+    let (policy, data) = compile(data, builtins).await?;
     let (v4, v6) = policy.table().segment_counts();
     info!(
         generation = policy.generation(),
@@ -77,6 +114,17 @@ pub async fn reload_now(
         "policy snapshot loaded"
     );
     shared.replace(policy);
+    if let Some(cache) = cache {
+        let cache = cache.clone();
+        let database = store.url().to_owned();
+        let written =
+            tokio::task::spawn_blocking(move || cache.write(&data, &database, loaded_at)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "cannot write the snapshot cache"),
+            Err(error) => warn!(%error, "the snapshot cache writer failed"),
+        }
+    }
     Ok(())
 }
 
@@ -89,43 +137,226 @@ pub async fn watch(
     notify: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(error) => {
-            warn!(%error, "cannot listen for SIGHUP");
-            None
-        }
-    };
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let forced = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => false,
-            _ = notify.notified() => true,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                info!("SIGHUP: reloading");
-                true
+    Watcher {
+        store: Source::Open(store),
+        changes: None,
+        shared,
+        builtins,
+        poll,
+        cache: None,
+        notify,
+        shutdown,
+    }
+    .run()
+    .await;
+}
+
+/// Where the watcher's store comes from.
+pub enum Source {
+    /// An open store.
+    Open(Store),
+    /// Not reachable yet (the server started from its snapshot cache): opened with these
+    /// settings when the database first answers.
+    Pending {
+        /// The database URL (with its password: it is never shown).
+        url: String,
+        /// The pool settings.
+        settings: PoolSettings,
+    },
+}
+
+/// A reload watcher with every option (see [`watch`] for the plain one).
+pub struct Watcher {
+    /// The store.
+    pub store: Source,
+    /// The store's change announcements, when already subscribed ([`Store::listen`]; made at
+    /// the first poll otherwise, and again after the listener fails).
+    pub changes: Option<Changes>,
+    /// The published snapshot.
+    pub shared: Arc<SharedPolicy>,
+    /// Whether builtins are compiled in.
+    pub builtins: Builtins,
+    /// How often the generation is polled.
+    pub poll: Duration,
+    /// Where snapshots are kept, if anywhere.
+    pub cache: Option<SnapshotCache>,
+    /// A reload request (`agi://…/reload`).
+    pub notify: Arc<Notify>,
+    /// Stops the watcher.
+    pub shutdown: CancellationToken,
+}
+
+/// What woke the watcher up.
+enum Wake {
+    /// The poll timer, or a change announcement: reload if the generation moved.
+    Check,
+    /// SIGHUP or a reload request: reload whatever the generation says.
+    Force,
+    /// The change listener failed: drop it (it is made again at the next poll).
+    ListenerDown,
+}
+
+impl Watcher {
+    /// Runs until shutdown.
+    pub async fn run(self) {
+        let Watcher {
+            store: mut source,
+            changes,
+            shared,
+            builtins,
+            poll,
+            cache,
+            notify,
+            shutdown,
+        } = self;
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGHUP");
+                None
             }
         };
-        if !forced {
-            let current = shared.load().generation();
-            match store.generation().await {
-                Ok(g) if Some(g) == current => {
-                    shared.confirm();
-                    continue;
+        let mut health = Health::default();
+        if matches!(source, Source::Pending { .. }) {
+            health.down = true; // serve said so when it started from the cache
+        }
+        let mut listener = changes;
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => Wake::Check,
+                _ = notify.notified() => Wake::Force,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    info!("SIGHUP: reloading");
+                    Wake::Force
                 }
-                Ok(g) => debug!(from = ?current, to = g, "store generation changed"),
-                Err(error) => {
-                    shared.note_failure();
-                    warn!(%error, "cannot poll the store; keeping the current snapshot");
-                    continue;
+                change = async {
+                    match listener.as_mut() {
+                        Some(l) => l.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => match change {
+                    Ok(Change::Announced) => {
+                        debug!("change announced by the database");
+                        Wake::Check
+                    }
+                    Ok(Change::Lost) => Wake::Check,
+                    Err(error) => {
+                        debug!(%error, "change listener failed; polling until it is back");
+                        Wake::ListenerDown
+                    }
+                },
+            };
+            if let Wake::ListenerDown = wake {
+                listener = None;
+                continue;
+            }
+            let step = async {
+                let store = match &source {
+                    Source::Open(store) => store.clone(),
+                    Source::Pending { url, settings } => {
+                        match Store::open_with(url, settings).await {
+                            Ok(store) => {
+                                source = Source::Open(store.clone());
+                                store
+                            }
+                            Err(e) => {
+                                health.failed(&e.into(), &shared);
+                                return;
+                            }
+                        }
+                    }
+                };
+                if listener.is_none() {
+                    match store.listen().await {
+                        Ok(l) => listener = l,
+                        Err(error) => debug!(%error, "cannot listen for changes yet"),
+                    }
                 }
+                let current = shared.load().generation();
+                if !matches!(wake, Wake::Force) {
+                    match store.generation().await {
+                        Ok(g) if Some(g) == current => {
+                            health.ok(current, &shared);
+                            confirm(cache.as_ref()).await;
+                            return;
+                        }
+                        Ok(g) => debug!(from = ?current, to = g, "store generation changed"),
+                        Err(e) => {
+                            health.failed(&e.into(), &shared);
+                            return;
+                        }
+                    }
+                }
+                match reload_into(&store, &shared, builtins, cache.as_ref()).await {
+                    Ok(()) => health.ok(shared.load().generation(), &shared),
+                    Err(e) => health.failed(&e, &shared),
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                () = step => {}
             }
         }
-        if let Err(error) = reload_now(&store, &shared, builtins).await {
-            shared.note_failure();
-            error!(%error, "reload failed; keeping the previous snapshot");
+    }
+}
+
+/// Sets the cache's confirmation time, off the runtime.
+async fn confirm(cache: Option<&SnapshotCache>) {
+    if let Some(cache) = cache {
+        let cache = cache.clone();
+        match tokio::task::spawn_blocking(move || cache.confirm()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) if error.is_missing() => {}
+            Ok(Err(error)) => debug!(%error, "cannot confirm the snapshot cache"),
+            Err(error) => debug!(%error, "the snapshot cache task failed"),
+        }
+    }
+}
+
+/// What the watcher last logged, so that an outage is logged once when it starts and once
+/// when it ends, and a failing reload once per generation.
+#[derive(Default)]
+struct Health {
+    /// The database was unreachable at the last attempt.
+    down: bool,
+    /// The last reload failure for another reason, already logged.
+    failed: Option<String>,
+}
+
+impl Health {
+    fn ok(&mut self, generation: Option<i64>, shared: &SharedPolicy) {
+        shared.confirm();
+        if self.down {
+            info!(generation = ?generation, "database reachable again; snapshot up to date");
+            self.down = false;
+        }
+        self.failed = None;
+    }
+
+    fn failed(&mut self, e: &ReloadError, shared: &SharedPolicy) {
+        shared.note_failure();
+        let generation = shared.load().generation();
+        if e.is_unreachable() {
+            if !self.down {
+                error!(error = %e, generation = ?generation,
+                    "database unreachable; screening goes on with the current snapshot");
+                self.down = true;
+            } else {
+                debug!(error = %e, "database still unreachable");
+            }
+            return;
+        }
+        if self.down {
+            info!("database reachable again");
+            self.down = false;
+        }
+        let text = e.to_string();
+        if self.failed.as_deref() != Some(text.as_str()) {
+            error!(error = %e, "reload failed; keeping the previous snapshot");
+            self.failed = Some(text);
         }
     }
 }

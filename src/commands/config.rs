@@ -46,6 +46,9 @@ pub(crate) fn generate_assets(dir: &Path) -> Result<ExitCode> {
         clap_complete::generate_to(shell, &mut Cli::command(), "ipcountry", dir)
             .with_context(|| format!("cannot write the {shell} completions"))?;
     }
-    outln!("wrote the man page and the completions to {}", dir.display());
+    outln!(
+        "wrote the man page and the completions to {}",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

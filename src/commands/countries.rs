@@ -15,6 +15,7 @@ use ipcountry::import::{Catalog, CountryField, Format, ImportOptions};
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::Rule;
 use ipcountry::reload;
+use ipcountry::store::cache::SnapshotCache;
 use ipcountry::store::{
     CountryDiff, CountryRules, ImportSummary, PermitReport, StoreError, UnpermitReport,
 };
@@ -359,8 +360,110 @@ fn print_generation(generation: Option<i64>) {
         outln!("generation {g}");
     }
 }
+/// What `status` says about a running server's snapshot, from its snapshot cache
+/// (`IPCOUNTRY_SNAPSHOT_CACHE`, as `serve --snapshot-cache`).
+#[derive(Serialize)]
+struct ServerSnapshot {
+    cache: PathBuf,
+    /// `None` when the file does not exist (yet) or cannot be read: see `error`.
+    generation: Option<i64>,
+    loaded_at: Option<i64>,
+    confirmed_at: Option<i64>,
+    confirmed_seconds_ago: Option<u64>,
+    database: Option<String>,
+    error: Option<String>,
+}
+
+impl ServerSnapshot {
+    /// Reads the cache named by `IPCOUNTRY_SNAPSHOT_CACHE`, if set.
+    async fn read() -> Option<ServerSnapshot> {
+        let path = std::env::var_os("IPCOUNTRY_SNAPSHOT_CACHE").filter(|v| !v.is_empty())?;
+        let cache = SnapshotCache::new(path);
+        let reader = cache.clone();
+        let read = tokio::task::spawn_blocking(move || reader.read()).await;
+        let mut out = ServerSnapshot {
+            cache: cache.path().to_owned(),
+            generation: None,
+            loaded_at: None,
+            confirmed_at: None,
+            confirmed_seconds_ago: None,
+            database: None,
+            error: None,
+        };
+        match read {
+            Ok(Ok(cached)) => {
+                out.generation = Some(cached.data.generation);
+                out.loaded_at = Some(cached.loaded_at);
+                let since = |t: std::time::SystemTime, base: std::time::SystemTime| {
+                    t.duration_since(base).map_or(0, |d| d.as_secs())
+                };
+                out.confirmed_at =
+                    i64::try_from(since(cached.confirmed_at, std::time::UNIX_EPOCH)).ok();
+                out.confirmed_seconds_ago =
+                    Some(since(std::time::SystemTime::now(), cached.confirmed_at));
+                out.database = Some(cached.database);
+            }
+            Ok(Err(e)) if e.is_missing() => out.error = Some("no snapshot written yet".to_owned()),
+            Ok(Err(e)) => out.error = Some(e.to_string()),
+            Err(e) => out.error = Some(e.to_string()),
+        }
+        Some(out)
+    }
+
+    /// The `server:` lines; `db_generation` is the database's, when it could be read.
+    fn print(&self, db_generation: Option<i64>) {
+        let (Some(generation), Some(loaded), Some(ago)) =
+            (self.generation, self.loaded_at, self.confirmed_seconds_ago)
+        else {
+            outln!(
+                "server:     {} ({})",
+                self.error.as_deref().unwrap_or("no snapshot"),
+                self.cache.display()
+            );
+            return;
+        };
+        let versus = match db_generation {
+            Some(g) if g == generation => " (current)".to_owned(),
+            Some(g) => format!(" (the database is at {g}: not loaded yet)"),
+            None => " (the database cannot be reached)".to_owned(),
+        };
+        outln!(
+            "server:     snapshot of generation {generation}{versus}, loaded {}",
+            utc(loaded)
+        );
+        outln!(
+            "            last confirmed against the database {} ago ({})",
+            humantime::format_duration(Duration::from_secs(ago)),
+            self.cache.display()
+        );
+    }
+}
+
 pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<ExitCode> {
-    let store = open_store(db).await?;
+    let server = ServerSnapshot::read().await;
+    let store = match open_store(db).await {
+        Ok(store) => store,
+        Err(e) => {
+            // The database is away: what the servers screen with is still worth saying.
+            if let Some(server) = &server {
+                if json {
+                    outln!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "server_snapshot": server })
+                        )?
+                    );
+                } else {
+                    outln!(
+                        "database:   {} (cannot be reached)",
+                        cli::db_display(db).display()
+                    );
+                    server.print(None);
+                }
+            }
+            return Err(e);
+        }
+    };
     let st = store.catalog_status().await?;
     let policy = reload::build(&store, builtins)
         .await
@@ -408,13 +511,15 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
             #[serde(flatten)]
             status: &'a ipcountry::store::CatalogStatus,
             snapshot: Snapshot,
+            server_snapshot: Option<ServerSnapshot>,
         }
         outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 database: cli::db_display(db),
                 status: &st,
-                snapshot
+                snapshot,
+                server_snapshot: server,
             })?
         );
         return Ok(ExitCode::SUCCESS);
@@ -469,5 +574,8 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
         thousands(rule_bytes as u64),
         per_rule
     );
+    if let Some(server) = &server {
+        server.print(Some(st.generation));
+    }
     Ok(ExitCode::SUCCESS)
 }

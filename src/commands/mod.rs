@@ -19,17 +19,38 @@ pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod text;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use ipcountry::resolve::HostResolver;
-use ipcountry::store::Store;
+use ipcountry::store::{PoolSettings, Store};
 
 use crate::cli;
 
+/// Opens the store with the pool settings of `IPCOUNTRY_DB_POOL` / `IPCOUNTRY_DB_TIMEOUT`
+/// (`serve` has flags for them too), or the defaults. The error names the database without its
+/// password.
 pub(crate) async fn open_store(db: &str) -> Result<Store> {
-    Store::open(db)
-        .await
-        .with_context(|| format!("cannot open database {}", cli::db_display(db).display()))
+    Ok(Store::open_with(db, &pool_settings_from_env()).await?)
+}
+
+/// [`PoolSettings`] from the environment; values that do not parse are ignored.
+fn pool_settings_from_env() -> PoolSettings {
+    let mut settings = PoolSettings::default();
+    if let Some(n) = std::env::var("IPCOUNTRY_DB_POOL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| (1..=64).contains(n))
+    {
+        settings.max_connections = n;
+    }
+    if let Some(d) = std::env::var("IPCOUNTRY_DB_TIMEOUT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .filter(|d| !d.is_zero())
+    {
+        settings.acquire_timeout = d;
+    }
+    settings
 }
 
 /// The resolver the DNS flags ask for: one name server, or the system's configuration.

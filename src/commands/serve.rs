@@ -1,9 +1,12 @@
 //! `serve`, `agi` and `reload`: the commands that run or poke the screening server.
 
 use super::{open_store, resolver};
+use ipcountry::store::cache::SnapshotCache;
+use ipcountry::store::{PoolSettings, Store};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -45,14 +48,17 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             args.max_sessions
         );
     }
-    let store = open_store(db).await?;
-    // E.g. more rules than a snapshot holds (reload::ReloadError::Table): refuse to start.
-    let policy = reload::build(&store, builtins)
-        .await
-        .context("cannot load the tables; the server does not start without them")?;
-    let (v4, v6) = policy.table().segment_counts();
-    tracing::info!(db = %cli::db_display(db).display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
-    let shared = Arc::new(SharedPolicy::new(policy));
+    let settings = PoolSettings {
+        max_connections: args.store.db_pool,
+        acquire_timeout: args.store.db_timeout,
+    };
+    let cache = args.store.snapshot_cache.clone().map(SnapshotCache::new);
+    let (source, policy, cached_age) =
+        start_policy(db, &settings, cache.as_ref(), builtins).await?;
+    let shared = Arc::new(match cached_age {
+        None => SharedPolicy::new(policy),
+        Some(age) => SharedPolicy::from_cache(policy, age),
+    });
     let inherited = inherited_listeners()?;
     let listeners = match (args.runtime, inherited) {
         // Socket activation (`contrib/ipcountry.socket`): systemd's sockets, whatever --listen
@@ -138,14 +144,31 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         metrics,
         alerts,
     });
-    let watcher = tokio::spawn(reload::watch(
-        store.clone(),
-        shared,
-        builtins,
-        args.poll,
-        notify,
-        shutdown.clone(),
-    ));
+    let store = match &source {
+        reload::Source::Open(store) => Some(store.clone()),
+        reload::Source::Pending { .. } => None,
+    };
+    // Subscribed before the first call is taken, so no change made after that is missed.
+    let changes = match &store {
+        Some(store) => store.listen().await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot listen for change announcements; polling only");
+            None
+        }),
+        None => None,
+    };
+    let watcher = tokio::spawn(
+        reload::Watcher {
+            store: source,
+            changes,
+            shared,
+            builtins,
+            poll: args.poll,
+            cache,
+            notify,
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     notify_ready();
     match listeners {
         Listeners::Shared(listeners) => server::run(listeners, ctx, options, shutdown).await,
@@ -159,7 +182,9 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         }
     }
     let _ = watcher.await;
-    store.close().await;
+    if let Some(store) = store {
+        store.close().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 /// The sockets systemd passed (`LISTEN_FDS`, socket activation), non-blocking; `None` when
@@ -189,6 +214,81 @@ fn notify_ready() {
     if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::warn!(%error, "cannot tell systemd the server is ready");
     }
+}
+
+/// The store and the first snapshot: read from the database; or, when the database cannot be
+/// reached and a snapshot cache from an earlier run exists, the cached snapshot (said in the
+/// log), the store to be opened when the database answers. Without either, `serve` refuses to
+/// start: it has nothing to screen with.
+async fn start_policy(
+    db: &str,
+    settings: &PoolSettings,
+    cache: Option<&SnapshotCache>,
+    builtins: Builtins,
+) -> Result<(reload::Source, ipcountry::policy::Policy, Option<Duration>)> {
+    let shown = cli::db_display(db);
+    let error = match Store::open_with(db, settings).await {
+        Ok(store) => {
+            // E.g. more rules than a snapshot holds (reload::ReloadError::Table): refuse to start.
+            let data = store
+                .load_policy()
+                .await
+                .context("cannot load the tables; the server does not start without them")?;
+            let loaded_at = ipcountry::store::cache::now();
+            let (policy, data) = reload::compile(data, builtins)
+                .await
+                .context("cannot load the tables; the server does not start without them")?;
+            if let Some(cache) = cache {
+                let (cache, url) = (cache.clone(), store.url().to_owned());
+                match tokio::task::spawn_blocking(move || cache.write(&data, &url, loaded_at)).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot write the snapshot cache"),
+                    Err(error) => tracing::warn!(%error, "the snapshot cache writer failed"),
+                }
+            }
+            let (v4, v6) = policy.table().segment_counts();
+            tracing::info!(db = %shown.display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
+            return Ok((reload::Source::Open(store), policy, None));
+        }
+        Err(e) if e.is_unreachable() => e,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(cache) = cache else {
+        return Err(anyhow::Error::new(error).context(
+            "the server does not start without its tables (no --snapshot-cache to fall back on)",
+        ));
+    };
+    let read = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || cache.read()).await?
+    };
+    let cached = match read {
+        Ok(cached) => cached,
+        Err(cache_error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "the server does not start without its tables, and has no snapshot to fall back on ({cache_error})"
+            )));
+        }
+    };
+    let (policy, _) = reload::compile(cached.data, builtins)
+        .await
+        .context("cannot compile the cached snapshot")?;
+    tracing::warn!(
+        db = %shown.display(),
+        %error,
+        cache = %cache.path().display(),
+        generation = policy.generation(),
+        loaded = %ipcountry::store::cache::age(cached.loaded_at),
+        "database unreachable at start: serving the snapshot cache until it answers"
+    );
+    let source = reload::Source::Pending {
+        url: db.to_owned(),
+        settings: *settings,
+    };
+    // Its age counts from when a server last found it current, not from now.
+    let age = cached.confirmed_at.elapsed().unwrap_or_default();
+    Ok((source, policy, Some(age)))
 }
 
 /// The listening sockets: for tokio's multi-thread runtime, or one set per worker thread.

@@ -1,26 +1,50 @@
-//! The policy store: the `permit`, `deny` and `allow_host` tables and the generation counter,
-//! over an sqlx pool. This is the only module in the crate that contains SQL.
+//! The policy store: the `permit`, `deny` and `allow_host` tables, the generation counter and
+//! the country catalog, on SQLite (embedded, the default), MariaDB/MySQL or PostgreSQL. This is
+//! the only module in the crate that contains SQL.
 //!
 //! # Where it sits
 //!
 //! `cli` writes through [`Store`] (`add_rule`, `remove_rule`, `add_allow_host`, ...); `reload`
 //! reads a consistent [`PolicyData`] with [`Store::load_policy`] and compiles it into a new
-//! snapshot. `session` never sees the store. The country catalog and the `geolite` rules
-//! generated from it ([`Store::import_catalog`], [`Store::refresh`],
-//! [`Store::permit_countries`], ...) are in the `catalog` submodule, under the same rules.
+//! snapshot, which it also keeps on disk ([`cache`]) for a restart while the database is down.
+//! `session` never sees the store. The country catalog and the `geolite` rules generated from
+//! it ([`Store::import_catalog`], [`Store::refresh`], [`Store::permit_countries`], ...) are in
+//! the `catalog` submodule, under the same rules. On PostgreSQL, [`Store::listen`] gives the
+//! change announcements servers wait on besides polling.
+//!
+//! # One code path for three backends
+//!
+//! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
+//! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs` and
+//! `sql/catalog.rs`, and compiled for each backend: `sqlite.rs`, `mysql.rs` and
+//! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
+//! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
+//! id comes back, the first statement of a read snapshot, change notification, connection
+//! options, the migrations). [`Store`] holds one pool of the three and dispatches every call
+//! with one `match` (`on_pool!`). Why not the alternatives:
+//!
+//! - sqlx's `Any` driver maps MariaDB's column types by protocol type alone, so `VARBINARY`
+//!   arrives as text (addresses fail UTF-8 decoding) and `TEXT` as a blob; its options come
+//!   from the URL only (no WAL, busy timeout or row buffer for SQLite); and it does not
+//!   translate placeholders either.
+//! - Functions generic over `DB: sqlx::Database` need the executor and every bound type's
+//!   `Encode`/`Decode`/`Type` bounds restated on each function (they are not implied): a dozen
+//!   lines of bounds on every one of some forty functions, for the same compiled result.
 //!
 //! # Encoding and portability
 //!
 //! A range is stored as `family` (4 or 6) plus `start_ip` / `end_ip`, the big-endian bytes of
 //! the addresses (4 bytes for IPv4, 16 for IPv6; see [`IpRange::start_bytes`]). Big-endian bytes
 //! compare bytewise exactly like the integers they encode, so `ORDER BY family, start_ip` is
-//! address order. SQLite compares BLOBs with `memcmp()`; the same encoding maps to
-//! `VARBINARY(16)` on MariaDB and `BYTEA` on PostgreSQL, which also compare bytewise, so the
-//! queries here carry over unchanged. Every value is a bound parameter; the only text spliced
-//! into SQL is the table name from [`RuleKind::as_str`], a fixed `&'static str`. The SQL avoids
-//! SQLite-only functions and `INSERT OR IGNORE`; it uses `INSERT ... RETURNING id`, which SQLite
-//! ≥ 3.35, PostgreSQL and MariaDB ≥ 10.5 all support (MariaDB lacks `UPDATE ... RETURNING`, so
-//! that is not used).
+//! address order: SQLite compares BLOBs with `memcmp()`, MariaDB/MySQL compare `VARBINARY(16)`
+//! and PostgreSQL `BYTEA` byte by byte, with no collation and no padding (the tests check the
+//! order across all sixteen bytes on each backend). Integers are `BIGINT` everywhere. Text
+//! comparisons that must be exact (allowed host patterns) are checked again in Rust, and text is
+//! sorted in Rust, since the servers' collations differ (MariaDB's default ignores case).
+//! Every value is a bound parameter; the only text spliced into SQL is the table name from
+//! [`RuleKind::as_str`], a fixed `&'static str` (and, in the test support, a generated database
+//! name of `[a-z0-9_]`). New ids come from `INSERT ... RETURNING id` (SQLite ≥ 3.35,
+//! PostgreSQL) or the protocol's last-insert-id (MariaDB/MySQL: MySQL 8 has no `RETURNING`).
 //!
 //! # Generations and concurrency
 //!
@@ -32,58 +56,163 @@
 //! found) rolls back, bump included. Reads never bump. A reloader compares
 //! [`Store::generation`] with the generation of its snapshot to see whether anything changed.
 //!
-//! [`Store::load_policy`] reads the generation and all tables in one transaction, which in
-//! SQLite is one snapshot. (A PostgreSQL port must use `REPEATABLE READ` for the same
-//! guarantee.)
+//! [`Store::load_policy`] reads the generation and all tables in one transaction that reads one
+//! snapshot: SQLite's read transaction in WAL mode, InnoDB's `REPEATABLE READ` (set on every
+//! MariaDB connection), PostgreSQL's `REPEATABLE READ, READ ONLY` (set per read transaction;
+//! writers stay in `READ COMMITTED`, so after the bump's lock they see every earlier commit).
+//!
+//! # Pools
+//!
+//! [`PoolSettings`]: a few connections suffice (a CLI command uses one, a server one for its
+//! polls and reloads, plus the PostgreSQL listener's own); the acquire timeout bounds how long
+//! a call waits for a server that went away before it fails.
 
 mod catalog;
+mod mysql;
+mod postgres;
+mod sqlite;
+
+pub mod cache;
+mod listen;
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
+mod url;
 
 pub use catalog::{
     CatalogMeta, CatalogStatus, CountryDiff, CountryRow, CountryRules, ImportSummary, PermitReport,
     RefreshReport, UnpermitReport,
 };
+pub use listen::{Change, Changes};
+pub use url::redact_url;
 
 use std::fmt;
-use std::future::Future;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::MigrateError;
+use sqlx::{MySqlPool, PgPool, SqlitePool};
 
-use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
+use crate::ranges::{IpRange, Rule, RuleKind, RuleSource};
 
-/// The schema, embedded at build time.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// How long a connection waits for another writer's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections in the pool of a file database.
-const POOL_SIZE: u32 = 4;
+/// Calls the function of the same name in the store's backend module (`sqlite`, `mysql`,
+/// `postgres`), with the backend's pool as its first argument, and awaits it.
+macro_rules! on_pool {
+    ($store:expr, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                $crate::store::sqlite::$module::$function(pool, $($arg),*).await
+            }
+            $crate::store::Pool::MySql(pool) => {
+                $crate::store::mysql::$module::$function(pool, $($arg),*).await
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                $crate::store::postgres::$module::$function(pool, $($arg),*).await
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
 
 /// The table of allowed host names, as named in errors.
 const ALLOW_HOST_TABLE: &str = "allow_host";
 
-/// The columns of a rule row, in the order [`decode_rule`] expects by name.
-const RULE_COLUMNS: &str = "id, family, start_ip, end_ip, country_code, source, note";
-
 /// A handle to the policy database. Cheap to clone (it wraps a connection pool).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The URL, without its password, for messages.
+    url: String,
+}
+
+/// The pool of one backend.
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    MySql(MySqlPool),
+    Postgres(PgPool),
+}
+
+/// Which database server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite, embedded: `sqlite://path.db`, `sqlite::memory:` or a plain path.
+    Sqlite,
+    /// MariaDB or MySQL: `mysql://user:password@host/database` (or `mariadb://`).
+    MySql,
+    /// PostgreSQL: `postgres://user:password@host/database` (or `postgresql://`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `url` names, or [`StoreError::Connect`] for an unknown scheme or an empty
+    /// path.
+    pub fn of(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            _ if url.starts_with("sqlite:") => Ok(Backend::Sqlite),
+            Some("mysql" | "mariadb") => Ok(Backend::MySql),
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            Some(_) => Err(StoreError::Connect {
+                url: redact_url(url),
+                error: sqlx::Error::Configuration(
+                    "unsupported database URL scheme (use sqlite://, mysql://, mariadb:// or \
+                     postgres://, or a plain SQLite file path)"
+                        .into(),
+                ),
+            }),
+            None if url.is_empty() => Err(StoreError::Connect {
+                url: String::new(),
+                error: sqlx::Error::Configuration("empty database path".into()),
+            }),
+            None => Ok(Backend::Sqlite),
+        }
+    }
+
+    /// `sqlite`, `mysql`, `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::MySql => "mysql",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::MySql => "MariaDB/MySQL",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// How a [`Store`]'s connection pool is sized. (An in-memory SQLite database always has
+/// exactly one connection.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections the pool opens at most.
+    pub max_connections: u32,
+    /// How long a call waits for a connection, opening one included, before it fails.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    /// 4 connections, 5 s.
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One allowed host pattern: a lower-cased host name or `*.example.com`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllowHost {
     /// Row id (`allow_host #3`); never reused.
     pub id: i64,
@@ -130,14 +259,15 @@ pub enum StoreError {
         /// What was looked for, as the user would write it (`#12`, `203.0.113.0/24`).
         what: String,
     },
-    /// The database could not be opened (bad URL, missing directory, no permission, ...).
-    #[error("cannot open database {url}")]
+    /// The database could not be opened: a bad URL, a missing directory or no permission
+    /// (SQLite), a server that cannot be reached or refuses the login (MariaDB, PostgreSQL).
+    #[error("cannot open database {url}: {}", connect_reason(.error))]
     Connect {
-        /// The URL or path as given.
+        /// The URL or path as given, without its password.
         url: String,
-        /// The underlying error.
-        #[source]
-        source: sqlx::Error,
+        /// The underlying error (its text is in the message; it is not chained, so that the
+        /// server's message is not printed twice).
+        error: sqlx::Error,
     },
     /// The schema migrations failed (or the database was created by an incompatible version).
     #[error("cannot apply the database schema migrations")]
@@ -210,36 +340,70 @@ fn plural(codes: &[String]) -> &'static str {
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `url` and applies pending migrations.
+    /// Opens (creating if missing, for SQLite) the database at `url` with the default
+    /// [`PoolSettings`] and applies pending migrations. See [`Store::open_with`].
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &PoolSettings::default()).await
+    }
+
+    /// Opens the database at `url` and applies pending migrations (each backend has its own,
+    /// embedded at build time; several processes may start at once, sqlx's migrator locks).
     ///
     /// `url` is an sqlx SQLite URL (`sqlite://ipcountry.db`, `sqlite:///var/lib/x.db`,
-    /// `sqlite::memory:`) or, if it does not start with `sqlite:` and has no `://`, a plain file
-    /// path (`./ipcountry.db`). File databases use WAL journaling, so several processes can
-    /// share one file; every connection waits up to 5 s for another writer's lock. An in-memory
-    /// database lives in a single pooled connection that is never recycled.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let connect_err = |source| StoreError::Connect {
-            url: url.to_owned(),
-            source,
+    /// `sqlite::memory:`), a plain SQLite file path (`./ipcountry.db`), a MariaDB/MySQL URL
+    /// (`mysql://user:password@host/database`, `mariadb://…`) or a PostgreSQL one
+    /// (`postgres://user:password@host/database`). SQLite files are created if missing and use
+    /// WAL journaling, so several processes can share one file; a server database must exist.
+    /// A server that cannot be reached or refuses the login is [`StoreError::Connect`], naming
+    /// the URL without its password.
+    pub async fn open_with(url: &str, settings: &PoolSettings) -> Result<Store, StoreError> {
+        let backend = Backend::of(url)?;
+        let shown = redact_url(url);
+        let connect_err = |error| StoreError::Connect {
+            url: shown.clone(),
+            error,
         };
-        let (options, in_memory) = connect_options(url).map_err(connect_err)?;
-        let pool_options = if in_memory {
-            // Each connection to `sqlite::memory:` would otherwise risk a fresh, empty database
-            // once the last one closes: keep exactly one, forever.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(POOL_SIZE)
+        let pool = match backend {
+            Backend::Sqlite => {
+                Pool::Sqlite(sqlite::connect(url, settings).await.map_err(connect_err)?)
+            }
+            Backend::MySql => {
+                Pool::MySql(mysql::connect(url, settings).await.map_err(connect_err)?)
+            }
+            Backend::Postgres => Pool::Postgres(
+                postgres::connect(url, settings)
+                    .await
+                    .map_err(connect_err)?,
+            ),
         };
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(connect_err)?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Store { pool })
+        let migrated = match &pool {
+            Pool::Sqlite(p) => sqlite::MIGRATOR.run(p).await,
+            Pool::MySql(p) => mysql::MIGRATOR.run(p).await,
+            Pool::Postgres(p) => postgres::MIGRATOR.run(p).await,
+        };
+        if let Err(e) = migrated {
+            return Err(match e {
+                MigrateError::Execute(source) if is_connection_error(&source) => {
+                    connect_err(source)
+                }
+                e => StoreError::Migrate(e),
+            });
+        }
+        Ok(Store { pool, url: shown })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::MySql(_) => Backend::MySql,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The database URL without its password, for messages and logs.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Adds a rule to the `kind` table and returns it with its new id.
@@ -255,61 +419,12 @@ impl Store {
         source: RuleSource,
         note: &str,
     ) -> Result<Rule, StoreError> {
-        const CONTEXT: &str = "adding a rule";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        bump_in(&mut tx).await?;
-        if let Some(existing) = select_rule_by_range(&mut tx, kind, range).await? {
-            return Err(StoreError::Duplicate { existing });
-        }
-        let sql = format!(
-            "INSERT INTO {} (family, start_ip, end_ip, country_code, source, note, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            kind.as_str()
-        );
-        let inserted = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(range.family().number())
-            .bind(range.start_bytes())
-            .bind(range.end_bytes())
-            .bind(country)
-            .bind(source.as_str())
-            .bind(note)
-            .bind(now_unix())
-            .fetch_one(&mut *tx)
-            .await;
-        let winner = self.find_rule(kind, range);
-        let duplicate = |existing| StoreError::Duplicate { existing };
-        let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
-        Ok(Rule {
-            id,
-            kind,
-            range,
-            country: country.to_owned(),
-            source,
-            note: note.to_owned(),
-        })
+        on_pool!(self, rules::add_rule(kind, range, country, source, note))
     }
 
     /// Removes rule `#id` from the `kind` table and returns it.
     pub async fn remove_rule(&self, kind: RuleKind, id: i64) -> Result<Rule, StoreError> {
-        const CONTEXT: &str = "removing a rule";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        bump_in(&mut tx).await?;
-        let sql = format!("SELECT {RULE_COLUMNS} FROM {} WHERE id = ?", kind.as_str());
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err(CONTEXT))?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound {
-                table: kind.as_str(),
-                what: format!("#{id}"),
-            });
-        };
-        let rule = decode_rule(kind, &row)?;
-        delete_rule_in(&mut tx, kind, rule.id).await?;
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(rule)
+        on_pool!(self, rules::remove_rule(kind, id))
     }
 
     /// Removes the rule with exactly this range from the `kind` table and returns it.
@@ -318,387 +433,122 @@ impl Store {
         kind: RuleKind,
         range: IpRange,
     ) -> Result<Rule, StoreError> {
-        const CONTEXT: &str = "removing a rule";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        bump_in(&mut tx).await?;
-        let Some(rule) = select_rule_by_range(&mut tx, kind, range).await? else {
-            return Err(StoreError::NotFound {
-                table: kind.as_str(),
-                what: range.to_string(),
-            });
-        };
-        delete_rule_in(&mut tx, kind, rule.id).await?;
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(rule)
+        on_pool!(self, rules::remove_rule_by_range(kind, range))
     }
 
     /// All rules of the `kind` table, ordered by family (IPv4 first), then start, then end.
     pub async fn list_rules(&self, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-        let mut conn = self.acquire("listing rules").await?;
-        select_rules(&mut conn, kind).await
+        on_pool!(self, rules::list_rules(kind))
     }
 
     /// The rule of the `kind` table with exactly this range, if any.
+    #[cfg(test)]
     async fn find_rule(&self, kind: RuleKind, range: IpRange) -> Result<Option<Rule>, StoreError> {
-        let mut conn = self.acquire("looking up a rule").await?;
-        select_rule_by_range(&mut conn, kind, range).await
+        on_pool!(self, rules::find_rule(kind, range))
     }
 
     /// Adds an allowed host pattern. The caller has validated and lower-cased it; an existing
     /// identical pattern is [`StoreError::DuplicateHost`].
     pub async fn add_allow_host(&self, pattern: &str, note: &str) -> Result<AllowHost, StoreError> {
-        const CONTEXT: &str = "adding an allowed host";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        bump_in(&mut tx).await?;
-        if let Some(existing) = select_host_by_pattern(&mut tx, pattern).await? {
-            return Err(StoreError::DuplicateHost { existing });
-        }
-        let created_at = now_unix();
-        let inserted = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO allow_host (pattern, note, created_at) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(pattern)
-        .bind(note)
-        .bind(created_at)
-        .fetch_one(&mut *tx)
-        .await;
-        let winner = async {
-            let mut conn = self.acquire(CONTEXT).await?;
-            select_host_by_pattern(&mut conn, pattern).await
-        };
-        let duplicate = |existing| StoreError::DuplicateHost { existing };
-        let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
-        Ok(AllowHost {
-            id,
-            pattern: pattern.to_owned(),
-            note: note.to_owned(),
-            created_at,
-        })
+        on_pool!(self, rules::add_allow_host(pattern, note))
     }
 
     /// Removes an allowed host, named by its exact pattern or by its id (`3` or `#3`). An exact
     /// pattern match wins over an id.
     pub async fn remove_allow_host(&self, pattern_or_id: &str) -> Result<AllowHost, StoreError> {
-        const CONTEXT: &str = "removing an allowed host";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        bump_in(&mut tx).await?;
-        let mut found = select_host_by_pattern(&mut tx, pattern_or_id).await?;
-        if found.is_none() {
-            if let Ok(id) = pattern_or_id
-                .strip_prefix('#')
-                .unwrap_or(pattern_or_id)
-                .parse::<i64>()
-            {
-                let row = sqlx::query(
-                    "SELECT id, pattern, note, created_at FROM allow_host WHERE id = ?",
-                )
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query_err(CONTEXT))?;
-                found = row.as_ref().map(decode_host).transpose()?;
-            }
-        }
-        let Some(host) = found else {
-            return Err(StoreError::NotFound {
-                table: ALLOW_HOST_TABLE,
-                what: pattern_or_id.to_owned(),
-            });
-        };
-        sqlx::query("DELETE FROM allow_host WHERE id = ?")
-            .bind(host.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err(CONTEXT))?;
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(host)
+        on_pool!(self, rules::remove_allow_host(pattern_or_id))
     }
 
     /// All allowed host patterns, ordered by pattern.
     pub async fn list_allow_hosts(&self) -> Result<Vec<AllowHost>, StoreError> {
-        let mut conn = self.acquire("listing allowed hosts").await?;
-        select_hosts(&mut conn).await
+        on_pool!(self, rules::list_allow_hosts())
     }
 
     /// The current generation: it changes whenever any rule or allowed host does.
     pub async fn generation(&self) -> Result<i64, StoreError> {
-        let mut conn = self.acquire("reading the generation").await?;
-        read_generation(&mut conn).await
+        on_pool!(self, rules::generation())
     }
 
     /// Bumps the generation without changing anything else (`ipcountry reload`), returning the
     /// new value.
     pub async fn bump_generation(&self) -> Result<i64, StoreError> {
-        const CONTEXT: &str = "bumping the generation";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        let generation = bump_in(&mut tx).await?;
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(generation)
+        on_pool!(self, rules::bump_generation())
     }
 
     /// The generation, all permit and deny rules and all allowed hosts, read in one transaction
     /// so they form one consistent snapshot. Any undecodable row fails the whole load, so a
     /// reloader keeps its previous policy rather than running a partial one.
     pub async fn load_policy(&self) -> Result<PolicyData, StoreError> {
-        const CONTEXT: &str = "loading the policy";
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        let generation = read_generation(&mut tx).await?;
-        // Read in table order (no ORDER BY: a plain scan, not an index walk with a row lookup
-        // per rule), then sort in memory, which is several times cheaper for 100,000 rules.
-        let mut rules = scan_rules(&mut tx, RuleKind::Permit).await?;
-        let mut deny = scan_rules(&mut tx, RuleKind::Deny).await?;
-        rules.sort_unstable_by_key(|r| (r.range, r.id));
-        deny.sort_unstable_by_key(|r| (r.range, r.id));
-        rules.append(&mut deny);
-        let allow_hosts = select_hosts(&mut tx).await?;
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(PolicyData {
-            generation,
-            rules,
-            allow_hosts,
-        })
+        on_pool!(self, rules::load_policy())
     }
 
-    /// A connection from the pool, or a query error naming `context`.
-    async fn acquire(&self, context: &'static str) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.pool.acquire().await.map_err(query_err(context))
+    /// The change announcements of this database, where it makes them (PostgreSQL:
+    /// `LISTEN`/`NOTIFY`, one announcement per committed change); `None` on SQLite and
+    /// MariaDB, whose servers rely on polling the generation alone.
+    pub async fn listen(&self) -> Result<Option<Changes>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => Changes::connect(pool).await.map(Some),
+            Pool::Sqlite(_) | Pool::MySql(_) => Ok(None),
+        }
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::MySql(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
     }
 }
 
-/// Connection options for `url`, and whether it names an in-memory database.
-fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool), sqlx::Error> {
-    let (options, in_memory) = if url.starts_with("sqlite:") {
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        (SqliteConnectOptions::from_str(url)?, in_memory)
-    } else if url.contains("://") {
-        return Err(sqlx::Error::Configuration(
-            "unsupported database URL scheme (this build supports sqlite: URLs and file paths)"
-                .into(),
-        ));
-    } else if url.is_empty() {
-        return Err(sqlx::Error::Configuration("empty database path".into()));
-    } else {
-        (SqliteConnectOptions::new().filename(url), false)
-    };
-    let options = options
-        .create_if_missing(true)
-        .busy_timeout(BUSY_TIMEOUT)
-        // Hand rows from the SQLite worker thread over in large batches: the default (50) costs a
-        // thread wake-up per 50 rows, which dominates reading a 100,000-rule permit table.
-        .row_buffer_size(4096)
-        .foreign_keys(true);
-    let options = if in_memory {
-        options
-    } else {
-        options.journal_mode(SqliteJournalMode::Wal)
-    };
-    Ok((options, in_memory))
-}
-
-/// Bumps the generation inside a transaction and returns the new value. Called first in every
-/// write transaction, so it also takes the write lock before anything is read.
-async fn bump_in(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
-    const CONTEXT: &str = "bumping the generation";
-    let done = sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-        .execute(&mut *conn)
-        .await
-        .map_err(query_err(CONTEXT))?;
-    if done.rows_affected() != 1 {
-        return Err(missing_generation());
-    }
-    read_generation(conn).await
-}
-
-/// The current generation counter.
-async fn read_generation(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT value FROM generation WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("reading the generation"))?;
-    let row = row.ok_or_else(missing_generation)?;
-    row.try_get::<i64, _>("value")
-        .map_err(|_| StoreError::Corrupt {
-            table: "generation",
-            id: 1,
-            why: "the counter is not an integer",
-        })
-}
-
-/// The error for a database whose `generation` row has gone.
-fn missing_generation() -> StoreError {
-    StoreError::Corrupt {
-        table: "generation",
-        id: 1,
-        why: "the generation row is missing",
+impl fmt::Debug for Store {
+    /// The backend and the URL without its password (never the connect options, which hold it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("url", &self.url)
+            .finish()
     }
 }
 
-/// All rules of one table, in address order.
-async fn select_rules(
-    conn: &mut SqliteConnection,
-    kind: RuleKind,
-) -> Result<Vec<Rule>, StoreError> {
-    let order = " ORDER BY family, start_ip, end_ip, id";
-    every_rule(conn, kind, order, "listing rules").await
+/// Opens one connection with `options` and closes it again, within the acquire timeout: an
+/// unreachable server or a refused login is then reported as what it is (a pool keeps retrying
+/// until its timeout and reports only that).
+async fn probe<O>(options: &O, settings: &PoolSettings) -> Result<(), sqlx::Error>
+where
+    O: sqlx::ConnectOptions,
+    O::Connection: Sized,
+{
+    use sqlx::Connection as _;
+    match tokio::time::timeout(settings.acquire_timeout, options.connect()).await {
+        Ok(Ok(conn)) => {
+            // Closing politely is best effort; the connection is gone either way.
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer within {}",
+                humantime::format_duration(settings.acquire_timeout)
+            ),
+        ))),
+    }
 }
 
-/// Every rule of one table, in no particular order (see [`Store::load_policy`]).
-async fn scan_rules(conn: &mut SqliteConnection, kind: RuleKind) -> Result<Vec<Rule>, StoreError> {
-    every_rule(conn, kind, "", "loading rules").await
-}
-
-/// Every rule of one table, decoded, in the order the `order` clause (or none) gives.
-async fn every_rule(
-    conn: &mut SqliteConnection,
-    kind: RuleKind,
-    order: &str,
-    context: &'static str,
-) -> Result<Vec<Rule>, StoreError> {
-    let sql = format!("SELECT {RULE_COLUMNS} FROM {}{order}", kind.as_str());
-    let rows = sqlx::query(&sql)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err(context))?;
-    rows.iter().map(|row| decode_rule(kind, row)).collect()
-}
-
-/// The rule of one table with exactly this range.
-async fn select_rule_by_range(
-    conn: &mut SqliteConnection,
-    kind: RuleKind,
-    range: IpRange,
-) -> Result<Option<Rule>, StoreError> {
-    let sql = format!(
-        "SELECT {RULE_COLUMNS} FROM {} WHERE family = ? AND start_ip = ? AND end_ip = ?",
-        kind.as_str()
-    );
-    let row = sqlx::query(&sql)
-        .bind(range.family().number())
-        .bind(range.start_bytes())
-        .bind(range.end_bytes())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("looking up a rule"))?;
-    row.as_ref().map(|row| decode_rule(kind, row)).transpose()
-}
-
-/// Deletes rule `id` of one table.
-async fn delete_rule_in(
-    conn: &mut SqliteConnection,
-    kind: RuleKind,
-    id: i64,
-) -> Result<(), StoreError> {
-    let sql = format!("DELETE FROM {} WHERE id = ?", kind.as_str());
-    sqlx::query(&sql)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(query_err("removing a rule"))?;
-    Ok(())
-}
-
-/// All allowed hosts, ordered by pattern.
-async fn select_hosts(conn: &mut SqliteConnection) -> Result<Vec<AllowHost>, StoreError> {
-    let rows = sqlx::query("SELECT id, pattern, note, created_at FROM allow_host ORDER BY pattern")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err("listing allowed hosts"))?;
-    rows.iter().map(decode_host).collect()
-}
-
-/// The allowed host with exactly this pattern.
-async fn select_host_by_pattern(
-    conn: &mut SqliteConnection,
-    pattern: &str,
-) -> Result<Option<AllowHost>, StoreError> {
-    let row = sqlx::query("SELECT id, pattern, note, created_at FROM allow_host WHERE pattern = ?")
-        .bind(pattern)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("looking up an allowed host"))?;
-    row.as_ref().map(decode_host).transpose()
-}
-
-/// Decodes a row of [`RULE_COLUMNS`]; anything malformed is [`StoreError::Corrupt`].
-fn decode_rule(kind: RuleKind, row: &SqliteRow) -> Result<Rule, StoreError> {
-    // Columns by position (the order of RULE_COLUMNS) and borrowed where possible: this runs
-    // once per rule on every snapshot rebuild, for 100,000+ country rules.
-    let table = kind.as_str();
-    let id: i64 = row.try_get(0).map_err(|source| StoreError::Query {
-        context: "reading a rule id",
-        source,
-    })?;
-    let corrupt = |why| StoreError::Corrupt { table, id, why };
-    let range = decode_range(row, 1, corrupt)?;
-    let country: String = row
-        .try_get(4)
-        .map_err(|_| corrupt("country_code is not text"))?;
-    let source: &str = row.try_get(5).map_err(|_| corrupt("source is not text"))?;
-    let source = RuleSource::parse(source).ok_or_else(|| corrupt("unknown source"))?;
-    let note: String = row.try_get(6).map_err(|_| corrupt("note is not text"))?;
-    Ok(Rule {
-        id,
-        kind,
-        range,
-        country,
-        source,
-        note,
-    })
-}
-
-/// Decodes the `family`, `start_ip`, `end_ip` columns at positions `first`, `first + 1` and
-/// `first + 2` (by position and borrowed: this runs for every rule and catalog row read);
-/// anything malformed is the error `corrupt` makes of the reason.
-fn decode_range(
-    row: &SqliteRow,
-    first: usize,
-    corrupt: impl Fn(&'static str) -> StoreError,
-) -> Result<IpRange, StoreError> {
-    let family: i64 = row
-        .try_get(first)
-        .map_err(|_| corrupt("family is not an integer"))?;
-    let family = Family::from_number(family).ok_or_else(|| corrupt("family is not 4 or 6"))?;
-    let start: &[u8] = row
-        .try_get(first + 1)
-        .map_err(|_| corrupt("start_ip is not a blob"))?;
-    let end: &[u8] = row
-        .try_get(first + 2)
-        .map_err(|_| corrupt("end_ip is not a blob"))?;
-    IpRange::from_bytes(family, start, end)
-        .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
-}
-
-/// Decodes an `allow_host` row; anything malformed is [`StoreError::Corrupt`].
-fn decode_host(row: &SqliteRow) -> Result<AllowHost, StoreError> {
-    let id: i64 = row.try_get("id").map_err(|source| StoreError::Query {
-        context: "reading an allowed host id",
-        source,
-    })?;
-    let corrupt = |why| StoreError::Corrupt {
-        table: ALLOW_HOST_TABLE,
-        id,
-        why,
-    };
-    let pattern: String = row
-        .try_get("pattern")
-        .map_err(|_| corrupt("pattern is not text"))?;
-    let note: String = row
-        .try_get("note")
-        .map_err(|_| corrupt("note is not text"))?;
-    let created_at: i64 = row
-        .try_get("created_at")
-        .map_err(|_| corrupt("created_at is not an integer"))?;
-    Ok(AllowHost {
-        id,
-        pattern,
-        note,
-        created_at,
-    })
+/// Why a connection failed, in one line for a person: the server's own message for a refused
+/// login, the system's for a refused or timed-out connection (never the URL: the caller names
+/// it, without its password).
+fn connect_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => format!("cannot reach the server: {io}"),
+        sqlx::Error::PoolTimedOut => "no connection within the timeout".to_owned(),
+        sqlx::Error::Configuration(c) => format!("bad database URL or path: {c}"),
+        other => other.to_string(),
+    }
 }
 
 /// Maps an sqlx error to [`StoreError::Query`] with `context`.
@@ -711,39 +561,48 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// Commits `tx` after its `INSERT ... RETURNING id` gave `inserted`, and returns the new id.
-///
-/// If the insert failed, `tx` is dropped (rolled back) first: PostgreSQL would refuse further
-/// statements in it. A unique-constraint violation means a concurrent writer stored the same
-/// row first: `winner`, awaited only then and outside the failed transaction, finds that row,
-/// and `duplicate` reports it. Anything else is a query error.
-async fn commit_insert<T>(
-    tx: Transaction<'_, Sqlite>,
-    inserted: Result<i64, sqlx::Error>,
-    context: &'static str,
-    winner: impl Future<Output = Result<Option<T>, StoreError>>,
-    duplicate: impl FnOnce(T) -> StoreError,
-) -> Result<i64, StoreError> {
-    let source = match inserted {
-        Ok(id) => {
-            tx.commit().await.map_err(query_err(context))?;
-            return Ok(id);
-        }
-        Err(source) => source,
-    };
-    drop(tx);
-    if is_unique_violation(&source) {
-        match winner.await {
-            Ok(Some(existing)) => return Err(duplicate(existing)),
-            Ok(None) => {}
-            Err(e) => return Err(e),
+/// Whether `e` means the database could not be reached (as opposed to a query it refused):
+/// no connection, or the server saying it is shutting down or starting up (SQLSTATE classes
+/// 08, connection exception, and 57P, operator intervention).
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+impl StoreError {
+    /// Whether this is the database being unreachable (down, refusing connections, the pool
+    /// timing out), rather than a refused or malformed change: what a server logs once, not at
+    /// every poll.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Connect { error, .. } | StoreError::Query { source: error, .. } => {
+                is_connection_error(error)
+            }
+            _ => false,
         }
     }
-    Err(StoreError::Query { context, source })
+}
+
+/// The error for a database whose `generation` row has gone.
+fn missing_generation() -> StoreError {
+    StoreError::Corrupt {
+        table: "generation",
+        id: 1,
+        why: "the generation row is missing",
+    }
 }
 
 /// Now, in Unix seconds (0 if the clock is before 1970).
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

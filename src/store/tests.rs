@@ -1,20 +1,96 @@
-//! Tests of the store against real SQLite files in temporary directories.
+//! Tests of the store against real databases: SQLite files in temporary directories, or a
+//! database of its own per test on the MariaDB or PostgreSQL server `IPCOUNTRY_TEST_DB` picks
+//! (see `store::testing`). Tests of what only SQLite has (files, `:memory:`, WAL) always run on
+//! SQLite.
 
 use std::path::Path;
 
 use super::*;
-use crate::ranges::CUSTOM_COUNTRY;
+use crate::ranges::{Family, CUSTOM_COUNTRY};
 
 /// A range from a CIDR, `A-B` or a single address (also for the catalog tests).
 pub(super) fn net(s: &str) -> IpRange {
     s.parse().unwrap()
 }
 
-/// A store on a new database file in `dir` (also for the catalog tests).
+/// The URL of a new, empty database on the suite's backend (a file in `dir` on SQLite).
+pub(super) fn url_in(dir: &Path) -> String {
+    testing::fresh_db_url(dir)
+}
+
+/// A store on a new database (also for the catalog tests).
 pub(super) async fn open_in(dir: &Path) -> Store {
-    Store::open(dir.join("ipcountry.db").to_str().unwrap())
+    Store::open(&url_in(dir)).await.unwrap()
+}
+
+/// A value bound by [`raw_execute`].
+pub(super) enum RawArg {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+/// Runs `sql` (with `?` placeholders) binding `args`, past every check of the store; gives
+/// the rows affected.
+pub(super) async fn raw_execute(
+    store: &Store,
+    sql: &str,
+    args: Vec<RawArg>,
+) -> Result<u64, sqlx::Error> {
+    match &store.pool {
+        Pool::Sqlite(p) => sqlite::rules::raw::execute(p, sql, args).await,
+        Pool::MySql(p) => mysql::rules::raw::execute(p, sql, args).await,
+        Pool::Postgres(p) => postgres::rules::raw::execute(p, sql, args).await,
+    }
+}
+
+/// The schema's tables, sorted.
+pub(super) async fn table_names(store: &Store) -> Vec<String> {
+    match &store.pool {
+        Pool::Sqlite(p) => sqlite::rules::raw::tables(p).await,
+        Pool::MySql(p) => mysql::rules::raw::tables(p).await,
+        Pool::Postgres(p) => postgres::rules::raw::tables(p).await,
+    }
+}
+
+/// How many migrations the database records as applied.
+async fn applied_migrations(store: &Store) -> i64 {
+    match &store.pool {
+        Pool::Sqlite(p) => sqlite::rules::raw::applied_migrations(p).await,
+        Pool::MySql(p) => mysql::rules::raw::applied_migrations(p).await,
+        Pool::Postgres(p) => postgres::rules::raw::applied_migrations(p).await,
+    }
+}
+
+/// The whole catalog table, in key order.
+pub(super) async fn catalog_rows(store: &Store) -> Vec<(String, i64, Vec<u8>, Vec<u8>)> {
+    match &store.pool {
+        Pool::Sqlite(p) => sqlite::rules::raw::catalog_rows(p).await,
+        Pool::MySql(p) => mysql::rules::raw::catalog_rows(p).await,
+        Pool::Postgres(p) => postgres::rules::raw::catalog_rows(p).await,
+    }
+}
+
+/// One country's catalog ranges, in address order, decoded.
+pub(super) async fn catalog_ranges(store: &Store, code: &str) -> Vec<IpRange> {
+    catalog_rows(store)
         .await
-        .unwrap()
+        .into_iter()
+        .filter(|(c, ..)| c == code)
+        .map(|(_, family, start, end)| {
+            let family = Family::from_number(family).unwrap();
+            IpRange::from_bytes(family, &start, &end).unwrap()
+        })
+        .collect()
+}
+
+/// The migrations of the store's backend.
+fn migrator(store: &Store) -> &'static sqlx::migrate::Migrator {
+    match store.backend() {
+        Backend::Sqlite => &sqlite::MIGRATOR,
+        Backend::MySql => &mysql::MIGRATOR,
+        Backend::Postgres => &postgres::MIGRATOR,
+    }
 }
 
 /// Adds a custom rule (also for the catalog tests).
@@ -25,20 +101,10 @@ pub(super) async fn add_custom(store: &Store, kind: RuleKind, range: &str, note:
         .unwrap()
 }
 
-async fn table_names(store: &Store) -> Vec<String> {
-    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .fetch_all(&store.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
-async fn creates_database_and_schema_on_first_use() {
+async fn creates_the_schema_on_first_use() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("new.db");
-    assert!(!path.exists());
-    let store = Store::open(path.to_str().unwrap()).await.unwrap();
-    assert!(path.exists());
+    let store = open_in(dir.path()).await;
     let tables = table_names(&store).await;
     for t in ["allow_host", "deny", "generation", "permit"] {
         assert!(
@@ -48,8 +114,22 @@ async fn creates_database_and_schema_on_first_use() {
     }
     assert_eq!(store.generation().await.unwrap(), 0);
     assert!(store.list_rules(RuleKind::Permit).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_file_is_created_on_first_use_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    assert!(path.exists());
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let Pool::Sqlite(pool) = &store.pool else {
+        unreachable!("a path is SQLite");
+    };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&store.pool)
+        .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(mode.to_lowercase(), "wal");
@@ -399,25 +479,23 @@ async fn load_policy_returns_everything() {
 #[tokio::test]
 async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_in(dir.path()).await;
+    let url = url_in(dir.path());
+    let store = Store::open(&url).await.unwrap();
     let kept = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "kept").await;
     let gone = add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
     store.remove_rule(RuleKind::Permit, gone.id).await.unwrap();
     store.add_allow_host("a.example", "").await.unwrap();
     store.close().await;
 
-    let store = open_in(dir.path()).await;
+    let store = Store::open(&url).await.unwrap();
     assert_eq!(
         store.list_rules(RuleKind::Permit).await.unwrap(),
         vec![kept.clone()]
     );
     assert_eq!(store.list_allow_hosts().await.unwrap().len(), 1);
     assert_eq!(store.generation().await.unwrap(), 4);
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-    assert_eq!(applied, MIGRATOR.iter().count() as i64);
+    let applied = applied_migrations(&store).await;
+    assert_eq!(applied, migrator(&store).iter().count() as i64);
     // Ids are never reused, even for the highest deleted row, across reopen.
     let next = add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
     assert!(
@@ -429,10 +507,11 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
 }
 
 #[tokio::test]
-async fn two_stores_on_one_file_see_each_other() {
+async fn two_stores_on_one_database_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open_in(dir.path()).await;
-    let b = open_in(dir.path()).await;
+    let url = url_in(dir.path());
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
 
     let rule = add_custom(&a, RuleKind::Deny, "203.0.113.0/24", "from a").await;
     assert_eq!(
@@ -456,10 +535,11 @@ async fn two_stores_on_one_file_see_each_other() {
 }
 
 #[tokio::test]
-async fn concurrent_writers_on_one_file_add_each_range_once() {
+async fn concurrent_writers_on_one_database_add_each_range_once() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open_in(dir.path()).await;
-    let b = open_in(dir.path()).await;
+    let url = url_in(dir.path());
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16u32 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -485,24 +565,47 @@ async fn concurrent_writers_on_one_file_add_each_range_once() {
 }
 
 #[tokio::test]
-async fn unopenable_path_is_a_connect_error_naming_it() {
-    for url in ["/nonexistent-dir/x.db", "mysql://db.example/ipcountry"] {
-        let err = Store::open(url).await.unwrap_err();
+async fn unopenable_databases_are_connect_errors_naming_them_without_the_password() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let settings = PoolSettings {
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(2),
+    };
+    for (url, shown) in [
+        ("/nonexistent-dir/x.db", "/nonexistent-dir/x.db"),
+        (
+            "mysql://ipc:s3cret@127.0.0.1:1/ipcountry",
+            "mysql://ipc:***@127.0.0.1:1/ipcountry",
+        ),
+        (
+            "mariadb://ipc:s3cret@127.0.0.1:1/ipcountry",
+            "mariadb://ipc:***@127.0.0.1:1/ipcountry",
+        ),
+        (
+            "postgres://ipc:s3cret@127.0.0.1:1/ipcountry",
+            "postgres://ipc:***@127.0.0.1:1/ipcountry",
+        ),
+        ("oracle://ipc:s3cret@db/x", "oracle://ipc:***@db/x"),
+    ] {
+        let err = Store::open_with(url, &settings).await.unwrap_err();
         assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
-        assert!(err.to_string().contains(url), "{err}");
+        let chain = format!("{err} {err:?}");
+        assert!(err.to_string().contains(shown), "{err}");
+        assert!(!chain.contains("s3cret"), "{chain}");
     }
 }
 
 #[tokio::test]
 async fn injection_looking_text_is_stored_verbatim() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_in(dir.path()).await;
+    let url = url_in(dir.path());
+    let store = Store::open(&url).await.unwrap();
     let evil = "'); DROP TABLE permit;--";
     let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", evil).await;
     let host = store.add_allow_host(evil, evil).await.unwrap();
     let store = {
         store.close().await;
-        open_in(dir.path()).await
+        Store::open(&url).await.unwrap()
     };
     assert!(table_names(&store).await.iter().any(|t| t == "permit"));
     let listed = store.list_rules(RuleKind::Permit).await.unwrap();
@@ -558,10 +661,13 @@ async fn corrupt_rows_are_errors_not_panics() {
     assert_eq!(err.to_string(), "corrupt row #3 in deny: unknown source");
 
     // Text where a blob belongs.
-    sqlx::query("UPDATE deny SET source = 'custom', start_ip = 'abcd'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    raw_execute(
+        &store,
+        "UPDATE deny SET source = 'custom', start_ip = 'abcd'",
+        vec![],
+    )
+    .await
+    .unwrap();
     corrupt_deny(&store, 3).await;
 
     // The family column refuses anything but 4 and 6.
@@ -577,15 +683,17 @@ async fn insert_deny(
     end_ip: Vec<u8>,
     source: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    raw_execute(
+        store,
         "INSERT INTO deny (family, start_ip, end_ip, country_code, source, note, created_at) \
          VALUES (?, ?, ?, 'AA', ?, '', 0)",
+        vec![
+            RawArg::Int(family),
+            RawArg::Bytes(start_ip),
+            RawArg::Bytes(end_ip),
+            RawArg::Text(source.to_owned()),
+        ],
     )
-    .bind(family)
-    .bind(start_ip)
-    .bind(end_ip)
-    .bind(source)
-    .execute(&store.pool)
     .await
     .map(drop)
 }
@@ -601,8 +709,7 @@ async fn corrupt_deny(store: &Store, id: i64) -> StoreError {
 }
 
 async fn clear_deny(store: &Store) {
-    sqlx::query("DELETE FROM deny")
-        .execute(&store.pool)
+    raw_execute(store, "DELETE FROM deny", vec![])
         .await
         .unwrap();
 }
@@ -613,20 +720,40 @@ async fn unique_constraint_is_recognised_as_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
     let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
-    let raw = sqlx::query(
+    let raw = raw_execute(
+        &store,
         "INSERT INTO permit (family, start_ip, end_ip, country_code, source, note, created_at) \
          VALUES (?, ?, ?, 'AA', 'custom', '', 0)",
+        vec![
+            RawArg::Int(4),
+            RawArg::Bytes(rule.range.start_bytes()),
+            RawArg::Bytes(rule.range.end_bytes()),
+        ],
     )
-    .bind(4_i64)
-    .bind(rule.range.start_bytes())
-    .bind(rule.range.end_bytes())
-    .execute(&store.pool)
     .await
     .unwrap_err();
     assert!(is_unique_violation(&raw), "{raw:?}");
-    let other = sqlx::query("SELECT * FROM no_such_table")
-        .execute(&store.pool)
+    let other = raw_execute(&store, "SELECT * FROM no_such_table", vec![])
         .await
         .unwrap_err();
     assert!(!is_unique_violation(&other));
+}
+
+#[test]
+fn the_url_picks_the_backend() {
+    for (url, backend) in [
+        ("sqlite://ipcountry.db", Some(Backend::Sqlite)),
+        ("sqlite::memory:", Some(Backend::Sqlite)),
+        ("./ipcountry.db", Some(Backend::Sqlite)),
+        ("/var/lib/ipcountry/ipcountry.db", Some(Backend::Sqlite)),
+        ("mysql://u:p@h/db", Some(Backend::MySql)),
+        ("mariadb://u:p@h/db", Some(Backend::MySql)),
+        ("MySQL://u:p@h/db", Some(Backend::MySql)),
+        ("postgres://u:p@h/db", Some(Backend::Postgres)),
+        ("postgresql://u:p@h/db", Some(Backend::Postgres)),
+        ("oracle://u:p@h/db", None),
+        ("", None),
+    ] {
+        assert_eq!(Backend::of(url).ok(), backend, "{url}");
+    }
 }

@@ -12,7 +12,8 @@ struct Cli {
 impl Cli {
     fn new() -> Cli {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("ipcountry.db").display().to_string();
+        // A file in `dir` on SQLite, a database of its own on a server (IPCOUNTRY_TEST_DB).
+        let db = ipcountry::store::testing::fresh_db_url(dir.path());
         Cli { db, _dir: dir }
     }
 
@@ -39,10 +40,12 @@ fn acceptance_scenario() {
     let cli = Cli::new();
     let o = cli.run(&["permit", "add", "203.0.113.0/24", "--note", "office"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        std::path::Path::new(&cli.db).exists(),
-        "the database is created on first use"
-    );
+    if let Some(path) = cli.db.strip_prefix("sqlite://") {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "the database is created on first use"
+        );
+    }
     assert!(cli.run(&["deny", "add", "203.0.113.66"]).status.success());
     assert!(cli
         .run(&["allow-host", "add", "sipgate.com"])
@@ -223,7 +226,11 @@ fn reload_with_no_server_fails() {
     let cli = Cli::new();
     let o = cli.run(&["reload", "--server", "127.0.0.1:1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stdout(&o).contains("no server answered at 127.0.0.1:1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no server answered at 127.0.0.1:1"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -424,4 +431,31 @@ fn one_configuration_file_under_the_environment_and_the_flags() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn database_passwords_are_never_printed() {
+    // Port 1 on loopback: the connection is refused at once.
+    for url in [
+        "mysql://ipc:s3cret@127.0.0.1:1/ipcountry",
+        "postgres://ipc:s3cret@127.0.0.1:1/ipcountry",
+    ] {
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+                .env("IPCOUNTRY_DB", url)
+                .env_remove("RUST_LOG")
+                .args(args)
+                .output()
+                .expect("run ipcountry")
+        };
+        let help = run(&["--help"]);
+        assert!(help.status.success());
+        assert!(!stdout(&help).contains("s3cret"), "{}", stdout(&help));
+        let o = run(&["permit", "list"]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = stderr(&o);
+        assert!(err.contains("ipc:***@127.0.0.1:1/ipcountry"), "{err}");
+        assert!(err.contains("cannot reach the server"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 }

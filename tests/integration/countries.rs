@@ -51,7 +51,8 @@ struct Cli {
 impl Cli {
     fn new() -> Cli {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("ipcountry.db").display().to_string();
+        // A file in `dir` on SQLite, a database of its own on a server (IPCOUNTRY_TEST_DB).
+        let db = ipcountry::store::testing::fresh_db_url(dir.path());
         Cli { db, dir }
     }
 

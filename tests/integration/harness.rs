@@ -1,5 +1,9 @@
-//! Test harness: start a server on an ephemeral port over a temporary SQLite database, and play
-//! Asterisk's side of FastAGI with raw bytes.
+//! Test harness: start a server on an ephemeral port over a fresh database, and play Asterisk's
+//! side of FastAGI with raw bytes.
+//!
+//! The database is a temporary SQLite file, or, with `IPCOUNTRY_TEST_DB=mysql` or `postgres`,
+//! a database of its own on the server `IPCOUNTRY_TEST_MYSQL` / `IPCOUNTRY_TEST_POSTGRES` names
+//! (`ipcountry::store::testing`): the whole suite runs on each backend that way.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,12 @@ use tokio_util::sync::CancellationToken;
 /// The recorded FastAGI sessions.
 pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi")
+}
+
+/// The URL of a fresh, empty database for one test, on the suite's backend (a file in `dir`
+/// on SQLite).
+pub(crate) fn db_url(dir: &Path) -> String {
+    ipcountry::store::testing::fresh_db_url(dir)
 }
 
 /// A running server over its own database.
@@ -111,7 +121,7 @@ pub(crate) async fn start() -> TestServer {
 
 pub(crate) async fn start_with(opts: Options) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db_url = format!("sqlite://{}", dir.path().join("ipcountry.db").display());
+    let db_url = db_url(dir.path());
     let store = Store::open(&db_url).await.expect("open store");
     seed(&store).await;
     let policy = reload::build(&store, Builtins::On)

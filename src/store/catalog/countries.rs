@@ -2,15 +2,12 @@
 //! `geolite` permit rules ([`Store::permit_countries`]); unpermitting deletes them
 //! ([`Store::unpermit_countries`]). One transaction each; custom rules are never touched.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::geolite::{delete_geolite_in, identical_rules_in, insert_geolite_in, taken_ranges};
-use super::report::read_meta;
-use super::tables::{catalog_ranges_in, country_names_in, permitted_in};
 use crate::ranges::Rule;
-use crate::store::{bump_in, now_unix, query_err, Store, StoreError};
+use crate::store::{on_pool, Store, StoreError};
 
 /// What [`Store::permit_countries`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,58 +54,7 @@ impl Store {
     /// all is [`StoreError::NoCatalog`]. Codes already permitted are reported, not an error.
     /// When nothing is new, nothing is written and the generation stays.
     pub async fn permit_countries(&self, codes: &[String]) -> Result<PermitReport, StoreError> {
-        const CONTEXT: &str = "permitting countries";
-        let codes = normalize_codes(codes);
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        let generation = bump_in(&mut tx).await?;
-        if read_meta(&mut tx).await?.is_none() {
-            return Err(StoreError::NoCatalog);
-        }
-        let names = country_names_in(&mut tx).await?;
-        refuse_unknown(&codes, |c| names.contains_key(c))?;
-        let permitted = permitted_in(&mut tx).await?;
-        let (already, new): (Vec<String>, Vec<String>) =
-            codes.into_iter().partition(|c| permitted.contains(c));
-        if new.is_empty() {
-            tx.rollback().await.map_err(query_err(CONTEXT))?;
-            return Ok(PermitReport {
-                added: Vec::new(),
-                already,
-                generation: None,
-            });
-        }
-        let now = now_unix();
-        for code in &new {
-            sqlx::query("INSERT INTO permitted_country (code, added_at) VALUES (?, ?)")
-                .bind(code)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(CONTEXT))?;
-            // There should be none; a stale rule from an older version must not collide.
-            delete_geolite_in(&mut tx, Some(code)).await?;
-        }
-        let mut taken = HashMap::new();
-        for code in &new {
-            taken.extend(taken_ranges(identical_rules_in(&mut tx, code).await?));
-        }
-        let mut added = Vec::with_capacity(new.len());
-        for code in new {
-            let ranges = catalog_ranges_in(&mut tx, &code).await?;
-            let generated = insert_geolite_in(&mut tx, &code, &ranges, &mut taken).await?;
-            added.push(CountryRules {
-                name: names.get(&code).cloned().unwrap_or_default(),
-                code,
-                rules: generated.inserted,
-                identical: generated.identical,
-            });
-        }
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(PermitReport {
-            added,
-            already,
-            generation: Some(generation),
-        })
+        on_pool!(self, catalog::permit_countries(codes))
     }
 
     /// Stops permitting countries (`ipcountry country rm CA`): forgets them and deletes their
@@ -117,49 +63,15 @@ impl Store {
     /// A code neither permitted nor in the catalog is [`StoreError::UnknownCountries`]
     /// (nothing written); a catalog country that is not permitted is reported, not an error.
     pub async fn unpermit_countries(&self, codes: &[String]) -> Result<UnpermitReport, StoreError> {
-        const CONTEXT: &str = "unpermitting countries";
-        let codes = normalize_codes(codes);
-        let mut tx = self.pool.begin().await.map_err(query_err(CONTEXT))?;
-        let generation = bump_in(&mut tx).await?;
-        let names = country_names_in(&mut tx).await?;
-        let permitted = permitted_in(&mut tx).await?;
-        refuse_unknown(&codes, |c| permitted.contains(c) || names.contains_key(c))?;
-        let (remove, not_permitted): (Vec<String>, Vec<String>) =
-            codes.into_iter().partition(|c| permitted.contains(c));
-        if remove.is_empty() {
-            tx.rollback().await.map_err(query_err(CONTEXT))?;
-            return Ok(UnpermitReport {
-                removed: Vec::new(),
-                not_permitted,
-                generation: None,
-            });
-        }
-        let mut removed = Vec::with_capacity(remove.len());
-        for code in remove {
-            sqlx::query("DELETE FROM permitted_country WHERE code = ?")
-                .bind(&code)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(CONTEXT))?;
-            let deleted = delete_geolite_in(&mut tx, Some(&code)).await?;
-            removed.push(CountryRules {
-                name: names.get(&code).cloned().unwrap_or_default(),
-                code,
-                rules: deleted,
-                identical: Vec::new(),
-            });
-        }
-        tx.commit().await.map_err(query_err(CONTEXT))?;
-        Ok(UnpermitReport {
-            removed,
-            not_permitted,
-            generation: Some(generation),
-        })
+        on_pool!(self, catalog::unpermit_countries(codes))
     }
 }
 
 /// [`StoreError::UnknownCountries`] listing the codes that are not `known`, in order, if any.
-fn refuse_unknown(codes: &[String], known: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+pub(in crate::store) fn refuse_unknown(
+    codes: &[String],
+    known: impl Fn(&str) -> bool,
+) -> Result<(), StoreError> {
     let unknown: Vec<String> = codes.iter().filter(|c| !known(c)).cloned().collect();
     if unknown.is_empty() {
         Ok(())
@@ -169,7 +81,7 @@ fn refuse_unknown(codes: &[String], known: impl Fn(&str) -> bool) -> Result<(), 
 }
 
 /// Upper-cased, trimmed, de-duplicated codes in their given order.
-fn normalize_codes(codes: &[String]) -> Vec<String> {
+pub(in crate::store) fn normalize_codes(codes: &[String]) -> Vec<String> {
     let mut seen = HashSet::new();
     codes
         .iter()

@@ -1,16 +1,11 @@
 //! What a refresh changes per country ([`CountryDiff`]): range diffs between the stored
 //! catalog and the new one, and the custom permit rules that lie inside or overlap a
-//! permitted country's new ranges. `refresh` computes them inside its transaction.
-
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+//! permitted country's new ranges. The refresh transaction (`store/sql/catalog.rs`) reads the
+//! range diffs and [`classify`]s the custom rules.
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteConnection;
 
-use super::tables::{catalog_ranges_in, country_names_in};
-use crate::import::Catalog;
 use crate::ranges::{Family, IpRange, Rule, RuleSource};
-use crate::store::StoreError;
 
 /// How one country changes in a refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,60 +39,10 @@ pub struct CountryDiff {
     pub custom_overlapping: Vec<Rule>,
 }
 
-/// Per-country range diffs between the stored catalog and `catalog`: every permitted country
-/// and every country whose ranges change. Rule counts are filled in later.
-pub(super) async fn range_diffs_in(
-    conn: &mut SqliteConnection,
-    catalog: &Catalog,
-    permitted: &BTreeSet<String>,
-) -> Result<BTreeMap<String, CountryDiff>, StoreError> {
-    let old_codes = country_names_in(conn).await?;
-    let codes: BTreeSet<&String> = old_codes.keys().chain(catalog.countries.keys()).collect();
-    let mut diffs = BTreeMap::new();
-    for code in codes {
-        let old: HashSet<IpRange> = if old_codes.contains_key(code) {
-            catalog_ranges_in(conn, code).await?.into_iter().collect()
-        } else {
-            HashSet::new()
-        };
-        let (name, new) = match catalog.countries.get(code) {
-            Some(c) => (c.name.clone().unwrap_or_default(), c.ranges.as_slice()),
-            None => (old_codes.get(code).cloned().unwrap_or_default(), &[][..]),
-        };
-        let new_set: HashSet<&IpRange> = new.iter().collect();
-        let common = new_set.iter().filter(|r| old.contains(**r)).count() as u64;
-        let ranges_after = new_set.len() as u64;
-        let ranges_before = old.len() as u64;
-        let is_permitted = permitted.contains(code);
-        let changed = ranges_after != common || ranges_before != common;
-        if !is_permitted && !changed {
-            continue;
-        }
-        diffs.insert(
-            code.clone(),
-            CountryDiff {
-                code: code.clone(),
-                name,
-                permitted: is_permitted,
-                ranges_before,
-                ranges_after,
-                ranges_added: ranges_after - common,
-                ranges_removed: ranges_before - common,
-                rules_before: 0,
-                rules_after: 0,
-                identical: Vec::new(),
-                custom_inside: Vec::new(),
-                custom_overlapping: Vec::new(),
-            },
-        );
-    }
-    Ok(diffs)
-}
-
 /// Splits the non-`geolite` rules among `others` into those entirely inside one of `ranges`
 /// and those partly overlapping them. Identical rules are neither (they are reported as
 /// `identical`).
-pub(super) fn classify(others: &[Rule], ranges: &[IpRange]) -> (Vec<Rule>, Vec<Rule>) {
+pub(in crate::store) fn classify(others: &[Rule], ranges: &[IpRange]) -> (Vec<Rule>, Vec<Rule>) {
     let mut sorted: Vec<(Family, u128, u128)> = ranges.iter().map(bounds).collect();
     sorted.sort_unstable();
     let mut inside = Vec::new();
@@ -123,7 +68,7 @@ pub(super) fn classify(others: &[Rule], ranges: &[IpRange]) -> (Vec<Rule>, Vec<R
 }
 
 /// A range as `(family, start, end)` with both ends widened to `u128`.
-pub(super) fn bounds(r: &IpRange) -> (Family, u128, u128) {
+pub(in crate::store) fn bounds(r: &IpRange) -> (Family, u128, u128) {
     match *r {
         IpRange::V4 { start, end } => (Family::V4, u128::from(start), u128::from(end)),
         IpRange::V6 { start, end } => (Family::V6, start, end),

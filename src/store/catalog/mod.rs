@@ -14,9 +14,10 @@
 //!
 //! - Every operation is ONE transaction whose first statement bumps the generation (which also
 //!   takes the write lock, see the parent module). A failure anywhere (bad row, constraint,
-//!   I/O, a killed process) rolls everything back, bump included. SQLite readers in WAL mode,
-//!   i.e. the reloaders of running servers, keep seeing the old tables until the commit, so the
-//!   permit table is never observed empty or half-regenerated.
+//!   I/O, a killed process, a database server that goes away) rolls everything back, bump
+//!   included. Readers, i.e. the reloaders of running servers, read a snapshot (SQLite in WAL
+//!   mode, InnoDB's and PostgreSQL's MVCC in `REPEATABLE READ`) and keep seeing the old tables
+//!   until the commit, so the permit table is never observed empty or half-regenerated.
 //! - Importing a catalog changes no verdict by itself. If countries are already permitted,
 //!   [`Store::import_catalog`] does what [`Store::refresh`] does: it regenerates their
 //!   `geolite` rules from the new catalog in the same transaction, so the permit table never
@@ -37,17 +38,19 @@
 //!
 //! # Layout
 //!
-//! One concept a file; the arrows are the only imports between them:
+//! One concept a file, for the types, the checks and the pure parts; the SQL of all of them is
+//! in `store/sql/catalog.rs`, compiled once per backend (see the parent module's "One code
+//! path"), in the same order:
 //!
 //! - `refresh`: [`Store::import_catalog`] and [`Store::refresh`], the one transaction they
-//!   share → `import`, `diff`, `geolite`, `tables`.
-//! - `countries`: [`Store::permit_countries`], [`Store::unpermit_countries`] → `geolite`,
-//!   `report`, `tables`.
-//! - `report`: [`Store::countries`], [`Store::catalog_status`] (read-only) → `tables`.
-//! - `import`: checking a new catalog and writing the catalog tables → `tables`.
-//! - `diff`: the per-country changes a refresh reports → `tables`.
-//! - `geolite`: generating and deleting `geolite` permit rules → `tables`.
-//! - `tables`: the shared reads, counts and multi-row `INSERT`s.
+//!   share, and their reports.
+//! - `countries`: [`Store::permit_countries`], [`Store::unpermit_countries`] and their
+//!   reports; code normalization.
+//! - `report`: [`Store::countries`], [`Store::catalog_status`] (read-only).
+//! - `import`: checking a new catalog before it is written.
+//! - `diff`: the per-country changes a refresh reports; classifying custom rules.
+//! - `geolite`: which ranges get a `geolite` permit rule.
+//! - `tables`: the multi-row `INSERT`s and counts.
 //!
 //! [`Catalog`]: crate::import::Catalog
 //! [`Store::import_catalog`]: super::Store::import_catalog
@@ -73,3 +76,10 @@ pub use countries::{CountryRules, PermitReport, UnpermitReport};
 pub use diff::CountryDiff;
 pub use refresh::{ImportSummary, RefreshReport};
 pub use report::{CatalogMeta, CatalogStatus, CountryRow};
+
+pub(in crate::store) use countries::{normalize_codes, refuse_unknown};
+pub(in crate::store) use diff::classify;
+pub(in crate::store) use geolite::{taken_ranges, Generated};
+pub(in crate::store) use import::{check_catalog, format_key};
+pub(in crate::store) use refresh::Mode;
+pub(in crate::store) use tables::{count, family_counts, BatchInsert, BATCH_ROWS};

@@ -1,17 +1,14 @@
 //! Storing catalogs: what `import` writes, and what it refuses.
 
 use super::*;
-use crate::store::catalog::tables::{catalog_ranges_in, BATCH_ROWS};
+use crate::store::catalog::BATCH_ROWS;
+use crate::store::tests::{catalog_ranges, table_names};
 
 #[tokio::test]
 async fn schema_has_the_catalog_tables() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
+    let tables = table_names(&store).await;
     for t in ["catalog", "country", "catalog_meta", "permitted_country"] {
         assert!(tables.iter().any(|n| n == t), "missing {t} in {tables:?}");
     }
@@ -157,9 +154,7 @@ async fn large_catalogs_are_written_in_batches_and_read_back_exactly() {
     let summary = store.import_catalog(&cat).await.unwrap();
     assert_eq!(summary.v4_ranges, n4 as u64 + 1);
     assert_eq!(summary.v6_ranges, n6 as u64);
-    let mut conn = store.pool.acquire().await.unwrap();
-    assert_eq!(catalog_ranges_in(&mut conn, "US").await.unwrap(), ranges);
-    drop(conn);
+    assert_eq!(catalog_ranges(&store, "US").await, ranges);
     let report = store.permit_countries(&codes(&["US"])).await.unwrap();
     assert_eq!(report.added[0].rules, (n4 + n6) as u64);
     assert_eq!(report.added[0].name, "");

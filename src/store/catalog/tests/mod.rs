@@ -1,4 +1,5 @@
-//! Tests of the catalog operations through [`Store`], end to end on a temporary SQLite file:
+//! Tests of the catalog operations through [`Store`], end to end on a fresh database
+//! of the suite's backend (see `store::testing`):
 //! the fixtures here, the tests in `import` (storing catalogs), `countries` (`country
 //! add`/`rm`) and `refresh` (refresh, dry run, import over permitted countries, atomicity).
 
@@ -9,7 +10,7 @@ use super::*;
 use crate::import::{Catalog, CountryRanges, Format};
 use crate::policy::{Builtins, Policy};
 use crate::ranges::{IpRange, Rule, RuleKind, RuleSource};
-use crate::store::tests::{add_custom, net, open_in};
+use crate::store::tests::{add_custom, catalog_rows, net, open_in};
 use crate::store::{Store, StoreError};
 
 mod countries;
@@ -61,13 +62,7 @@ async fn dump(store: &Store) -> Dump {
         generation: store.generation().await.unwrap(),
         permit: store.list_rules(RuleKind::Permit).await.unwrap(),
         deny: store.list_rules(RuleKind::Deny).await.unwrap(),
-        catalog: sqlx::query_as(
-            "SELECT country_code, family, start_ip, end_ip FROM catalog \
-                 ORDER BY country_code, family, start_ip",
-        )
-        .fetch_all(&store.pool)
-        .await
-        .unwrap(),
+        catalog: catalog_rows(store).await,
         countries: store.countries().await.unwrap(),
         meta: status.meta,
         permitted: status.permitted,

@@ -1,6 +1,8 @@
 //! Refresh, its dry run, import over permitted countries, and their atomicity.
 
 use super::*;
+use crate::store::tests::raw_execute;
+use crate::store::Backend;
 use std::collections::BTreeSet;
 
 #[tokio::test]
@@ -154,13 +156,33 @@ async fn import_with_permitted_countries_regenerates_like_refresh() {
     );
 }
 
-/// Makes every insert of a US row into `table` (`permit` or `catalog`) fail.
+/// Makes every insert of a US row into `table` (`permit` or `catalog`) fail, with a trigger
+/// in the backend's own syntax.
 async fn inject_failure(store: &Store, table: &str) {
-    let sql = format!(
-        "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} WHEN NEW.country_code = 'US' \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    );
-    sqlx::query(&sql).execute(&store.pool).await.unwrap();
+    let statements = match store.backend() {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} WHEN NEW.country_code = 'US' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )],
+        Backend::MySql => vec![format!(
+            "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} FOR EACH ROW \
+             BEGIN IF NEW.country_code = 'US' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'; END IF; END"
+        )],
+        Backend::Postgres => vec![
+            "CREATE OR REPLACE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS \
+             'BEGIN IF NEW.country_code = ''US'' THEN RAISE EXCEPTION ''injected failure''; \
+             END IF; RETURN NEW; END'"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER inject_{table} BEFORE INSERT ON {table} FOR EACH ROW \
+                 EXECUTE FUNCTION inject_failure()"
+            ),
+        ],
+    };
+    for sql in statements {
+        raw_execute(store, &sql, vec![]).await.unwrap();
+    }
 }
 
 /// A failure injected at the very end of a refresh (after the catalog was replaced, all
@@ -179,10 +201,11 @@ async fn a_refresh_failing_midway_leaves_the_old_data_intact() {
     assert_eq!(dump(&store).await, before);
 
     // Same with the failure while the catalog itself is written (last country).
-    sqlx::query("DROP TRIGGER inject_permit")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    let drop_trigger = match store.backend() {
+        Backend::Postgres => "DROP TRIGGER inject_permit ON permit",
+        Backend::Sqlite | Backend::MySql => "DROP TRIGGER inject_permit",
+    };
+    raw_execute(&store, drop_trigger, vec![]).await.unwrap();
     inject_failure(&store, "catalog").await;
     assert!(store.import_catalog(&new_catalog()).await.is_err());
     assert_eq!(dump(&store).await, before);
@@ -215,9 +238,10 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
     add_custom(&store, RuleKind::Permit, "203.0.113.0/24", "office").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let newest = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let reader = {
         let store = store.clone();
-        let stop = stop.clone();
+        let (stop, newest) = (stop.clone(), newest.clone());
         tokio::spawn(async move {
             let mut seen = BTreeSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -229,6 +253,7 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
                     .count();
                 let custom = data.rules.len() - geo;
                 seen.insert((data.generation, geo, custom));
+                newest.fetch_max(data.generation, std::sync::atomic::Ordering::Relaxed);
                 tokio::task::yield_now().await;
             }
             seen
@@ -239,8 +264,14 @@ async fn concurrent_readers_never_see_a_partial_permit_table() {
         .refresh(&catalog(&[("US", &new_refs)]), false)
         .await
         .unwrap();
-    // Let the reader observe the new state too.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Let the reader observe the new state too (a load that began before the commit still
+    // reads the old snapshot; on a loaded machine one load can take a while).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while newest.load(std::sync::atomic::Ordering::Relaxed) <= g
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = reader.await.unwrap();
     let allowed: BTreeSet<_> = [(g, 3000, 1), (g + 1, 2000, 1)].into();

@@ -1,0 +1,115 @@
+//! SQLite, the embedded default: connection options, the schema, and the dialect the shared SQL
+//! in `sql/` needs (see the parent module's "One code path"). `sql/*.rs` is compiled here with
+//! [`Db`] = [`sqlx::Sqlite`].
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow,
+};
+use sqlx::Row;
+
+use super::PoolSettings;
+
+/// The backend the shared SQL is compiled for here.
+pub(super) type Db = sqlx::Sqlite;
+/// Its connection type.
+pub(super) type Conn = SqliteConnection;
+/// Its row type.
+pub(super) type DbRow = SqliteRow;
+
+/// The schema, embedded at build time.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another writer's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite takes the `?` placeholders the shared SQL is written with.
+pub(super) fn sql(text: &str) -> Cow<'_, str> {
+    Cow::Borrowed(text)
+}
+
+/// Appended to an `INSERT` whose new id [`insert_id`] reads.
+pub(super) const RETURNING_ID: &str = " RETURNING id";
+
+/// Runs an `INSERT ... RETURNING id` and gives the new row's id.
+pub(super) async fn insert_id<'q>(
+    query: Query<'q, Db, SqliteArguments<'q>>,
+    conn: &mut Conn,
+) -> Result<i64, sqlx::Error> {
+    query.fetch_one(conn).await?.try_get(0)
+}
+
+/// Read transactions need nothing more: SQLite (WAL) reads one snapshot per transaction.
+pub(super) const READ_SNAPSHOT: Option<&str> = None;
+
+/// No change notification: servers on SQLite poll the generation.
+pub(super) const NOTIFY: Option<&str> = None;
+
+/// The tables of the schema, for the tests.
+#[cfg(test)]
+pub(super) const TABLES: &str = "SELECT name FROM sqlite_master WHERE type = 'table'";
+
+/// Opens the pool for `url`: an sqlx SQLite URL or a plain file path.
+///
+/// File databases use WAL journaling, so several processes can share one file; every
+/// connection waits up to 5 s for another writer's lock. An in-memory database lives in a single
+/// pooled connection that is never recycled.
+pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<SqlitePool, sqlx::Error> {
+    let (options, in_memory) = connect_options(url)?;
+    let pool_options = if in_memory {
+        // Each connection to `sqlite::memory:` would otherwise risk a fresh, empty database
+        // once the last one closes: keep exactly one, forever.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(settings.max_connections)
+    };
+    pool_options
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+}
+
+/// Connection options for `url`, and whether it names an in-memory database.
+fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool), sqlx::Error> {
+    let (options, in_memory) = if url.starts_with("sqlite:") {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        (SqliteConnectOptions::from_str(url)?, in_memory)
+    } else if url.is_empty() {
+        return Err(sqlx::Error::Configuration("empty database path".into()));
+    } else {
+        (SqliteConnectOptions::new().filename(url), false)
+    };
+    let options = options
+        .create_if_missing(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        // Hand rows from the SQLite worker thread over in large batches: the default (50) costs a
+        // thread wake-up per 50 rows, which dominates reading a 100,000-rule permit table.
+        .row_buffer_size(4096)
+        .foreign_keys(true);
+    let options = if in_memory {
+        options
+    } else {
+        options.journal_mode(SqliteJournalMode::Wal)
+    };
+    Ok((options, in_memory))
+}
+
+// The shared SQL, compiled for this backend: on purpose, each backend loads these files as
+// modules of its own (see the store module's "One code path").
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/rules.rs"]
+pub(super) mod rules;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/catalog.rs"]
+pub(super) mod catalog;
