@@ -217,6 +217,7 @@ pub(crate) fn policy_rules(cat: &Catalog, seed: u64) -> Vec<Rule> {
             country: country.to_owned(),
             source,
             note: String::new(),
+            terms: Default::default(),
         }
     };
     for (code, ranges) in &cat.v4_permit {

@@ -97,6 +97,8 @@ pub(crate) enum Command {
     },
     /// Catalog source and build date, table counts, generation, compiled snapshot memory.
     Status,
+    /// Delete the permit and deny rules and allowed hosts that have expired (`--for`).
+    Purge,
     /// The configuration file: `config check` validates it and shows the effective settings.
     Config {
         #[command(subcommand)]
@@ -126,6 +128,14 @@ pub(crate) enum RuleAction {
         /// A note shown in listings and logs.
         #[arg(long, default_value = "")]
         note: String,
+        /// Stop matching after this long (`7d`, `12h`, `30m`); listed as expired until
+        /// `ipcountry purge` removes it.
+        #[arg(long = "for", value_name = "DURATION", value_parser = positive_duration)]
+        lasts: Option<Duration>,
+        /// Log calls the rule matches as if it decided them, and decide nothing: to try a rule
+        /// before enforcing it.
+        #[arg(long)]
+        shadow: bool,
     },
     /// Remove a rule by id (`12`, `#12`) or by its exact range.
     Rm {
@@ -191,6 +201,10 @@ pub(crate) enum HostAction {
         /// A note shown in listings.
         #[arg(long, default_value = "")]
         note: String,
+        /// Stop matching after this long (`7d`, `12h`); listed as expired until `ipcountry
+        /// purge` removes it.
+        #[arg(long = "for", value_name = "DURATION", value_parser = positive_duration)]
+        lasts: Option<Duration>,
     },
     /// Remove a host pattern (by pattern or id).
     Rm {

@@ -271,6 +271,20 @@ pub fn decide<'p>(
     combine(checks)
 }
 
+/// Whether a shadow rule would have decided the call: [`decide`] on the policy's shadow
+/// view ([`Policy::shadow`]); the verdict and the rule (shown) when the deciding rule there is
+/// a shadow rule.
+pub fn shadow_match(
+    view: &Policy,
+    request: &ScreenRequest<'_>,
+    trust: Trust,
+    dns: Option<&HostLookup>,
+) -> Option<(Verdict, String)> {
+    let decision = decide(view, request, trust, dns);
+    let rule = decision.rule.filter(|r| r.terms.shadow)?;
+    Some((decision.verdict, rule.to_string()))
+}
+
 /// What the From header asks to be checked.
 enum FromTarget<'r> {
     /// It does not parse.

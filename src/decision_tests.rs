@@ -14,6 +14,7 @@ fn rule(id: i64, kind: RuleKind, range: &str, note: &str) -> Rule {
         country: "AA".into(),
         source: RuleSource::Custom,
         note: note.into(),
+        terms: Default::default(),
     }
 }
 

@@ -108,6 +108,7 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
             commands::countries::refresh(&cli.db, import, dry_run, cli.json).await
         }
         Command::Status => commands::countries::status(&cli.db, builtins, cli.json).await,
+        Command::Purge => commands::rules::purge(&cli.db, cli.json).await,
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
         Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {

@@ -41,8 +41,17 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     failures: Family<KindLabels, Counter>,
     refused: Counter,
+    shadow: Family<ShadowLabels, Counter>,
     in_flight: Gauge,
     latency: Histogram,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    /// The verdict the shadow rule would have given.
+    would_be: &'static str,
+    /// The verdict the call got.
+    verdict: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,6 +93,12 @@ impl Metrics {
             "Connections closed unread: the peer is not in --allow-client",
             refused.clone(),
         );
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_matches",
+            "Calls a shadow rule matched: the verdict it would have given, and the one given",
+            shadow.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "sessions_in_flight",
@@ -102,6 +117,7 @@ impl Metrics {
             calls,
             failures,
             refused,
+            shadow,
             in_flight,
             latency,
         }
@@ -132,6 +148,13 @@ impl Metrics {
     /// A call got the error answer.
     pub fn failure(&self, kind: &'static str) {
         self.failures.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// A shadow rule matched a call: it `would_be` that verdict; it got `verdict`.
+    pub fn shadow(&self, would_be: &'static str, verdict: &'static str) {
+        self.shadow
+            .get_or_create(&ShadowLabels { would_be, verdict })
+            .inc();
     }
 
     /// A connection from a peer not allowed was closed.

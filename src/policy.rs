@@ -21,6 +21,11 @@ pub struct Policy {
     table: RangeTable,
     hosts: HostAllowList,
     generation: Option<i64>,
+    /// The same policy with its shadow rules deciding, when it has any: what a call would
+    /// have got, for the log.
+    shadow: Option<Box<Policy>>,
+    /// When the next entry expires (Unix seconds): the snapshot is recompiled then.
+    next_expiry: Option<i64>,
 }
 
 /// Whether the built-in permit rules for private and local space are compiled in.
@@ -33,16 +38,76 @@ pub enum Builtins {
 }
 
 impl Policy {
-    /// Compiles stored rules (plus the builtins, if on) and allow-host patterns.
+    /// Compiles stored rules (plus the builtins, if on) and allow-host patterns, as of now.
     /// `generation` is the store's counter these rules were read at (`None`: not from a store).
+    /// See [`Policy::try_compile_at`].
     ///
     /// More rules, builtins included, than a table holds ([`MAX_RULES`](crate::ranges::table::MAX_RULES)) is
     /// [`TableError::TooManyRules`]: `reload` then keeps the old snapshot, and `serve` does
     /// not start.
     pub fn try_compile(
         generation: Option<i64>,
-        mut rules: Vec<Rule>,
+        rules: Vec<Rule>,
         hosts: impl IntoIterator<Item = HostPattern>,
+        builtins: Builtins,
+    ) -> Result<Policy, TableError> {
+        let hosts = hosts.into_iter().map(|h| (h, None)).collect();
+        Policy::try_compile_at(generation, rules, hosts, builtins, crate::store::now_unix())
+    }
+
+    /// Compiles the entries that count at `now` (Unix seconds), each with its terms: an entry
+    /// whose `expires_at` is `now` or earlier is left out; a shadow rule decides nothing here,
+    /// and decides in the [`Policy::shadow`] view, compiled beside it when there are any; the
+    /// earliest expiry still to come is [`Policy::next_expiry`]. `hosts` are the allow-host
+    /// patterns with their expiry.
+    pub fn try_compile_at(
+        generation: Option<i64>,
+        rules: Vec<Rule>,
+        hosts: Vec<(HostPattern, Option<i64>)>,
+        builtins: Builtins,
+        now: i64,
+    ) -> Result<Policy, TableError> {
+        let live = |at: &Option<i64>| at.is_none_or(|t| t > now);
+        let next_expiry = rules
+            .iter()
+            .map(|r| &r.terms.expires_at)
+            .chain(hosts.iter().map(|(_, at)| at))
+            .filter(|at| live(at))
+            .flatten()
+            .copied()
+            .min();
+        let hosts: Vec<HostPattern> = hosts
+            .into_iter()
+            .filter(|(_, at)| live(at))
+            .map(|(h, _)| h)
+            .collect();
+        let (shadow, deciding): (Vec<Rule>, Vec<Rule>) = rules
+            .into_iter()
+            .filter(|r| live(&r.terms.expires_at))
+            .partition(|r| r.terms.shadow);
+        let view = if shadow.is_empty() {
+            None
+        } else {
+            let mut all = deciding.clone();
+            all.extend(shadow);
+            Some(Box::new(Policy::plain(
+                generation,
+                all,
+                hosts.clone(),
+                builtins,
+            )?))
+        };
+        let mut policy = Policy::plain(generation, deciding, hosts, builtins)?;
+        policy.shadow = view;
+        policy.next_expiry = next_expiry;
+        Ok(policy)
+    }
+
+    /// Every rule given decides.
+    fn plain(
+        generation: Option<i64>,
+        mut rules: Vec<Rule>,
+        hosts: Vec<HostPattern>,
         builtins: Builtins,
     ) -> Result<Policy, TableError> {
         if builtins == Builtins::On {
@@ -52,6 +117,8 @@ impl Policy {
             table: RangeTable::build(rules)?,
             hosts: HostAllowList::new(hosts),
             generation,
+            shadow: None,
+            next_expiry: None,
         })
     }
 
@@ -88,6 +155,17 @@ impl Policy {
     /// The store generation this snapshot was built from.
     pub fn generation(&self) -> Option<i64> {
         self.generation
+    }
+
+    /// This policy with its shadow rules deciding, if it has shadow rules: a call whose
+    /// decision there names a shadow rule is logged as matched by it.
+    pub fn shadow(&self) -> Option<&Policy> {
+        self.shadow.as_deref()
+    }
+
+    /// When the next entry expires, in Unix seconds: the snapshot must be recompiled then.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.next_expiry
     }
 }
 

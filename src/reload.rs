@@ -56,17 +56,18 @@ pub async fn build(store: &Store, builtins: Builtins) -> Result<Policy, ReloadEr
     Ok(compile(data, builtins).await?.0)
 }
 
-/// Compiles `data` (from the store or a snapshot cache) on a blocking thread; gives back the
-/// data too, for the cache.
+/// Compiles `data` (from the store or a snapshot cache) on a blocking thread, as of now:
+/// expired entries left out, shadow rules in the shadow view ([`Policy::try_compile_at`]);
+/// gives back the data too, for the cache and for the next expiry.
 pub async fn compile(
     data: PolicyData,
     builtins: Builtins,
 ) -> Result<(Policy, PolicyData), ReloadError> {
-    let hosts: Vec<HostPattern> = data
+    let hosts: Vec<(HostPattern, Option<i64>)> = data
         .allow_hosts
         .iter()
         .filter_map(|h| match HostPattern::parse(&h.pattern) {
-            Ok(p) => Some(p),
+            Ok(p) => Some((p, h.expires_at)),
             Err(error) => {
                 warn!(pattern = %h.pattern, %error, "skipping invalid allow_host row");
                 None
@@ -74,13 +75,24 @@ pub async fn compile(
         })
         .collect();
     let compiled = tokio::task::spawn_blocking(move || {
-        let policy =
-            Policy::try_compile(Some(data.generation), data.rules.clone(), hosts, builtins);
+        let policy = Policy::try_compile_at(
+            Some(data.generation),
+            data.rules.clone(),
+            hosts,
+            builtins,
+            crate::store::now_unix(),
+        );
         policy.map(|p| (p, data))
     })
     .await
     .map_err(|e| ReloadError::Compile(e.to_string()))?;
     Ok(compiled?)
+}
+
+/// The data to keep beside a snapshot: only when something in it expires later, so that the
+/// snapshot can be recompiled then without the database.
+pub fn kept_for_expiry(policy: &Policy, data: PolicyData) -> Option<PolicyData> {
+    policy.next_expiry().map(|_| data)
 }
 
 /// Rebuilds and publishes; on failure keeps the old snapshot and returns the error.
@@ -89,17 +101,18 @@ pub async fn reload_now(
     shared: &SharedPolicy,
     builtins: Builtins,
 ) -> Result<(), ReloadError> {
-    reload_into(store, shared, builtins, None).await
+    reload_into(store, shared, builtins, None).await.map(drop)
 }
 
 /// [`reload_now`], then writes the new snapshot to `cache` (a failure to write is logged, the
-/// new snapshot stays published).
+/// new snapshot stays published). Gives back the data when the snapshot has entries that
+/// expire later ([`kept_for_expiry`]).
 async fn reload_into(
     store: &Store,
     shared: &SharedPolicy,
     builtins: Builtins,
     cache: Option<&SnapshotCache>,
-) -> Result<(), ReloadError> {
+) -> Result<Option<PolicyData>, ReloadError> {
     let started = Instant::now();
     let data = store.load_policy().await?;
     let loaded_at = crate::store::now_unix();
@@ -114,18 +127,77 @@ async fn reload_into(
         "policy snapshot loaded"
     );
     shared.replace(policy);
-    if let Some(cache) = cache {
-        let cache = cache.clone();
-        let database = store.url().to_owned();
-        let written =
-            tokio::task::spawn_blocking(move || cache.write(&data, &database, loaded_at)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(%error, "cannot write the snapshot cache"),
-            Err(error) => warn!(%error, "the snapshot cache writer failed"),
+    let data = match cache {
+        Some(cache) => write_cache(cache, data, store.url(), loaded_at).await,
+        None => Some(data),
+    };
+    Ok(data.and_then(|data| kept_for_expiry(&shared.load(), data)))
+}
+
+/// Writes `data`, read from `database` at `loaded_at`, to `cache` off the runtime; a failure is
+/// logged (the snapshot stays published). Gives the data back, unless the writer panicked.
+pub async fn write_cache(
+    cache: &SnapshotCache,
+    data: PolicyData,
+    database: &str,
+    loaded_at: i64,
+) -> Option<PolicyData> {
+    let (cache, database) = (cache.clone(), database.to_owned());
+    let written = tokio::task::spawn_blocking(move || {
+        let result = cache.write(&data, &database, loaded_at);
+        (data, result)
+    })
+    .await;
+    match written {
+        Ok((data, Ok(()))) => Some(data),
+        Ok((data, Err(error))) => {
+            warn!(%error, "cannot write the snapshot cache");
+            Some(data)
+        }
+        Err(error) => {
+            warn!(%error, "the snapshot cache writer failed");
+            None
         }
     }
-    Ok(())
+}
+
+/// Recompiles the current snapshot from its `data` when an entry in it expires, without the
+/// database; gives the data back while more entries expire later. Without the data (lost
+/// with a failed cache writer), reloads from `store`.
+async fn expire(
+    data: Option<PolicyData>,
+    store: Option<&Store>,
+    shared: &SharedPolicy,
+    builtins: Builtins,
+    cache: Option<&SnapshotCache>,
+) -> Result<Option<PolicyData>, ReloadError> {
+    let Some(data) = data else {
+        return match store {
+            Some(store) => reload_into(store, shared, builtins, cache).await,
+            None => Ok(None),
+        };
+    };
+    let (policy, data) = compile(data, builtins).await?;
+    info!(
+        generation = policy.generation(),
+        next_expiry = policy.next_expiry(),
+        "entries expired: snapshot recompiled"
+    );
+    let kept = kept_for_expiry(&policy, data);
+    shared.replace(policy);
+    Ok(kept)
+}
+
+/// Sleeps until Unix second `at` has begun; forever when there is nothing to expire.
+async fn until_expiry(at: Option<i64>) {
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let target = Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    tokio::time::sleep(target.saturating_sub(now)).await;
 }
 
 /// Watches for changes until `shutdown`: generation polling, SIGHUP, and `notify`.
@@ -146,6 +218,7 @@ pub async fn watch(
         cache: None,
         notify,
         shutdown,
+        data: None,
     }
     .run()
     .await;
@@ -184,6 +257,9 @@ pub struct Watcher {
     pub notify: Arc<Notify>,
     /// Stops the watcher.
     pub shutdown: CancellationToken,
+    /// The data the current snapshot was compiled from, when an entry in it expires later
+    /// ([`kept_for_expiry`]); `None` otherwise.
+    pub data: Option<PolicyData>,
 }
 
 /// What woke the watcher up.
@@ -194,6 +270,8 @@ enum Wake {
     Force,
     /// The change listener failed: drop it (it is made again at the next poll).
     ListenerDown,
+    /// An entry of the snapshot expires now.
+    Expiry,
 }
 
 impl Watcher {
@@ -208,6 +286,7 @@ impl Watcher {
             cache,
             notify,
             shutdown,
+            mut data,
         } = self;
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -228,6 +307,7 @@ impl Watcher {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => Wake::Check,
                 _ = notify.notified() => Wake::Force,
+                () = until_expiry(shared.load().next_expiry()) => Wake::Expiry,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     info!("SIGHUP: reloading");
                     Wake::Force
@@ -251,6 +331,25 @@ impl Watcher {
             };
             if let Wake::ListenerDown = wake {
                 listener = None;
+                continue;
+            }
+            if let Wake::Expiry = wake {
+                let store = match &source {
+                    Source::Open(store) => Some(store.clone()),
+                    Source::Pending { .. } => None,
+                };
+                match expire(
+                    data.take(),
+                    store.as_ref(),
+                    &shared,
+                    builtins,
+                    cache.as_ref(),
+                )
+                .await
+                {
+                    Ok(kept) => data = kept,
+                    Err(e) => health.failed(&e, &shared),
+                }
                 continue;
             }
             let step = async {
@@ -291,7 +390,10 @@ impl Watcher {
                     }
                 }
                 match reload_into(&store, &shared, builtins, cache.as_ref()).await {
-                    Ok(()) => health.ok(shared.load().generation(), &shared),
+                    Ok(kept) => {
+                        data = kept;
+                        health.ok(shared.load().generation(), &shared);
+                    }
                     Err(e) => health.failed(&e, &shared),
                 }
             };

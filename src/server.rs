@@ -407,6 +407,7 @@ mod tests {
             country: "AA".into(),
             source: RuleSource::Custom,
             note: "office".into(),
+            terms: Default::default(),
         };
         Arc::new(Context {
             policy: Arc::new(SharedPolicy::new(Policy::compile(

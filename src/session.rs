@@ -328,6 +328,18 @@ where
         started.elapsed().as_secs_f64(),
     );
     log_call(ctx, env, &request, &decision, &outcome, started);
+    if let Some(view) = policy.shadow() {
+        // Shadow rules: what the call would have got with them deciding, logged, not applied.
+        // No lookup is made for them: a From name only they would have needed resolved is
+        // judged unresolved.
+        if let Ok(Some((would_be, rule))) = catch_unwind(AssertUnwindSafe(|| {
+            decision::shadow_match(view, &request, trust, dns.as_ref())
+        })) {
+            ctx.metrics
+                .shadow(would_be.as_str(), decision.verdict.as_str());
+            log_shadow(env, &request, &decision, would_be, &rule);
+        }
+    }
     if let (Some(alerts), true) = (&ctx.alerts, decision.verdict.is_stranger()) {
         alerts.offer(alert_event(env, &request, &decision, reason));
     }
@@ -546,6 +558,29 @@ fn log_call(
         ?outcome,
         micros = started.elapsed().as_micros() as u64,
         "screened call"
+    );
+}
+
+/// The `info` line of a call a shadow rule matched, beside its own.
+fn log_shadow(
+    env: &AgiEnv,
+    request: &ScreenRequest<'_>,
+    decision: &Decision<'_>,
+    would_be: decision::Verdict,
+    rule: &str,
+) {
+    let source = match &request.source {
+        Ok(ip) => Cow::Owned(ip.to_string()),
+        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
+        Err(crate::request::SourceError::Missing) => Cow::Borrowed("-"),
+    };
+    info!(
+        uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
+        source = %Escaped(&source),
+        would_be = would_be.as_str(),
+        verdict = decision.verdict.as_str(),
+        rule = %Escaped(rule),
+        "shadow rule matched"
     );
 }
 

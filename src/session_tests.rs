@@ -17,6 +17,7 @@ fn context(reply: ReplyMode) -> Context {
         country: "AA".into(),
         source: RuleSource::Custom,
         note: String::new(),
+        terms: Default::default(),
     };
     Context {
         policy: Arc::new(SharedPolicy::new(Policy::compile(

@@ -57,6 +57,7 @@ fn rule(id: i64, kind: RuleKind, range: &str) -> Rule {
         country: "AA".into(),
         source: RuleSource::Custom,
         note: "office".into(),
+        terms: Default::default(),
     }
 }
 

@@ -48,8 +48,31 @@ pub(crate) async fn check(
         None => None,
     };
     let d = decision::decide(&policy, &request, trust, dns.as_ref());
+    let shadow = policy
+        .shadow()
+        .and_then(|view| decision::shadow_match(view, &request, trust, dns.as_ref()));
     if json {
-        outln!("{}", serde_json::to_string_pretty(&d)?);
+        /// The decision, and what a shadow rule would have made of it.
+        #[derive(Serialize)]
+        struct Out<'a, 'p> {
+            #[serde(flatten)]
+            decision: &'a decision::Decision<'p>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            shadow: Option<Shadow<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Shadow<'a> {
+            would_be: Verdict,
+            rule: &'a str,
+        }
+        let out = Out {
+            decision: &d,
+            shadow: shadow.as_ref().map(|(would_be, rule)| Shadow {
+                would_be: *would_be,
+                rule,
+            }),
+        };
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         outln!("{} ({})", d.verdict, d.reason);
         if d.checks.len() > 1 {
@@ -63,6 +86,9 @@ pub(crate) async fn check(
                     c.reason
                 );
             }
+        }
+        if let Some((would_be, rule)) = &shadow {
+            outln!("  shadow: would be {would_be} ({rule}); not applied");
         }
     }
     Ok(if d.verdict == Verdict::Permit {

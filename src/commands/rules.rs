@@ -2,13 +2,14 @@
 
 use super::open_store;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::cli::{HostAction, RuleAction};
 use ipcountry::hosts::HostPattern;
 use ipcountry::policy::Builtins;
-use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
+use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};
 use ipcountry::store::StoreError;
 
 fn parse_range(words: &[String]) -> Result<IpRange> {
@@ -32,10 +33,26 @@ pub(crate) async fn rules(
 ) -> Result<ExitCode> {
     let store = open_store(db).await?;
     let code = match action {
-        RuleAction::Add { range, note } => {
+        RuleAction::Add {
+            range,
+            note,
+            lasts,
+            shadow,
+        } => {
             let range = parse_range(&range)?;
+            let terms = Terms {
+                expires_at: lasts.map(expiry).transpose()?,
+                shadow,
+            };
             match store
-                .add_rule(kind, range, CUSTOM_COUNTRY, RuleSource::Custom, note.trim())
+                .add_rule(
+                    kind,
+                    range,
+                    CUSTOM_COUNTRY,
+                    RuleSource::Custom,
+                    note.trim(),
+                    terms,
+                )
                 .await
             {
                 Ok(rule) => {
@@ -83,6 +100,7 @@ fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(rules)?);
         return Ok(());
     }
+    let now = now_unix();
     for r in rules {
         let note = if r.note.is_empty() {
             String::new()
@@ -94,11 +112,12 @@ fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
             _ => format!("#{}", r.id),
         };
         let line = format!(
-            "{id:<7} {:<43} {:<2} {:<7}{}",
+            "{id:<7} {:<43} {:<2} {:<7}{}{}",
             r.range.to_string(),
             r.country,
             r.source,
-            note
+            note,
+            terms_text(r.terms.expires_at, r.terms.shadow, now)
         );
         match verb {
             Some(v) => outln!("{v} {}: {}", r.kind, line.trim_end()),
@@ -110,14 +129,27 @@ fn print_rules(rules: &[Rule], json: bool, verb: Option<&str>) -> Result<()> {
 pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<ExitCode> {
     let store = open_store(db).await?;
     let code = match action {
-        HostAction::Add { pattern, note } => {
+        HostAction::Add {
+            pattern,
+            note,
+            lasts,
+        } => {
             let p = HostPattern::parse(&pattern).with_context(|| format!("{pattern:?}"))?;
-            match store.add_allow_host(p.as_str(), note.trim()).await {
+            let expires_at = lasts.map(expiry).transpose()?;
+            match store
+                .add_allow_host(p.as_str(), note.trim(), expires_at)
+                .await
+            {
                 Ok(h) => {
                     if json {
                         outln!("{}", serde_json::to_string_pretty(&h)?);
                     } else {
-                        outln!("added allow-host: #{} {}", h.id, h.pattern);
+                        outln!(
+                            "added allow-host: #{} {}{}",
+                            h.id,
+                            h.pattern,
+                            terms_text(h.expires_at, false, now_unix())
+                        );
                     }
                     ExitCode::SUCCESS
                 }
@@ -133,6 +165,7 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
         },
         HostAction::List => {
             let list = store.list_allow_hosts().await?;
+            let now = now_unix();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -142,7 +175,13 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
                     } else {
                         format!(" {:?}", h.note)
                     };
-                    outln!("#{:<6} {}{}", h.id, h.pattern, note);
+                    outln!(
+                        "#{:<6} {}{}{}",
+                        h.id,
+                        h.pattern,
+                        note,
+                        terms_text(h.expires_at, false, now)
+                    );
                 }
             }
             ExitCode::SUCCESS
@@ -151,6 +190,63 @@ pub(crate) async fn hosts(db: &str, action: HostAction, json: bool) -> Result<Ex
     store.close().await;
     Ok(code)
 }
+/// `purge`: deletes the expired entries, and says how many of each.
+pub(crate) async fn purge(db: &str, json: bool) -> Result<ExitCode> {
+    let store = open_store(db).await?;
+    let purged = store.purge_expired(now_unix()).await;
+    store.close().await;
+    let purged = purged?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&purged)?);
+    } else if purged.total() == 0 {
+        outln!("nothing has expired");
+    } else {
+        outln!(
+            "purged {} expired: {} permit, {} deny, {} allow-host",
+            purged.total(),
+            purged.permit,
+            purged.deny,
+            purged.allow_hosts
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The expiry time of an entry that lasts `lasts` from now, in Unix seconds.
+fn expiry(lasts: Duration) -> Result<i64> {
+    let secs = i64::try_from(lasts.as_secs()).context("--for is too long")?;
+    // Rounded up: an entry given `--for 1s` lasts at least a second.
+    let secs = secs + i64::from(lasts.subsec_nanos() > 0);
+    now_unix().checked_add(secs).context("--for is too long")
+}
+
+/// What a listing says of an entry's terms: ` [shadow]`, ` [expires 2026-12-09 01:00:00 UTC,
+/// in 7days]`, ` [expired 2026-12-02 01:00:00 UTC]`; nothing for a plain entry.
+fn terms_text(expires_at: Option<i64>, shadow: bool, now: i64) -> String {
+    let mut parts = Vec::new();
+    if shadow {
+        parts.push("shadow".to_owned());
+    }
+    if let Some(at) = expires_at {
+        let when = super::text::utc(at);
+        parts.push(if at <= now {
+            format!("expired {when}")
+        } else {
+            let left = humantime::format_duration(Duration::from_secs((at - now).unsigned_abs()));
+            format!("expires {when}, in {left}")
+        });
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", parts.join(", "))
+    }
+}
+
+fn now_unix() -> i64 {
+    ipcountry::store::cache::now()
+}
+
 /// An entry that is already there, or not there to remove, is printed and exits 1; any other
 /// failure is an error (exit 2).
 fn refusal(e: StoreError) -> Result<ExitCode> {

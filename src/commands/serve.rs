@@ -53,8 +53,12 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         acquire_timeout: args.store.db_timeout,
     };
     let cache = args.store.snapshot_cache.clone().map(SnapshotCache::new);
-    let (source, policy, cached_age) =
-        start_policy(db, &settings, cache.as_ref(), builtins).await?;
+    let Start {
+        source,
+        policy,
+        cached_age,
+        data,
+    } = start_policy(db, &settings, cache.as_ref(), builtins).await?;
     let shared = Arc::new(match cached_age {
         None => SharedPolicy::new(policy),
         Some(age) => SharedPolicy::from_cache(policy, age),
@@ -166,6 +170,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             cache,
             notify,
             shutdown: shutdown.clone(),
+            data,
         }
         .run(),
     );
@@ -225,7 +230,7 @@ async fn start_policy(
     settings: &PoolSettings,
     cache: Option<&SnapshotCache>,
     builtins: Builtins,
-) -> Result<(reload::Source, ipcountry::policy::Policy, Option<Duration>)> {
+) -> Result<Start> {
     let shown = cli::db_display(db);
     let error = match Store::open_with(db, settings).await {
         Ok(store) => {
@@ -238,18 +243,19 @@ async fn start_policy(
             let (policy, data) = reload::compile(data, builtins)
                 .await
                 .context("cannot load the tables; the server does not start without them")?;
-            if let Some(cache) = cache {
-                let (cache, url) = (cache.clone(), store.url().to_owned());
-                match tokio::task::spawn_blocking(move || cache.write(&data, &url, loaded_at)).await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::warn!(%error, "cannot write the snapshot cache"),
-                    Err(error) => tracing::warn!(%error, "the snapshot cache writer failed"),
-                }
-            }
+            let data = match cache {
+                Some(cache) => reload::write_cache(cache, data, store.url(), loaded_at).await,
+                None => Some(data),
+            };
             let (v4, v6) = policy.table().segment_counts();
             tracing::info!(db = %shown.display(), generation = policy.generation(), v4_segments = v4, v6_segments = v6, "policy loaded");
-            return Ok((reload::Source::Open(store), policy, None));
+            let data = data.and_then(|data| reload::kept_for_expiry(&policy, data));
+            return Ok(Start {
+                source: reload::Source::Open(store),
+                policy,
+                cached_age: None,
+                data,
+            });
         }
         Err(e) if e.is_unreachable() => e,
         Err(e) => return Err(e.into()),
@@ -271,7 +277,7 @@ async fn start_policy(
             )));
         }
     };
-    let (policy, _) = reload::compile(cached.data, builtins)
+    let (policy, data) = reload::compile(cached.data, builtins)
         .await
         .context("cannot compile the cached snapshot")?;
     tracing::warn!(
@@ -288,7 +294,23 @@ async fn start_policy(
     };
     // Its age counts from when a server last found it current, not from now.
     let age = cached.confirmed_at.elapsed().unwrap_or_default();
-    Ok((source, policy, Some(age)))
+    let data = reload::kept_for_expiry(&policy, data);
+    Ok(Start {
+        source,
+        policy,
+        cached_age: Some(age),
+        data,
+    })
+}
+
+/// What `serve` starts with.
+struct Start {
+    source: reload::Source,
+    policy: ipcountry::policy::Policy,
+    /// How long ago the snapshot was last confirmed, when it came from the cache.
+    cached_age: Option<Duration>,
+    /// The data behind the snapshot, when entries in it expire later.
+    data: Option<ipcountry::store::PolicyData>,
 }
 
 /// The listening sockets: for tokio's multi-thread runtime, or one set per worker thread.

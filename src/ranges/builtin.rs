@@ -24,6 +24,7 @@ pub fn rules() -> Vec<Rule> {
             country: String::new(),
             source: RuleSource::Builtin,
             note: note.to_owned(),
+            terms: Default::default(),
         })
         .collect()
 }

@@ -7,4 +7,4 @@ pub mod rule;
 pub mod table;
 
 pub use range::{Family, IpRange, RangeError};
-pub use rule::{Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
+pub use rule::{Rule, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};

@@ -78,6 +78,25 @@ impl fmt::Display for RuleSource {
 /// The country code given to custom entries, as in the 2010 tool.
 pub const CUSTOM_COUNTRY: &str = "AA";
 
+/// When a stored entry stops counting, and whether it decides at all: the admin's terms for
+/// a rule (`deny add ... --for 7d --shadow`). Generated and builtin rules have the default
+/// (forever, deciding).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Terms {
+    /// When it stops matching, in Unix seconds; `None` for never. An expired entry stays in
+    /// its table (listed as expired) until `ipcountry purge` removes it.
+    pub expires_at: Option<i64>,
+    /// A shadow rule is logged when it matches, as if it decided, and decides nothing.
+    pub shadow: bool,
+}
+
+impl Terms {
+    /// Whether the entry has expired at `now` (Unix seconds): from its second on.
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
 /// One permit or deny rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
@@ -93,6 +112,8 @@ pub struct Rule {
     pub source: RuleSource,
     /// Free text from the admin.
     pub note: String,
+    /// Expiry and shadow.
+    pub terms: Terms,
 }
 
 impl fmt::Display for Rule {
@@ -103,6 +124,9 @@ impl fmt::Display for Rule {
     /// deny rule (`deny geolite US ...`), which ipcountry never generates. Their ids are left
     /// out: `refresh` regenerates them, so an id would not name the rule for long.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.terms.shadow {
+            f.write_str("shadow ")?;
+        }
         match (self.source, self.kind) {
             (RuleSource::Custom, _) => write!(f, "{} #{} {}", self.kind, self.id, self.range)?,
             (RuleSource::Builtin, _) => write!(f, "{} builtin {}", self.kind, self.range)?,
@@ -146,8 +170,25 @@ mod tests {
                 country: country.into(),
                 source,
                 note: note.into(),
+                terms: Terms::default(),
             };
             assert_eq!(rule.to_string(), want);
         }
+        let shadow = Rule {
+            id: 7,
+            kind: Deny,
+            range: "198.51.100.7".parse().unwrap(),
+            country: "AA".into(),
+            source: Custom,
+            note: "scanner".into(),
+            terms: Terms {
+                expires_at: Some(100),
+                shadow: true,
+            },
+        };
+        assert_eq!(shadow.to_string(), "shadow deny #7 198.51.100.7/32 scanner");
+        assert!(!shadow.terms.expired_at(99));
+        assert!(shadow.terms.expired_at(100));
+        assert!(!Terms::default().expired_at(i64::MAX));
     }
 }

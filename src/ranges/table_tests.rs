@@ -63,6 +63,7 @@ fn rule_at(id: i64, kind: RuleKind, range: IpRange, note: String) -> Rule {
         country: "AA".into(),
         source: RuleSource::Custom,
         note,
+        terms: Default::default(),
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::{AllowHost, PolicyData};
-use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
+use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource, Terms};
 
 /// What a cache file says it is.
 const FORMAT: &str = "ipcountry-snapshot-cache/1";
@@ -94,6 +94,11 @@ struct CachedRule {
     country: String,
     source: String,
     note: String,
+    /// Absent in files written before entries could expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    shadow: bool,
 }
 
 impl SnapshotCache {
@@ -218,6 +223,8 @@ fn encode_rule(rule: &Rule) -> CachedRule {
         country: rule.country.clone(),
         source: rule.source.as_str().to_owned(),
         note: rule.note.clone(),
+        expires_at: rule.terms.expires_at,
+        shadow: rule.terms.shadow,
     }
 }
 
@@ -240,6 +247,10 @@ fn decode_rule(row: &CachedRule) -> Result<Rule, String> {
         country: row.country.clone(),
         source,
         note: row.note.clone(),
+        terms: Terms {
+            expires_at: row.expires_at,
+            shadow: row.shadow,
+        },
     })
 }
 
@@ -277,6 +288,10 @@ mod tests {
             country: CUSTOM_COUNTRY.to_owned(),
             source: RuleSource::Custom,
             note: note.to_owned(),
+            terms: Terms {
+                expires_at: (id == 2).then_some(1_900_000_000),
+                shadow: id == 2,
+            },
         };
         let data = PolicyData {
             generation: 7,
@@ -290,6 +305,7 @@ mod tests {
                 pattern: "*.example.com".into(),
                 note: String::new(),
                 created_at: 1_700_000_000,
+                expires_at: Some(1_900_000_000),
             }],
         };
         cache

@@ -94,7 +94,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::MigrateError;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 
-use crate::ranges::{IpRange, Rule, RuleKind, RuleSource};
+use crate::ranges::{IpRange, Rule, RuleKind, RuleSource, Terms};
 
 /// Calls the function of the same name in the store's backend module (`sqlite`, `mysql`,
 /// `postgres`), with the backend's pool as its first argument, and awaits it.
@@ -222,6 +222,28 @@ pub struct AllowHost {
     pub note: String,
     /// When the row was added, in Unix seconds.
     pub created_at: i64,
+    /// When it stops matching, in Unix seconds; `None` for never (and in snapshot caches
+    /// written before entries could expire).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// What [`Store::purge_expired`] deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// Expired permit rules.
+    pub permit: u64,
+    /// Expired deny rules.
+    pub deny: u64,
+    /// Expired allowed hosts.
+    pub allow_hosts: u64,
+}
+
+impl Purged {
+    /// Rows deleted in all.
+    pub fn total(&self) -> u64 {
+        self.permit + self.deny + self.allow_hosts
+    }
 }
 
 /// Everything the policy needs, read as one consistent snapshot by [`Store::load_policy`].
@@ -418,8 +440,12 @@ impl Store {
         country: &str,
         source: RuleSource,
         note: &str,
+        terms: Terms,
     ) -> Result<Rule, StoreError> {
-        on_pool!(self, rules::add_rule(kind, range, country, source, note))
+        on_pool!(
+            self,
+            rules::add_rule(kind, range, country, source, note, terms)
+        )
     }
 
     /// Removes rule `#id` from the `kind` table and returns it.
@@ -447,10 +473,22 @@ impl Store {
         on_pool!(self, rules::find_rule(kind, range))
     }
 
-    /// Adds an allowed host pattern. The caller has validated and lower-cased it; an existing
-    /// identical pattern is [`StoreError::DuplicateHost`].
-    pub async fn add_allow_host(&self, pattern: &str, note: &str) -> Result<AllowHost, StoreError> {
-        on_pool!(self, rules::add_allow_host(pattern, note))
+    /// Adds an allowed host pattern, expiring at `expires_at` (Unix seconds) if given. The
+    /// caller has validated and lower-cased it; an existing identical pattern is
+    /// [`StoreError::DuplicateHost`].
+    pub async fn add_allow_host(
+        &self,
+        pattern: &str,
+        note: &str,
+        expires_at: Option<i64>,
+    ) -> Result<AllowHost, StoreError> {
+        on_pool!(self, rules::add_allow_host(pattern, note, expires_at))
+    }
+
+    /// Deletes every rule and allowed host that expired by `now` (Unix seconds), in one
+    /// transaction; the generation changes only when something was deleted.
+    pub async fn purge_expired(&self, now: i64) -> Result<Purged, StoreError> {
+        on_pool!(self, rules::purge_expired(now))
     }
 
     /// Removes an allowed host, named by its exact pattern or by its id (`3` or `#3`). An exact

@@ -96,7 +96,14 @@ fn migrator(store: &Store) -> &'static sqlx::migrate::Migrator {
 /// Adds a custom rule (also for the catalog tests).
 pub(super) async fn add_custom(store: &Store, kind: RuleKind, range: &str, note: &str) -> Rule {
     store
-        .add_rule(kind, net(range), CUSTOM_COUNTRY, RuleSource::Custom, note)
+        .add_rule(
+            kind,
+            net(range),
+            CUSTOM_COUNTRY,
+            RuleSource::Custom,
+            note,
+            Terms::default(),
+        )
         .await
         .unwrap()
 }
@@ -268,7 +275,14 @@ async fn list_is_in_address_order_across_all_sixteen_bytes() {
             .is_none()
         {
             store
-                .add_rule(RuleKind::Permit, range, "AA", RuleSource::Custom, "")
+                .add_rule(
+                    RuleKind::Permit,
+                    range,
+                    "AA",
+                    RuleSource::Custom,
+                    "",
+                    Terms::default(),
+                )
                 .await
                 .unwrap();
         }
@@ -334,10 +348,13 @@ async fn duplicate_allow_host() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
     let first = store
-        .add_allow_host("*.example.com", "vendor")
+        .add_allow_host("*.example.com", "vendor", None)
         .await
         .unwrap();
-    let err = store.add_allow_host("*.example.com", "").await.unwrap_err();
+    let err = store
+        .add_allow_host("*.example.com", "", None)
+        .await
+        .unwrap_err();
     match &err {
         StoreError::DuplicateHost { existing } => assert_eq!(*existing, first),
         other => panic!("expected DuplicateHost, got {other:?}"),
@@ -402,12 +419,18 @@ async fn removing_what_is_not_there_is_not_found() {
 async fn allow_hosts_add_list_remove_by_pattern_and_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_in(dir.path()).await;
-    let a = store.add_allow_host("sip.example.net", "").await.unwrap();
-    let b = store
-        .add_allow_host("*.example.com", "wildcard")
+    let a = store
+        .add_allow_host("sip.example.net", "", None)
         .await
         .unwrap();
-    let c = store.add_allow_host("pbx.example.org", "").await.unwrap();
+    let b = store
+        .add_allow_host("*.example.com", "wildcard", None)
+        .await
+        .unwrap();
+    let c = store
+        .add_allow_host("pbx.example.org", "", None)
+        .await
+        .unwrap();
     assert!(a.created_at > 1_600_000_000);
     // Ordered by pattern.
     assert_eq!(
@@ -437,7 +460,7 @@ async fn generation_counts_changes_not_reads() {
     assert_eq!(store.generation().await.unwrap(), 1);
     let deny = add_custom(&store, RuleKind::Deny, "2001:db8::/48", "").await;
     assert_eq!(store.generation().await.unwrap(), 2);
-    store.add_allow_host("a.example", "").await.unwrap();
+    store.add_allow_host("a.example", "", None).await.unwrap();
     assert_eq!(store.generation().await.unwrap(), 3);
 
     // Reads leave it alone.
@@ -468,7 +491,10 @@ async fn load_policy_returns_everything() {
     let p1 = add_custom(&store, RuleKind::Permit, "2001:db8::/32", "").await;
     let p2 = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "").await;
     let d1 = add_custom(&store, RuleKind::Deny, "192.0.2.66", "bad").await;
-    let h = store.add_allow_host("pbx.example.org", "").await.unwrap();
+    let h = store
+        .add_allow_host("pbx.example.org", "", None)
+        .await
+        .unwrap();
 
     let policy = store.load_policy().await.unwrap();
     assert_eq!(policy.generation, 4);
@@ -484,7 +510,7 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     let kept = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", "kept").await;
     let gone = add_custom(&store, RuleKind::Permit, "198.51.100.0/24", "").await;
     store.remove_rule(RuleKind::Permit, gone.id).await.unwrap();
-    store.add_allow_host("a.example", "").await.unwrap();
+    store.add_allow_host("a.example", "", None).await.unwrap();
     store.close().await;
 
     let store = Store::open(&url).await.unwrap();
@@ -520,12 +546,19 @@ async fn two_stores_on_one_database_see_each_other() {
     );
     assert_eq!(b.generation().await.unwrap(), 1);
 
-    b.add_allow_host("b.example", "").await.unwrap();
+    b.add_allow_host("b.example", "", None).await.unwrap();
     assert_eq!(a.list_allow_hosts().await.unwrap().len(), 1);
     assert_eq!(a.generation().await.unwrap(), 2);
 
     let err = b
-        .add_rule(RuleKind::Deny, rule.range, "AA", RuleSource::Custom, "")
+        .add_rule(
+            RuleKind::Deny,
+            rule.range,
+            "AA",
+            RuleSource::Custom,
+            "",
+            Terms::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Duplicate { existing } if existing == rule));
@@ -547,7 +580,14 @@ async fn concurrent_writers_on_one_database_add_each_range_once() {
         let range = IpRange::v4(0xc000_0200 + i / 2, 0xc000_0200 + i / 2).unwrap();
         tasks.push(tokio::spawn(async move {
             store
-                .add_rule(RuleKind::Permit, range, "AA", RuleSource::Custom, "")
+                .add_rule(
+                    RuleKind::Permit,
+                    range,
+                    "AA",
+                    RuleSource::Custom,
+                    "",
+                    Terms::default(),
+                )
                 .await
         }));
     }
@@ -602,7 +642,7 @@ async fn injection_looking_text_is_stored_verbatim() {
     let store = Store::open(&url).await.unwrap();
     let evil = "'); DROP TABLE permit;--";
     let rule = add_custom(&store, RuleKind::Permit, "192.0.2.0/24", evil).await;
-    let host = store.add_allow_host(evil, evil).await.unwrap();
+    let host = store.add_allow_host(evil, evil, None).await.unwrap();
     let store = {
         store.close().await;
         Store::open(&url).await.unwrap()

@@ -93,6 +93,7 @@ mod tests {
             country: CUSTOM_COUNTRY.into(),
             source,
             note: String::new(),
+            terms: Default::default(),
         };
         let ranges = [r("10.0.0.0/8"), r("12.0.0.0/8"), r("2001:db8::/32")];
         let others = [

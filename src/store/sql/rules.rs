@@ -9,14 +9,18 @@ use std::future::Future;
 use sqlx::{Pool, Row, Transaction};
 
 use super::{insert_id, sql, Conn, Db, DbRow, NOTIFY, READ_SNAPSHOT, RETURNING_ID};
-use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource};
+use crate::ranges::{Family, IpRange, Rule, RuleKind, RuleSource, Terms};
 use crate::store::{
-    is_unique_violation, missing_generation, now_unix, query_err, AllowHost, PolicyData,
+    is_unique_violation, missing_generation, now_unix, query_err, AllowHost, PolicyData, Purged,
     StoreError, ALLOW_HOST_TABLE,
 };
 
 /// The columns of a rule row, in the order [`decode_rule`] expects them.
-const RULE_COLUMNS: &str = "id, family, start_ip, end_ip, country_code, source, note";
+const RULE_COLUMNS: &str =
+    "id, family, start_ip, end_ip, country_code, source, note, expires_at, shadow";
+
+/// The columns of an `allow_host` row, in the order [`decode_host`] expects them.
+const HOST_COLUMNS: &str = "id, pattern, note, created_at, expires_at";
 
 /// Adds a rule (see [`Store::add_rule`](crate::store::Store::add_rule)).
 pub(in crate::store) async fn add_rule(
@@ -26,6 +30,7 @@ pub(in crate::store) async fn add_rule(
     country: &str,
     source: RuleSource,
     note: &str,
+    terms: Terms,
 ) -> Result<Rule, StoreError> {
     const CONTEXT: &str = "adding a rule";
     let mut tx = pool.begin().await.map_err(query_err(CONTEXT))?;
@@ -34,8 +39,9 @@ pub(in crate::store) async fn add_rule(
         return Err(StoreError::Duplicate { existing });
     }
     let text = format!(
-        "INSERT INTO {} (family, start_ip, end_ip, country_code, source, note, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?){RETURNING_ID}",
+        "INSERT INTO {} \
+         (family, start_ip, end_ip, country_code, source, note, created_at, expires_at, shadow) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){RETURNING_ID}",
         kind.as_str()
     );
     let text = sql(&text);
@@ -46,7 +52,9 @@ pub(in crate::store) async fn add_rule(
         .bind(country)
         .bind(source.as_str())
         .bind(note)
-        .bind(now_unix());
+        .bind(now_unix())
+        .bind(terms.expires_at)
+        .bind(i64::from(terms.shadow));
     let inserted = insert_id(query, &mut tx).await;
     let winner = find_rule(pool, kind, range);
     let duplicate = |existing| StoreError::Duplicate { existing };
@@ -58,6 +66,7 @@ pub(in crate::store) async fn add_rule(
         country: country.to_owned(),
         source,
         note: note.to_owned(),
+        terms,
     })
 }
 
@@ -135,6 +144,7 @@ pub(in crate::store) async fn add_allow_host(
     pool: &Pool<Db>,
     pattern: &str,
     note: &str,
+    expires_at: Option<i64>,
 ) -> Result<AllowHost, StoreError> {
     const CONTEXT: &str = "adding an allowed host";
     let mut tx = pool.begin().await.map_err(query_err(CONTEXT))?;
@@ -144,10 +154,15 @@ pub(in crate::store) async fn add_allow_host(
     }
     let created_at = now_unix();
     let text = format!(
-        "INSERT INTO allow_host (pattern, note, created_at) VALUES (?, ?, ?){RETURNING_ID}"
+        "INSERT INTO allow_host (pattern, note, created_at, expires_at) \
+         VALUES (?, ?, ?, ?){RETURNING_ID}"
     );
     let text = sql(&text);
-    let query = sqlx::query(&text).bind(pattern).bind(note).bind(created_at);
+    let query = sqlx::query(&text)
+        .bind(pattern)
+        .bind(note)
+        .bind(created_at)
+        .bind(expires_at);
     let inserted = insert_id(query, &mut tx).await;
     let winner = async {
         let mut conn = pool.acquire().await.map_err(query_err(CONTEXT))?;
@@ -160,6 +175,7 @@ pub(in crate::store) async fn add_allow_host(
         pattern: pattern.to_owned(),
         note: note.to_owned(),
         created_at,
+        expires_at,
     })
 }
 
@@ -178,13 +194,12 @@ pub(in crate::store) async fn remove_allow_host(
             .unwrap_or(pattern_or_id)
             .parse::<i64>()
         {
-            let row = sqlx::query(&sql(
-                "SELECT id, pattern, note, created_at FROM allow_host WHERE id = ?",
-            ))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err(CONTEXT))?;
+            let text = format!("SELECT {HOST_COLUMNS} FROM allow_host WHERE id = ?");
+            let row = sqlx::query(&sql(&text))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err(CONTEXT))?;
             found = row.as_ref().map(decode_host).transpose()?;
         }
     }
@@ -212,6 +227,44 @@ pub(in crate::store) async fn list_allow_hosts(
         .await
         .map_err(query_err("listing allowed hosts"))?;
     select_hosts(&mut conn).await
+}
+
+/// Deletes every rule and allowed host that expired before `now` (Unix seconds), in one
+/// transaction that bumps the generation only when something was deleted.
+pub(in crate::store) async fn purge_expired(
+    pool: &Pool<Db>,
+    now: i64,
+) -> Result<Purged, StoreError> {
+    const CONTEXT: &str = "purging expired entries";
+    let mut tx = pool.begin().await.map_err(query_err(CONTEXT))?;
+    // First, as in every write: the lock, before anything is read.
+    bump_in(&mut tx).await?;
+    let mut counts = [0u64; 3];
+    for (table, count) in ["permit", "deny", "allow_host"]
+        .iter()
+        .zip(counts.iter_mut())
+    {
+        let text = format!("DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?");
+        *count = sqlx::query(&sql(&text))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(CONTEXT))?
+            .rows_affected();
+    }
+    let [permit, deny, allow_hosts] = counts;
+    let purged = Purged {
+        permit,
+        deny,
+        allow_hosts,
+    };
+    if purged.total() == 0 {
+        // Nothing changed: no new generation, no reload anywhere.
+        tx.rollback().await.map_err(query_err(CONTEXT))?;
+    } else {
+        tx.commit().await.map_err(query_err(CONTEXT))?;
+    }
+    Ok(purged)
 }
 
 /// The current generation.
@@ -367,7 +420,8 @@ async fn delete_rule_in(conn: &mut Conn, kind: RuleKind, id: i64) -> Result<(), 
 /// All allowed hosts, ordered by pattern byte for byte (sorted here: the backends' text
 /// collations differ).
 async fn select_hosts(conn: &mut Conn) -> Result<Vec<AllowHost>, StoreError> {
-    let rows = sqlx::query("SELECT id, pattern, note, created_at FROM allow_host")
+    let text = format!("SELECT {HOST_COLUMNS} FROM allow_host");
+    let rows = sqlx::query(&text)
         .fetch_all(&mut *conn)
         .await
         .map_err(query_err("listing allowed hosts"))?;
@@ -385,13 +439,12 @@ async fn select_host_by_pattern(
     conn: &mut Conn,
     pattern: &str,
 ) -> Result<Option<AllowHost>, StoreError> {
-    let rows = sqlx::query(&sql(
-        "SELECT id, pattern, note, created_at FROM allow_host WHERE pattern = ?",
-    ))
-    .bind(pattern)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(query_err("looking up an allowed host"))?;
+    let text = format!("SELECT {HOST_COLUMNS} FROM allow_host WHERE pattern = ?");
+    let rows = sqlx::query(&sql(&text))
+        .bind(pattern)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_err("looking up an allowed host"))?;
     for row in &rows {
         let host = decode_host(row)?;
         if host.pattern == pattern {
@@ -418,6 +471,12 @@ pub(in crate::store) fn decode_rule(kind: RuleKind, row: &DbRow) -> Result<Rule,
     let source: &str = row.try_get(5).map_err(|_| corrupt("source is not text"))?;
     let source = RuleSource::parse(source).ok_or_else(|| corrupt("unknown source"))?;
     let note: String = row.try_get(6).map_err(|_| corrupt("note is not text"))?;
+    let expires_at: Option<i64> = row
+        .try_get(7)
+        .map_err(|_| corrupt("expires_at is not an integer"))?;
+    let shadow: i64 = row
+        .try_get(8)
+        .map_err(|_| corrupt("shadow is not an integer"))?;
     Ok(Rule {
         id,
         kind,
@@ -425,6 +484,10 @@ pub(in crate::store) fn decode_rule(kind: RuleKind, row: &DbRow) -> Result<Rule,
         country,
         source,
         note,
+        terms: Terms {
+            expires_at,
+            shadow: shadow != 0,
+        },
     })
 }
 
@@ -450,7 +513,7 @@ pub(in crate::store) fn decode_range(
         .ok_or_else(|| corrupt("start_ip/end_ip do not fit the family, or start > end"))
 }
 
-/// Decodes an `allow_host` row (`id, pattern, note, created_at`); anything malformed is
+/// Decodes an `allow_host` row ([`HOST_COLUMNS`]); anything malformed is
 /// [`StoreError::Corrupt`].
 fn decode_host(row: &DbRow) -> Result<AllowHost, StoreError> {
     let id: i64 = row.try_get(0).map_err(|source| StoreError::Query {
@@ -467,11 +530,15 @@ fn decode_host(row: &DbRow) -> Result<AllowHost, StoreError> {
     let created_at: i64 = row
         .try_get(3)
         .map_err(|_| corrupt("created_at is not an integer"))?;
+    let expires_at: Option<i64> = row
+        .try_get(4)
+        .map_err(|_| corrupt("expires_at is not an integer"))?;
     Ok(AllowHost {
         id,
         pattern,
         note,
         created_at,
+        expires_at,
     })
 }
 
