@@ -264,8 +264,8 @@ pub enum StoreError {
     /// The table already has a rule with the same family, start and end.
     #[error("already in {}: {}", .existing.kind, RuleRef(.existing))]
     Duplicate {
-        /// The rule already stored.
-        existing: Rule,
+        /// The rule already stored (boxed: it is large, and errors travel far).
+        existing: Box<Rule>,
     },
     /// The allow-host table already has this pattern.
     #[error("already in {ALLOW_HOST_TABLE}: {}", HostRef(.existing))]
@@ -660,11 +660,23 @@ impl fmt::Display for RuleRef<'_> {
         if !rule.note.is_empty() {
             write!(f, " {:?}", rule.note)?;
         }
-        Ok(())
+        if rule.terms.shadow {
+            f.write_str(" (shadow)")?;
+        }
+        expired_note(f, rule.terms.expires_at)
     }
 }
 
 /// An allowed host as named in a duplicate message: `#3 *.example.com "pbx vendor"`.
+/// For an entry in the way of a new one: say when it is only there because it expired and
+/// has not been purged.
+fn expired_note(f: &mut fmt::Formatter<'_>, expires_at: Option<i64>) -> fmt::Result {
+    match expires_at {
+        Some(at) if at <= now_unix() => f.write_str(" (expired; `ipcountry purge` removes it)"),
+        _ => Ok(()),
+    }
+}
+
 struct HostRef<'a>(&'a AllowHost);
 
 impl fmt::Display for HostRef<'_> {
@@ -674,6 +686,6 @@ impl fmt::Display for HostRef<'_> {
         if !host.note.is_empty() {
             write!(f, " {:?}", host.note)?;
         }
-        Ok(())
+        expired_note(f, host.expires_at)
     }
 }

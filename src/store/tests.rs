@@ -185,6 +185,7 @@ async fn add_list_remove_both_tables_and_families() {
             "US",
             RuleSource::Geolite,
             "",
+            Terms::default(),
         )
         .await
         .unwrap();
@@ -327,11 +328,12 @@ async fn duplicate_rule_names_the_existing_row() {
             "AA",
             RuleSource::Custom,
             "again",
+            Terms::default(),
         )
         .await
         .unwrap_err();
     match &err {
-        StoreError::Duplicate { existing } => assert_eq!(*existing, first),
+        StoreError::Duplicate { existing } => assert_eq!(**existing, first),
         other => panic!("expected Duplicate, got {other:?}"),
     }
     assert_eq!(
@@ -561,7 +563,7 @@ async fn two_stores_on_one_database_see_each_other() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Duplicate { existing } if existing == rule));
+    assert!(matches!(err, StoreError::Duplicate { existing } if *existing == rule));
 
     b.remove_rule(RuleKind::Deny, rule.id).await.unwrap();
     assert!(a.list_rules(RuleKind::Deny).await.unwrap().is_empty());

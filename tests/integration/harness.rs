@@ -100,7 +100,14 @@ pub(crate) async fn seed(store: &Store) {
         let range: IpRange = r.parse().expect("range");
         async move {
             store
-                .add_rule(kind, range, "AA", RuleSource::Custom, note)
+                .add_rule(
+                    kind,
+                    range,
+                    "AA",
+                    RuleSource::Custom,
+                    note,
+                    Default::default(),
+                )
                 .await
                 .expect("add rule")
         }
@@ -110,7 +117,7 @@ pub(crate) async fn seed(store: &Store) {
     add(RuleKind::Permit, "2001:db8:1::/48", "").await;
     let p = HostPattern::parse("sipgate.com").expect("pattern");
     store
-        .add_allow_host(p.as_str(), "")
+        .add_allow_host(p.as_str(), "", None)
         .await
         .expect("allow host");
 }

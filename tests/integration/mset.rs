@@ -30,6 +30,7 @@ async fn start_mset() -> (std::net::SocketAddr, CancellationToken, tempfile::Tem
             "AA",
             RuleSource::Custom,
             r#"lab, "bench" \ 2"#,
+            Default::default(),
         )
         .await
         .expect("add rule");

@@ -633,6 +633,7 @@ async fn reload_request_over_agi_rebuilds_now() {
             "AA",
             ipcountry::ranges::RuleSource::Custom,
             "",
+            Default::default(),
         )
         .await
         .expect("add");

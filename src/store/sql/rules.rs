@@ -36,7 +36,9 @@ pub(in crate::store) async fn add_rule(
     let mut tx = pool.begin().await.map_err(query_err(CONTEXT))?;
     bump_in(&mut tx).await?;
     if let Some(existing) = select_rule_by_range(&mut tx, kind, range).await? {
-        return Err(StoreError::Duplicate { existing });
+        return Err(StoreError::Duplicate {
+            existing: Box::new(existing),
+        });
     }
     let text = format!(
         "INSERT INTO {} \
@@ -57,7 +59,9 @@ pub(in crate::store) async fn add_rule(
         .bind(i64::from(terms.shadow));
     let inserted = insert_id(query, &mut tx).await;
     let winner = find_rule(pool, kind, range);
-    let duplicate = |existing| StoreError::Duplicate { existing };
+    let duplicate = |existing| StoreError::Duplicate {
+        existing: Box::new(existing),
+    };
     let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
     Ok(Rule {
         id,
