@@ -349,7 +349,8 @@ pub(in crate::store) async fn unpermit_countries(
 async fn identical_rules_in(conn: &mut Conn, code: &str) -> Result<Vec<Rule>, StoreError> {
     let rows = sqlx::query(&sql(
         "SELECT p.id AS id, p.family AS family, p.start_ip AS start_ip, p.end_ip AS end_ip, \
-                p.country_code AS country_code, p.source AS source, p.note AS note \
+                p.country_code AS country_code, p.source AS source, p.note AS note, \
+                p.expires_at AS expires_at, p.shadow AS shadow \
          FROM catalog c JOIN permit p \
            ON p.family = c.family AND p.start_ip = c.start_ip AND p.end_ip = c.end_ip \
          WHERE c.country_code = ?",

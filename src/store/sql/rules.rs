@@ -15,7 +15,8 @@ use crate::store::{
     StoreError, ALLOW_HOST_TABLE,
 };
 
-/// The columns of a rule row, in the order [`decode_rule`] expects them.
+/// The columns of a rule row, in the order [`decode_rule`] expects them (`sql/catalog.rs`
+/// selects the same, qualified, in a join).
 const RULE_COLUMNS: &str =
     "id, family, start_ip, end_ip, country_code, source, note, expires_at, shadow";
 
