@@ -258,3 +258,68 @@ impl SharedPolicy {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ranges::{RuleKind, RuleSource, Terms};
+    use std::net::IpAddr;
+
+    fn rule(id: i64, kind: RuleKind, range: &str, expires_at: Option<i64>, shadow: bool) -> Rule {
+        Rule {
+            id,
+            kind,
+            range: range.parse().unwrap(),
+            country: "AA".into(),
+            source: RuleSource::Custom,
+            note: String::new(),
+            terms: Terms { expires_at, shadow },
+        }
+    }
+
+    fn decided_by(policy: &Policy, ip: &str) -> Option<(RuleKind, i64)> {
+        let ip: IpAddr = ip.parse().unwrap();
+        policy.table().lookup(ip).map(|r| (r.kind, r.id))
+    }
+
+    #[test]
+    fn terms_decide_what_is_compiled_and_when_to_compile_again() {
+        use RuleKind::{Deny, Permit};
+        let now = 1_000;
+        let rules = vec![
+            rule(1, Permit, "203.0.113.0/24", None, false),
+            rule(1, Deny, "203.0.113.7", Some(now), false), // expired: its second has begun
+            rule(2, Deny, "203.0.113.8", Some(now + 50), false),
+            rule(3, Deny, "203.0.113.9", None, true), // shadow
+            rule(2, Permit, "198.51.100.0/24", Some(now + 90), true), // shadow, expiring
+        ];
+        let hosts = vec![
+            (HostPattern::parse("a.example").unwrap(), Some(now + 20)),
+            (HostPattern::parse("b.example").unwrap(), Some(now - 5)),
+        ];
+        let p = Policy::try_compile_at(Some(3), rules, hosts, Builtins::Off, now).unwrap();
+        assert_eq!(decided_by(&p, "203.0.113.7"), Some((Permit, 1)));
+        assert_eq!(decided_by(&p, "203.0.113.8"), Some((Deny, 2)));
+        assert_eq!(decided_by(&p, "203.0.113.9"), Some((Permit, 1)));
+        assert_eq!(decided_by(&p, "198.51.100.1"), None);
+        assert_eq!(p.hosts().len(), 1);
+        // The earliest expiry still to come, hosts included.
+        assert_eq!(p.next_expiry(), Some(now + 20));
+        // The shadow view: the shadow rules decide, nothing else changes.
+        let view = p.shadow().expect("a shadow view");
+        assert_eq!(decided_by(view, "203.0.113.9"), Some((Deny, 3)));
+        assert_eq!(decided_by(view, "198.51.100.1"), Some((Permit, 2)));
+        assert_eq!(decided_by(view, "203.0.113.8"), Some((Deny, 2)));
+        assert_eq!(decided_by(view, "203.0.113.7"), Some((Permit, 1)));
+        assert!(view.shadow().is_none());
+        // Later, the next entries have expired too, and with no shadow rule left, no view.
+        let rules = vec![
+            rule(1, Permit, "203.0.113.0/24", None, false),
+            rule(2, Deny, "203.0.113.8", Some(now + 50), false),
+        ];
+        let p = Policy::try_compile_at(Some(3), rules, vec![], Builtins::Off, now + 50).unwrap();
+        assert_eq!(decided_by(&p, "203.0.113.8"), Some((Permit, 1)));
+        assert_eq!(p.next_expiry(), None);
+        assert!(p.shadow().is_none());
+    }
+}

@@ -799,3 +799,97 @@ fn the_url_picks_the_backend() {
         assert_eq!(Backend::of(url).ok(), backend, "{url}");
     }
 }
+
+#[tokio::test]
+async fn terms_are_stored_and_purge_removes_only_what_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path()).await;
+    let now = now_unix();
+    let terms = |expires_at, shadow| Terms { expires_at, shadow };
+    let expired = store
+        .add_rule(
+            RuleKind::Deny,
+            net("198.51.100.7"),
+            CUSTOM_COUNTRY,
+            RuleSource::Custom,
+            "scanner",
+            terms(Some(now - 10), false),
+        )
+        .await
+        .unwrap();
+    let later = store
+        .add_rule(
+            RuleKind::Deny,
+            net("198.51.100.8"),
+            CUSTOM_COUNTRY,
+            RuleSource::Custom,
+            "",
+            terms(Some(now + 3600), true),
+        )
+        .await
+        .unwrap();
+    let shadow_permit = store
+        .add_rule(
+            RuleKind::Permit,
+            net("203.0.113.0/24"),
+            CUSTOM_COUNTRY,
+            RuleSource::Custom,
+            "",
+            terms(None, true),
+        )
+        .await
+        .unwrap();
+    let old_host = store
+        .add_allow_host("old.example.com", "", Some(now - 1))
+        .await
+        .unwrap();
+    store
+        .add_allow_host("new.example.com", "", Some(now + 60))
+        .await
+        .unwrap();
+    // What was written is what is read, by every reader.
+    assert_eq!(
+        store.list_rules(RuleKind::Deny).await.unwrap(),
+        vec![expired.clone(), later.clone()]
+    );
+    let data = store.load_policy().await.unwrap();
+    assert!(data.rules.contains(&shadow_permit) && data.rules.contains(&later));
+    assert_eq!(data.allow_hosts[1], old_host);
+    assert_eq!(data.allow_hosts[1].expires_at, Some(now - 1));
+    // An expired entry in the way of a new one says so.
+    let err = store
+        .add_rule(
+            RuleKind::Deny,
+            net("198.51.100.7"),
+            CUSTOM_COUNTRY,
+            RuleSource::Custom,
+            "",
+            Terms::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(expired; `ipcountry purge` removes it)"),
+        "{err}"
+    );
+    // Purge: the expired rule and host go, in one new generation; the rest stays.
+    let before = store.generation().await.unwrap();
+    let purged = store.purge_expired(now_unix()).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            permit: 0,
+            deny: 1,
+            allow_hosts: 1
+        }
+    );
+    assert_eq!(store.generation().await.unwrap(), before + 1);
+    assert_eq!(store.list_rules(RuleKind::Deny).await.unwrap(), vec![later]);
+    let hosts = store.list_allow_hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].pattern, "new.example.com");
+    // Nothing left to purge: no new generation, so no server reloads.
+    assert_eq!(store.purge_expired(now_unix()).await.unwrap().total(), 0);
+    assert_eq!(store.generation().await.unwrap(), before + 1);
+}

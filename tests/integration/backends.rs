@@ -17,7 +17,7 @@ use ipcountry::store::Backend;
 
 use crate::harness::{self, block, ok, play};
 
-fn ipcountry(db: &str) -> Command {
+pub(crate) fn ipcountry(db: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
     c.env("IPCOUNTRY_DB", db)
         .env_remove("RUST_LOG")
@@ -25,7 +25,7 @@ fn ipcountry(db: &str) -> Command {
     c
 }
 
-fn run_ok(db: &str, args: &[&str]) -> Output {
+pub(crate) fn run_ok(db: &str, args: &[&str]) -> Output {
     let o = ipcountry(db).args(args).output().expect("run ipcountry");
     assert!(
         o.status.success(),
@@ -36,9 +36,9 @@ fn run_ok(db: &str, args: &[&str]) -> Output {
 }
 
 /// A `serve` process, killed if the test ends first, with its log lines on a channel.
-struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: Receiver<String>,
     /// Every log line read so far.
     seen: Vec<String>,
@@ -55,7 +55,7 @@ impl Drop for Server {
 
 impl Server {
     /// Starts `ipcountry serve` on 127.0.0.1:0 with `extra` flags and waits until it listens.
-    fn start(db: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start(db: &str, extra: &[&str]) -> Server {
         let mut child = ipcountry(db)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -94,13 +94,13 @@ impl Server {
     }
 
     /// Every log line so far.
-    fn lines(&mut self) -> &[String] {
+    pub(crate) fn lines(&mut self) -> &[String] {
         self.seen.extend(self.log.try_iter());
         &self.seen
     }
 
     /// Waits up to `deadline` for a log line containing `needle`.
-    fn wait_log(&mut self, needle: &str, deadline: Duration) -> bool {
+    pub(crate) fn wait_log(&mut self, needle: &str, deadline: Duration) -> bool {
         let end = Instant::now() + deadline;
         loop {
             if self.lines().iter().any(|l| l.contains(needle)) {
@@ -116,7 +116,7 @@ impl Server {
 
 /// The verdict the server at `addr` gives a call from `ip` (source and From): `permitted`,
 /// `denied`, `stranger`, or what went wrong.
-async fn verdict(addr: SocketAddr, ip: &str) -> String {
+pub(crate) async fn verdict(addr: SocketAddr, ip: &str) -> String {
     let t = play(addr, &[block(&[ip, ip])], ok, Duration::from_secs(5)).await;
     let bytes = t.bytes();
     for v in ["permitted", "denied", "stranger", "error"] {
