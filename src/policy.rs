@@ -7,7 +7,7 @@
 //! [`SharedPolicy::replace`]s it. A lookup never waits on the database or on a lock.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -107,6 +107,8 @@ struct Health {
     failures: u64,
     /// Whether the last poll or rebuild reached the store.
     store_up: bool,
+    /// When the snapshot was loaded from the store, in Unix seconds (for the `server` row).
+    loaded_at: i64,
 }
 
 impl SharedPolicy {
@@ -118,19 +120,22 @@ impl SharedPolicy {
                 verified: Instant::now(),
                 failures: 0,
                 store_up: true,
+                loaded_at: unix_now(),
             }),
         }
     }
 
     /// Starts with `policy` read from a cache file, not from the store: last known current
-    /// `verified_ago`, and the store not reached yet.
-    pub fn from_cache(policy: Policy, verified_ago: Duration) -> Self {
+    /// `verified_ago`, loaded from the store at `loaded_at` (Unix seconds), and the store not
+    /// reached yet.
+    pub fn from_cache(policy: Policy, verified_ago: Duration, loaded_at: i64) -> Self {
         let shared = SharedPolicy::new(policy);
         {
             let mut h = shared.health();
             let now = Instant::now();
             h.verified = now.checked_sub(verified_ago).unwrap_or(now);
             h.store_up = false;
+            h.loaded_at = loaded_at;
         }
         shared
     }
@@ -143,6 +148,7 @@ impl SharedPolicy {
     /// Publishes a new snapshot; sessions already running keep the one they loaded.
     pub fn replace(&self, policy: Policy) {
         self.current.store(Arc::new(policy));
+        self.health().loaded_at = unix_now();
         self.confirm();
     }
 
@@ -165,6 +171,13 @@ impl SharedPolicy {
         self.health().verified.elapsed()
     }
 
+    /// When the current snapshot was loaded from the store, in Unix seconds (set by
+    /// [`SharedPolicy::new`] and [`SharedPolicy::replace`]; from the cache file for a snapshot
+    /// read from one).
+    pub fn loaded_at(&self) -> i64 {
+        self.health().loaded_at
+    }
+
     /// Failed polls and rebuilds since the start.
     pub fn failures(&self) -> u64 {
         self.health().failures
@@ -179,4 +192,11 @@ impl SharedPolicy {
         // Plain data: a panic while it was held leaves it usable.
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Now, in Unix seconds (0 if the clock is before 1970).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

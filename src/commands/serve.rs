@@ -20,6 +20,7 @@ use ipcountry::alerts::{AlertSettings, Alerts};
 use ipcountry::metrics::Metrics;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
+use ipcountry::heartbeat::{self, Heartbeat};
 use ipcountry::{fdlimit, reload, server, session, shutdown};
 
 use crate::cli;
@@ -57,7 +58,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         start_policy(db, &settings, cache.as_ref(), builtins).await?;
     let shared = Arc::new(match cached_age {
         None => SharedPolicy::new(policy),
-        Some(age) => SharedPolicy::from_cache(policy, age),
+        Some((age, loaded_at)) => SharedPolicy::from_cache(policy, age, loaded_at),
     });
     let inherited = inherited_listeners()?;
     let listeners = match (args.runtime, inherited) {
@@ -148,6 +149,22 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         reload::Source::Open(store) => Some(store.clone()),
         reload::Source::Pending { .. } => None,
     };
+    let heartbeat = tokio::spawn(
+        Heartbeat {
+            store: match &source {
+                reload::Source::Open(store) => reload::Source::Open(store.clone()),
+                reload::Source::Pending { url, settings } => reload::Source::Pending {
+                    url: url.clone(),
+                    settings: *settings,
+                },
+            },
+            shared: shared.clone(),
+            interval: args.heartbeat.min(args.poll),
+            identity: heartbeat::identity(&listeners.addrs()),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     // Subscribed before the first call is taken, so no change made after that is missed.
     let changes = match &store {
         Some(store) => store.listen().await.unwrap_or_else(|error| {
@@ -177,11 +194,14 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
                 // Stop the reload watcher too before reporting.
                 shutdown.cancel();
                 let _ = watcher.await;
+                let _ = heartbeat.await;
                 return Err(e).context("cannot start the server workers");
             }
         }
     }
     let _ = watcher.await;
+    // Deletes this server's row (bounded by a short timeout) before the pool closes.
+    let _ = heartbeat.await;
     if let Some(store) = store {
         store.close().await;
     }
@@ -225,7 +245,11 @@ async fn start_policy(
     settings: &PoolSettings,
     cache: Option<&SnapshotCache>,
     builtins: Builtins,
-) -> Result<(reload::Source, ipcountry::policy::Policy, Option<Duration>)> {
+) -> Result<(
+    reload::Source,
+    ipcountry::policy::Policy,
+    Option<(Duration, i64)>,
+)> {
     let shown = cli::db_display(db);
     let error = match Store::open_with(db, settings).await {
         Ok(store) => {
@@ -288,13 +312,37 @@ async fn start_policy(
     };
     // Its age counts from when a server last found it current, not from now.
     let age = cached.confirmed_at.elapsed().unwrap_or_default();
-    Ok((source, policy, Some(age)))
+    Ok((source, policy, Some((age, cached.loaded_at))))
 }
 
 /// The listening sockets: for tokio's multi-thread runtime, or one set per worker thread.
 enum Listeners {
     Shared(Vec<TcpListener>),
     PerWorker(Vec<Vec<std::net::TcpListener>>),
+}
+
+impl Listeners {
+    /// The addresses listened on, as bound (port 0 resolved), each once.
+    fn addrs(&self) -> Vec<SocketAddr> {
+        let bound: Vec<SocketAddr> = match self {
+            Listeners::Shared(listeners) => {
+                listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+            }
+            Listeners::PerWorker(per_worker) => per_worker
+                .first()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+        };
+        let mut addrs = Vec::with_capacity(bound.len());
+        for addr in bound {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs
+    }
 }
 
 fn join_addrs(addrs: &[SocketAddr]) -> String {
