@@ -17,10 +17,10 @@ use crate::cli::{AgiArgs, Runtime, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::agi::env::encode_block;
 use ipcountry::alerts::{AlertSettings, Alerts};
+use ipcountry::heartbeat::{self, Heartbeat};
 use ipcountry::metrics::Metrics;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
-use ipcountry::heartbeat::{self, Heartbeat};
 use ipcountry::{fdlimit, reload, server, session, shutdown};
 
 use crate::cli;
@@ -325,9 +325,10 @@ impl Listeners {
     /// The addresses listened on, as bound (port 0 resolved), each once.
     fn addrs(&self) -> Vec<SocketAddr> {
         let bound: Vec<SocketAddr> = match self {
-            Listeners::Shared(listeners) => {
-                listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
-            }
+            Listeners::Shared(listeners) => listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
             Listeners::PerWorker(per_worker) => per_worker
                 .first()
                 .into_iter()

@@ -36,9 +36,9 @@ fn run_ok(db: &str, args: &[&str]) -> Output {
 }
 
 /// A `serve` process, killed if the test ends first, with its log lines on a channel.
-struct Server {
-    child: std::process::Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: SocketAddr,
     log: Receiver<String>,
     /// Every log line read so far.
     seen: Vec<String>,
@@ -55,7 +55,7 @@ impl Drop for Server {
 
 impl Server {
     /// Starts `ipcountry serve` on 127.0.0.1:0 with `extra` flags and waits until it listens.
-    fn start(db: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start(db: &str, extra: &[&str]) -> Server {
         let mut child = ipcountry(db)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -94,7 +94,7 @@ impl Server {
     }
 
     /// Every log line so far.
-    fn lines(&mut self) -> &[String] {
+    pub(crate) fn lines(&mut self) -> &[String] {
         self.seen.extend(self.log.try_iter());
         &self.seen
     }

@@ -11,3 +11,4 @@ mod harness;
 mod mset;
 mod screening;
 mod server_bounds;
+mod servers;

@@ -12,7 +12,8 @@ use crate::store::{query_err, StoreError};
 const TABLE: &str = "server";
 
 /// The columns of a row, in the order [`decode`] expects them.
-const COLUMNS: &str = "id, host, pid, listen, version, started_at, generation, loaded_at, heartbeat";
+const COLUMNS: &str =
+    "id, host, pid, listen, version, started_at, generation, loaded_at, heartbeat";
 
 /// Inserts `row`, or updates the row with its id, in one transaction.
 ///
