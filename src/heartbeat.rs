@@ -174,3 +174,79 @@ impl Logged {
         self.failed = Some(text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Builtins, Policy};
+
+    /// Polls `store`'s server rows until `done` says yes, for up to 10 s.
+    async fn until(store: &Store, done: impl Fn(&[ServerRow]) -> bool) -> Vec<ServerRow> {
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = store.servers().await.unwrap();
+            if done(&rows) {
+                return rows;
+            }
+            assert!(tokio::time::Instant::now() < end, "gave up at {rows:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A server whose database could not be opened at start registers once it can be, writes
+    /// its snapshot's generation, and deletes its row when shut down. (SQLite: a file in a
+    /// directory that appears later.)
+    #[tokio::test]
+    async fn registers_once_the_database_opens_and_deregisters_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = dir.path().join("later");
+        let url = format!("sqlite://{}", later.join("ipcountry.db").display());
+        let policy = Policy::compile(Some(3), Vec::new(), Vec::new(), Builtins::Off);
+        let shutdown = CancellationToken::new();
+        let listen: std::net::SocketAddr = ([127, 0, 0, 1], 4573).into();
+        let identity = identity(&[listen, listen]);
+        let task = tokio::spawn(
+            Heartbeat {
+                store: Source::Pending {
+                    url: url.clone(),
+                    settings: PoolSettings::default(),
+                },
+                shared: Arc::new(SharedPolicy::new(policy)),
+                interval: Duration::from_millis(50),
+                identity: identity.clone(),
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!later.exists(), "nothing can be written yet");
+        std::fs::create_dir(&later).unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let rows = until(&store, |rows| !rows.is_empty()).await;
+        let [row] = rows.as_slice() else {
+            panic!("one row: {rows:#?}")
+        };
+        assert_eq!(row.id, identity.id);
+        assert_eq!(row.pid, i64::from(std::process::id()));
+        assert_eq!(row.listen, ["127.0.0.1:4573", "127.0.0.1:4573"]);
+        assert_eq!(row.generation, 3);
+        assert!(row.is_live(now_unix()));
+        assert_eq!(store.generation().await.unwrap(), 0, "no bump");
+
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(store.servers().await.unwrap().is_empty(), "deregistered");
+        store.close().await;
+    }
+
+    #[test]
+    fn the_id_is_host_pid_and_start() {
+        let row = identity(&[]);
+        assert_eq!(
+            row.id,
+            format!("{}/{}/{}", row.host, row.pid, row.started_at)
+        );
+        assert!(!row.host.is_empty() && !row.host.contains('\n'));
+        assert_eq!(row.version, env!("CARGO_PKG_VERSION"));
+    }
+}
