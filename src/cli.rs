@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use ipcountry::decision::Trust;
 use ipcountry::server::MAX_SESSIONS;
 use ipcountry::session::ReplyMode;
+use ipcountry::store::MAX_HEARTBEAT;
 
 /// Screen inbound Asterisk/FreePBX calls by the caller's IP address.
 #[derive(Debug, Parser)]
@@ -317,6 +318,11 @@ pub(crate) struct ServeArgs {
     /// How often to check the store for changes.
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub(crate) poll: Duration,
+    /// How often the server rewrites its row in the database's `server` table (what
+    /// `ipcountry status` lists), or every --poll if that is shorter; at most 10s, since a
+    /// row older than 30s counts as a server that is gone.
+    #[arg(long, default_value = "10s", value_parser = heartbeat)]
+    pub(crate) heartbeat: Duration,
     /// Time calls in flight get to finish on SIGINT/SIGTERM.
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub(crate) grace: Duration,
@@ -439,6 +445,18 @@ fn duration(s: &str) -> Result<Duration, String> {
 fn positive_duration(s: &str) -> Result<Duration, String> {
     match duration(s)? {
         d if d.is_zero() => Err("must be more than zero".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// `--heartbeat`: more than zero, at most [`MAX_HEARTBEAT`].
+fn heartbeat(s: &str) -> Result<Duration, String> {
+    match positive_duration(s)? {
+        d if d > MAX_HEARTBEAT => Err(format!(
+            "at most {} (a server row older than {} counts as gone)",
+            humantime::format_duration(MAX_HEARTBEAT),
+            humantime::format_duration(ipcountry::store::STALE_AFTER)
+        )),
         d => Ok(d),
     }
 }

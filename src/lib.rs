@@ -24,7 +24,8 @@
 //! - [`resolve`]: hostname resolution with a deadline and a TTL cache.
 //! - [`session`]: one call, end to end; [`server`]: accept loop and bounds; [`fdlimit`]: the
 //!   open-files limit it needs;
-//!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds.
+//!   [`shutdown`]: signals; [`reload`]: snapshot rebuilds; [`heartbeat`]: the server's row in
+//!   its database.
 //! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint; [`alerts`]: the
 //!   `--on-stranger` command.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
@@ -35,6 +36,7 @@ pub mod decision;
 pub mod escape;
 pub mod failures;
 pub mod fdlimit;
+pub mod heartbeat;
 pub mod hosts;
 pub mod import;
 pub mod metrics;

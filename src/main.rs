@@ -87,7 +87,9 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
     } else {
         Builtins::On
     };
-    match cli.command {
+    // A change where no server looks says so (after it is made; it never fails the command).
+    let changes = commands::servers::changes_rules(&cli.command).then(|| cli.db.clone());
+    let done = match cli.command {
         Command::Serve(args) => commands::serve::serve(&cli.db, builtins, *args).await,
         Command::Agi(args) => commands::serve::agi(&cli.db, builtins, args).await,
         Command::Check(args) => commands::check::check(&cli.db, builtins, cli.json, args).await,
@@ -114,5 +116,11 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         Command::Config {
             action: cli::ConfigAction::Check,
         } => commands::config::check(&file),
+    };
+    if let (Some(db), Ok(code)) = (changes, &done) {
+        if *code == ExitCode::SUCCESS {
+            commands::servers::note_unused(&db).await;
+        }
     }
+    done
 }

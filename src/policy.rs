@@ -185,6 +185,8 @@ struct Health {
     failures: u64,
     /// Whether the last poll or rebuild reached the store.
     store_up: bool,
+    /// When the snapshot was loaded from the store, in Unix seconds (for the `server` row).
+    loaded_at: i64,
 }
 
 impl SharedPolicy {
@@ -196,19 +198,22 @@ impl SharedPolicy {
                 verified: Instant::now(),
                 failures: 0,
                 store_up: true,
+                loaded_at: crate::store::now_unix(),
             }),
         }
     }
 
     /// Starts with `policy` read from a cache file, not from the store: last known current
-    /// `verified_ago`, and the store not reached yet.
-    pub fn from_cache(policy: Policy, verified_ago: Duration) -> Self {
+    /// `verified_ago`, loaded from the store at `loaded_at` (Unix seconds), and the store not
+    /// reached yet.
+    pub fn from_cache(policy: Policy, verified_ago: Duration, loaded_at: i64) -> Self {
         let shared = SharedPolicy::new(policy);
         {
             let mut h = shared.health();
             let now = Instant::now();
             h.verified = now.checked_sub(verified_ago).unwrap_or(now);
             h.store_up = false;
+            h.loaded_at = loaded_at;
         }
         shared
     }
@@ -221,6 +226,7 @@ impl SharedPolicy {
     /// Publishes a new snapshot; sessions already running keep the one they loaded.
     pub fn replace(&self, policy: Policy) {
         self.current.store(Arc::new(policy));
+        self.health().loaded_at = crate::store::now_unix();
         self.confirm();
     }
 
@@ -241,6 +247,13 @@ impl SharedPolicy {
     /// Time since the snapshot was last loaded or found current.
     pub fn age(&self) -> Duration {
         self.health().verified.elapsed()
+    }
+
+    /// When the current snapshot was loaded from the store, in Unix seconds (set by
+    /// [`SharedPolicy::new`] and [`SharedPolicy::replace`]; from the cache file for a snapshot
+    /// read from one).
+    pub fn loaded_at(&self) -> i64 {
+        self.health().loaded_at
     }
 
     /// Failed polls and rebuilds since the start.

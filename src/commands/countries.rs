@@ -468,6 +468,7 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
     let policy = reload::build(&store, builtins)
         .await
         .context("cannot compile the tables")?;
+    let servers = super::servers::read(&store, st.generation).await;
     store.close().await;
     let table = policy.table();
     let (v4_segments, v6_segments) = table.segment_counts();
@@ -512,6 +513,7 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
             status: &'a ipcountry::store::CatalogStatus,
             snapshot: Snapshot,
             server_snapshot: Option<ServerSnapshot>,
+            servers: Option<Vec<super::servers::ServerStatus>>,
         }
         outln!(
             "{}",
@@ -520,6 +522,7 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
                 status: &st,
                 snapshot,
                 server_snapshot: server,
+                servers,
             })?
         );
         return Ok(ExitCode::SUCCESS);
@@ -574,6 +577,7 @@ pub(crate) async fn status(db: &str, builtins: Builtins, json: bool) -> Result<E
         thousands(rule_bytes as u64),
         per_rule
     );
+    super::servers::print(servers.as_deref());
     if let Some(server) = &server {
         server.print(Some(st.generation));
     }

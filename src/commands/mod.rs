@@ -17,6 +17,7 @@ pub(crate) mod config;
 pub(crate) mod countries;
 pub(crate) mod rules;
 pub(crate) mod serve;
+pub(crate) mod servers;
 pub(crate) mod text;
 
 use anyhow::Result;

@@ -17,6 +17,7 @@ use crate::cli::{AgiArgs, Runtime, ServeArgs};
 use ipcountry::agi::connection::{AgiConnection, Limits};
 use ipcountry::agi::env::encode_block;
 use ipcountry::alerts::{AlertSettings, Alerts};
+use ipcountry::heartbeat::{self, Heartbeat};
 use ipcountry::metrics::Metrics;
 use ipcountry::policy::{Builtins, SharedPolicy};
 use ipcountry::session::{Context, Outcome, SessionSettings};
@@ -61,7 +62,7 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     } = start_policy(db, &settings, cache.as_ref(), builtins).await?;
     let shared = Arc::new(match cached_age {
         None => SharedPolicy::new(policy),
-        Some(age) => SharedPolicy::from_cache(policy, age),
+        Some((age, loaded_at)) => SharedPolicy::from_cache(policy, age, loaded_at),
     });
     let inherited = inherited_listeners()?;
     let listeners = match (args.runtime, inherited) {
@@ -152,6 +153,22 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         reload::Source::Open(store) => Some(store.clone()),
         reload::Source::Pending { .. } => None,
     };
+    let heartbeat = tokio::spawn(
+        Heartbeat {
+            store: match &source {
+                reload::Source::Open(store) => reload::Source::Open(store.clone()),
+                reload::Source::Pending { url, settings } => reload::Source::Pending {
+                    url: url.clone(),
+                    settings: *settings,
+                },
+            },
+            shared: shared.clone(),
+            interval: args.heartbeat.min(args.poll),
+            identity: heartbeat::identity(&listeners.addrs()),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     // Subscribed before the first call is taken, so no change made after that is missed.
     let changes = match &store {
         Some(store) => store.listen().await.unwrap_or_else(|error| {
@@ -182,11 +199,14 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
                 // Stop the reload watcher too before reporting.
                 shutdown.cancel();
                 let _ = watcher.await;
+                let _ = heartbeat.await;
                 return Err(e).context("cannot start the server workers");
             }
         }
     }
     let _ = watcher.await;
+    // Deletes this server's row (bounded by a short timeout) before the pool closes.
+    let _ = heartbeat.await;
     if let Some(store) = store {
         store.close().await;
     }
@@ -298,7 +318,7 @@ async fn start_policy(
     Ok(Start {
         source,
         policy,
-        cached_age: Some(age),
+        cached_age: Some((age, cached.loaded_at)),
         data,
     })
 }
@@ -307,8 +327,9 @@ async fn start_policy(
 struct Start {
     source: reload::Source,
     policy: ipcountry::policy::Policy,
-    /// How long ago the snapshot was last confirmed, when it came from the cache.
-    cached_age: Option<Duration>,
+    /// How long ago the snapshot was last confirmed, and when it was read from the database
+    /// (Unix seconds), when it came from the cache.
+    cached_age: Option<(Duration, i64)>,
     /// The data behind the snapshot, when entries in it expire later.
     data: Option<ipcountry::store::PolicyData>,
 }
@@ -317,6 +338,31 @@ struct Start {
 enum Listeners {
     Shared(Vec<TcpListener>),
     PerWorker(Vec<Vec<std::net::TcpListener>>),
+}
+
+impl Listeners {
+    /// The addresses listened on, as bound (port 0 resolved), each once.
+    fn addrs(&self) -> Vec<SocketAddr> {
+        let bound: Vec<SocketAddr> = match self {
+            Listeners::Shared(listeners) => listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            Listeners::PerWorker(per_worker) => per_worker
+                .first()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+        };
+        let mut addrs = Vec::with_capacity(bound.len());
+        for addr in bound {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs
+    }
 }
 
 fn join_addrs(addrs: &[SocketAddr]) -> String {

@@ -1,6 +1,6 @@
-//! The policy store: the `permit`, `deny` and `allow_host` tables, the generation counter and
-//! the country catalog, on SQLite (embedded, the default), MariaDB/MySQL or PostgreSQL. This is
-//! the only module in the crate that contains SQL.
+//! The policy store: the `permit`, `deny` and `allow_host` tables, the generation counter, the
+//! country catalog and the registry of running servers, on SQLite (embedded, the default),
+//! MariaDB/MySQL or PostgreSQL. This is the only module in the crate that contains SQL.
 //!
 //! # Where it sits
 //!
@@ -10,13 +10,15 @@
 //! `session` never sees the store. The country catalog and the `geolite` rules generated from
 //! it ([`Store::import_catalog`], [`Store::refresh`], [`Store::permit_countries`], ...) are in
 //! the `catalog` submodule, under the same rules. On PostgreSQL, [`Store::listen`] gives the
-//! change announcements servers wait on besides polling.
+//! change announcements servers wait on besides polling. Running servers keep a row each in
+//! the `server` table (`servers`: [`Store::register_server`], [`Store::servers`], ...), which
+//! never bumps the generation.
 //!
 //! # One code path for three backends
 //!
 //! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
-//! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs` and
-//! `sql/catalog.rs`, and compiled for each backend: `sqlite.rs`, `mysql.rs` and
+//! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs`,
+//! `sql/catalog.rs` and `sql/servers.rs`, and compiled for each backend: `sqlite.rs`, `mysql.rs` and
 //! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
 //! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
 //! id comes back, the first statement of a read snapshot, change notification, connection
@@ -74,6 +76,7 @@ mod sqlite;
 
 pub mod cache;
 mod listen;
+mod servers;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -85,6 +88,7 @@ pub use catalog::{
     RefreshReport, UnpermitReport,
 };
 pub use listen::{Change, Changes};
+pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};
 pub use url::redact_url;
 
 use std::fmt;

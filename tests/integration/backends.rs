@@ -37,7 +37,7 @@ pub(crate) fn run_ok(db: &str, args: &[&str]) -> Output {
 
 /// A `serve` process, killed if the test ends first, with its log lines on a channel.
 pub(crate) struct Server {
-    child: std::process::Child,
+    pub(crate) child: std::process::Child,
     pub(crate) addr: SocketAddr,
     log: Receiver<String>,
     /// Every log line read so far.

@@ -11,4 +11,5 @@ mod harness;
 mod mset;
 mod screening;
 mod server_bounds;
+mod servers;
 mod terms;
