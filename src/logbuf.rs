@@ -1,5 +1,7 @@
 //! The log writer: lines are appended to a buffer in memory, and a thread of its own writes the
-//! buffer to stderr every [`PERIOD`] (or as soon as it holds [`SOON`] bytes).
+//! buffer to stderr every [`PERIOD`] (or as soon as it holds [`SOON`] bytes). After [`IDLE_AFTER`]
+//! with nothing to write it sleeps until the next line, so an idle server has no timer ticking
+//! for its log (the first line after a quiet second wakes it, once).
 //!
 //! A call never waits on stderr (a slow terminal, a full pipe, journald under pressure): it
 //! only copies its line under a short lock. And it never wakes another thread either, which is
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 /// How often the buffer is written out.
 pub(crate) const PERIOD: Duration = Duration::from_millis(50);
+/// How long the buffer must stay empty before the writer sleeps until the next line.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// A buffer this full is written out at once.
 const SOON: usize = 64 * 1024;
 /// A buffer this full takes no more lines.
@@ -24,6 +28,8 @@ struct State {
     buf: Vec<u8>,
     dropped: u64,
     closed: bool,
+    /// The writer sleeps until a line arrives (the next line wakes it).
+    idle: bool,
 }
 
 #[derive(Default)]
@@ -51,11 +57,16 @@ pub(crate) struct Guard {
 
 /// Starts the writer thread. If it cannot be started, lines are written to stderr directly.
 pub(crate) fn start() -> (LogBuf, Option<Guard>) {
+    start_into(Box::new(std::io::stderr()))
+}
+
+/// [`start`], writing to `sink`.
+fn start_into(mut sink: Box<dyn Write + Send>) -> (LogBuf, Option<Guard>) {
     let shared = Arc::new(Shared::default());
     let for_thread = shared.clone();
     let thread = std::thread::Builder::new()
         .name("ipcountry-log".into())
-        .spawn(move || write_out(&for_thread))
+        .spawn(move || write_out(&for_thread, &mut *sink))
         .ok();
     let guard = thread.map(|t| Guard {
         shared: shared.clone(),
@@ -67,17 +78,36 @@ pub(crate) fn start() -> (LogBuf, Option<Guard>) {
     (LogBuf(shared), guard)
 }
 
-fn write_out(shared: &Shared) {
+fn write_out(shared: &Shared, sink: &mut dyn Write) {
     let mut out = Vec::new();
+    let idle_periods = (IDLE_AFTER.as_millis() / PERIOD.as_millis()).max(1);
+    let mut empty_periods = 0;
     loop {
         let closed = {
             let mut state = shared.lock();
             if !state.closed && state.buf.len() < SOON {
-                state = shared
-                    .wake
-                    .wait_timeout(state, PERIOD)
-                    .map(|(s, _)| s)
-                    .unwrap_or_else(|p| p.into_inner().0);
+                if state.buf.is_empty() && empty_periods >= idle_periods {
+                    // Quiet for a while: no more ticks until a line (or the end) comes.
+                    state.idle = true;
+                    while state.idle && !state.closed {
+                        state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                    }
+                    empty_periods = 0;
+                    // Let the lines of this burst gather for a period, as usual.
+                    if !state.closed {
+                        state = shared
+                            .wake
+                            .wait_timeout(state, PERIOD)
+                            .map(|(s, _)| s)
+                            .unwrap_or_else(|p| p.into_inner().0);
+                    }
+                } else {
+                    state = shared
+                        .wake
+                        .wait_timeout(state, PERIOD)
+                        .map(|(s, _)| s)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
             }
             std::mem::swap(&mut out, &mut state.buf);
             if state.dropped > 0 && out.len() < MAX {
@@ -86,10 +116,12 @@ fn write_out(shared: &Shared) {
             }
             state.closed
         };
-        if !out.is_empty() {
-            let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&out);
-            let _ = stderr.flush();
+        if out.is_empty() {
+            empty_periods += 1;
+        } else {
+            empty_periods = 0;
+            let _ = sink.write_all(&out);
+            let _ = sink.flush();
             out.clear();
         }
         if closed && shared.lock().buf.is_empty() {
@@ -120,7 +152,10 @@ impl Write for LogBuf {
             return Ok(line.len());
         }
         state.buf.extend_from_slice(line);
-        if state.buf.len() >= SOON {
+        if state.idle {
+            state.idle = false;
+            self.0.wake.notify_one();
+        } else if state.buf.len() >= SOON {
             self.0.wake.notify_one();
         }
         Ok(line.len())
@@ -155,6 +190,46 @@ mod tests {
         w.write_all(&big).expect("a dropped line is not an error");
         assert_eq!(shared.lock().dropped, 1);
         assert_eq!(shared.lock().buf.len(), 8);
+    }
+
+    /// A sink the test can read.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(std::time::Instant::now() < end, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_quiet_writer_sleeps_and_the_next_line_wakes_it() {
+        let sink = Sink::default();
+        let (mut w, guard) = start_into(Box::new(sink.clone()));
+        w.write_all(b"first\n").expect("write");
+        wait_for("the first line written", || {
+            sink.0.lock().unwrap().ends_with(b"first\n")
+        });
+        // Quiet for IDLE_AFTER: the writer stops ticking.
+        wait_for("the writer idles", || w.0.lock().idle);
+        w.write_all(b"second\n").expect("write");
+        assert!(!w.0.lock().idle, "the line woke it");
+        wait_for("the line after the quiet written", || {
+            sink.0.lock().unwrap().as_slice() == b"first\nsecond\n"
+        });
+        drop(guard);
     }
 
     #[test]
