@@ -30,10 +30,19 @@
 //! The machine is shared and noisy, so each (mode, clients) cell runs every server in turn,
 //! `AGI_LOAD_REPS` times (default 3), and reports the median of each metric.
 //!
+//! Then, at the rates a PBX sees (issue 18), the floor and the defaults only:
+//! * **paced**: one call at a time, `AGI_LOAD_PACED` calls per second (default 20; 0 skips it)
+//!   for `AGI_LOAD_PACED_SECS` (default 10), the block line by line as Asterisk writes it;
+//!   server CPU per call counts everything the server spent in the window (its idle share
+//!   included), and latency is connect to close;
+//! * **idle**: no call at all for `AGI_LOAD_IDLE_SECS` (default 60; 0 skips it), all servers at
+//!   once: CPU per second and wake-ups per second (voluntary context switches of all threads).
+//!
 //! `cargo bench --bench agi_load`. Knobs: `AGI_LOAD_SECS` (per run, default 2),
-//! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`), `AGI_LOAD_REPS`,
+//! `AGI_LOAD_LEVELS` (default `1,16,64,256,1024`; empty for none), `AGI_LOAD_REPS`,
 //! `AGI_LOAD_SERVER_THREADS` (the floor's), `AGI_LOAD_CLIENT_THREADS`, `AGI_LOAD_VARIANTS=0`
-//! (the floor and the defaults only).
+//! (the floor and the defaults only), `AGI_LOAD_PACED`, `AGI_LOAD_PACED_SECS`,
+//! `AGI_LOAD_IDLE_SECS`.
 
 mod common;
 
@@ -172,9 +181,114 @@ fn main() {
             }
         }
     }
+    paced_and_idle(&servers[..2], &blocks, reps);
     for (_, mut server) in servers {
         server.stop();
     }
+}
+
+/// The paced and idle tables (see the module docs), for `servers` (the floor first).
+fn paced_and_idle(servers: &[(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: usize) {
+    let rate: f64 = env_or("AGI_LOAD_PACED", 20.0);
+    let paced_secs: f64 = env_or("AGI_LOAD_PACED_SECS", 10.0);
+    if rate > 0.0 && paced_secs > 0.0 {
+        println!();
+        println!("| paced | server | calls | server CPU µs/call (idle share included) | vs floor | p50 µs | p99 µs | p50 vs floor | failed |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..reps {
+            for (k, (_, server)) in servers.iter().enumerate() {
+                let cpu_before = server.cpu_ns();
+                let mut st = paced(
+                    server.addr,
+                    blocks,
+                    rate,
+                    Duration::from_secs_f64(paced_secs),
+                );
+                st.server_cpu_ns = server.cpu_ns().saturating_sub(cpu_before);
+                runs[k].push(st);
+            }
+        }
+        let sums: Vec<Option<Summary>> = runs.iter().map(|r| Summary::of(r)).collect();
+        for (k, (name, _)) in servers.iter().enumerate() {
+            let (Some(sum), floor) = (&sums[k], sums[0].as_ref()) else {
+                continue;
+            };
+            let vs = |x: f64, f: f64| {
+                if k == 0 || f <= 0.0 {
+                    "–".to_owned()
+                } else {
+                    format!("{:.2}", x / f)
+                }
+            };
+            let calls = runs[k].iter().map(|r| r.calls).sum::<usize>() / runs[k].len().max(1);
+            println!(
+                "| {rate}/s, line by line | {name} | {calls} | {:.1} | {} | {:.0} | {:.0} | {} | {} |",
+                sum.cpu_us,
+                vs(sum.cpu_us, floor.map_or(0.0, |f| f.cpu_us)),
+                sum.p50,
+                sum.p99,
+                vs(sum.p50, floor.map_or(0.0, |f| f.p50)),
+                sum.failed
+            );
+        }
+    }
+    let idle_secs: f64 = env_or("AGI_LOAD_IDLE_SECS", 60.0);
+    if idle_secs > 0.0 {
+        // A moment for what the last calls left (log writes, timers) to settle.
+        std::thread::sleep(Duration::from_secs(2));
+        let before: Vec<(u64, u64)> = servers
+            .iter()
+            .map(|(_, s)| (s.cpu_ns(), s.wakeups()))
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(idle_secs));
+        println!();
+        println!(
+            "| idle, {idle_secs} s, no call | server | CPU ms per second | wake-ups per second |"
+        );
+        println!("|---|---|---|---|");
+        for ((name, server), (cpu, wakes)) in servers.iter().zip(before) {
+            let cpu_ms = server.cpu_ns().saturating_sub(cpu) as f64 / 1e6 / idle_secs;
+            let wakes = server.wakeups().saturating_sub(wakes) as f64 / idle_secs;
+            println!("| | {name} | {cpu_ms:.3} | {wakes:.1} |");
+        }
+    }
+}
+
+/// One call at a time at `rate` calls per second for `duration`, line by line.
+fn paced(addr: SocketAddr, blocks: &Arc<Vec<Vec<u8>>>, rate: f64, duration: Duration) -> Stats {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let started = Instant::now();
+    let (latency, failed) = rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = Vec::with_capacity(4096);
+        let (mut lat, mut failed) = (Vec::new(), 0usize);
+        let mut n = 0;
+        while started.elapsed() < duration {
+            tick.tick().await;
+            let block = &blocks[n % blocks.len()];
+            n += 1;
+            let t = Instant::now();
+            match tokio::time::timeout(CALL_DEADLINE, call(addr, block, true, &mut buf)).await {
+                Ok(Ok(_)) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                _ => failed += 1,
+            }
+        }
+        (lat, failed)
+    });
+    let mut st = Stats {
+        calls: latency.len(),
+        failed,
+        elapsed: started.elapsed(),
+        latency,
+        ..Stats::default()
+    };
+    st.latency.sort_unstable();
+    st
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -308,6 +422,25 @@ impl Server {
                     .filter_map(|t| t.ok())
                     .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
                     .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Voluntary context switches of all the process's threads: how often they went to sleep
+    /// and were woken.
+    fn wakeups(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(dir)
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                    .filter_map(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    })
                     .sum()
             })
             .unwrap_or(0)

@@ -319,9 +319,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
     pub(crate) poll: Duration,
     /// How often the server rewrites its row in the database's `server` table (what
-    /// `ipcountry status` lists), or every --poll if that is shorter; at most 10s, since a
-    /// row older than 30s counts as a server that is gone.
-    #[arg(long, default_value = "10s", value_parser = heartbeat)]
+    /// `ipcountry status` lists); also at the first --poll after it loaded a new generation.
+    /// At most 30s, since a row older than 90s counts as a server that is gone.
+    #[arg(long, default_value = "30s", value_parser = heartbeat)]
     pub(crate) heartbeat: Duration,
     /// Time calls in flight get to finish on SIGINT/SIGTERM.
     #[arg(long, default_value = "5s", value_parser = duration)]

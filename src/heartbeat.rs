@@ -30,9 +30,14 @@ pub struct Heartbeat {
     pub store: Source,
     /// The published snapshot, whose generation and load time each beat writes.
     pub shared: Arc<SharedPolicy>,
-    /// Time between beats (at most [`MAX_HEARTBEAT`](crate::store::MAX_HEARTBEAT), so that
-    /// readers can tell a live server by a fixed limit).
+    /// The longest time between beats (at most [`MAX_HEARTBEAT`](crate::store::MAX_HEARTBEAT),
+    /// so that readers can tell a live server by a fixed limit).
     pub interval: Duration,
+    /// How often to look whether the snapshot's generation moved (the poll interval): a beat
+    /// is written at once when it did, so `status` shows a server current soon after it
+    /// reloaded; otherwise only every `interval` (a write is the costly part of an idle
+    /// server's second).
+    pub check: Duration,
     /// Who this server is: the row written, but for its generation, load time and heartbeat.
     pub identity: ServerRow,
     /// Stops the task, which then deletes its row.
@@ -76,6 +81,7 @@ impl Heartbeat {
             store: source,
             shared,
             interval,
+            check,
             identity,
             shutdown,
         } = self;
@@ -84,12 +90,19 @@ impl Heartbeat {
             Source::Pending { url, settings } => (None, Some((url, settings))),
         };
         let mut log = Logged::default();
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval(check.min(interval));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The generation and time of the last beat written.
+        let mut written: Option<(i64, std::time::Instant)> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            let generation = shared.load().generation().unwrap_or(0);
+            if written.is_some_and(|(g, at)| g == generation && at.elapsed() + check / 2 < interval)
+            {
+                continue;
             }
             let beat = async {
                 if store.is_none() {
@@ -107,13 +120,16 @@ impl Heartbeat {
                 }
                 let Some(store) = &store else { return };
                 let row = ServerRow {
-                    generation: shared.load().generation().unwrap_or(0),
+                    generation,
                     loaded_at: shared.loaded_at(),
                     heartbeat: now_unix(),
                     ..identity.clone()
                 };
                 match store.register_server(&row).await {
-                    Ok(()) => log.registered(store, &row).await,
+                    Ok(()) => {
+                        written = Some((generation, std::time::Instant::now()));
+                        log.registered(store, &row).await;
+                    }
                     Err(e) => log.failed(&e),
                 }
             };
@@ -213,6 +229,7 @@ mod tests {
                 },
                 shared: Arc::new(SharedPolicy::new(policy)),
                 interval: Duration::from_millis(50),
+                check: Duration::from_millis(50),
                 identity: identity.clone(),
                 shutdown: shutdown.clone(),
             }

@@ -17,12 +17,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -95,7 +96,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let shared = Shared::new(&options, shutdown);
-    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
+    let ticker = Arc::new(Ticker::default());
+    tokio::spawn(keep_timer_armed(
+        shared.shutdown.clone(),
+        shared.tracker.clone(),
+        ticker.clone(),
+    ));
     let mut accept_loops = Vec::new();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -105,6 +111,7 @@ pub async fn run(
             listener,
             ctx.clone(),
             shared.clone(),
+            ticker.clone(),
         )));
     }
     shared.shutdown.cancelled().await;
@@ -262,11 +269,21 @@ async fn worker(
     shared: Shared,
     accepting_done: oneshot::Sender<()>,
 ) {
-    tokio::spawn(keep_timer_armed(shared.shutdown.clone()));
+    let ticker = Arc::new(Ticker::default());
+    tokio::spawn(keep_timer_armed(
+        shared.shutdown.clone(),
+        shared.tracker.clone(),
+        ticker.clone(),
+    ));
     let mut loops = Vec::new();
     for l in listeners {
         match TcpListener::from_std(l) {
-            Ok(l) => loops.push(tokio::spawn(accept_loop(l, ctx.clone(), shared.clone()))),
+            Ok(l) => loops.push(tokio::spawn(accept_loop(
+                l,
+                ctx.clone(),
+                shared.clone(),
+                ticker.clone(),
+            ))),
             Err(error) => error!(%error, "cannot register a listener with a worker runtime"),
         }
     }
@@ -279,22 +296,51 @@ async fn worker(
 
 /// Period of [`keep_timer_armed`]'s timer.
 const TIMER_TICK: Duration = Duration::from_millis(100);
+/// Ticks with no call in flight before [`keep_timer_armed`] sleeps until the next call.
+const QUIET_TICKS: u32 = 10;
 
-/// Keeps a timer armed on this runtime until `shutdown`.
+/// Whether a runtime's [`keep_timer_armed`] sleeps, and how to wake it.
+#[derive(Debug, Default)]
+struct Ticker {
+    asleep: AtomicBool,
+    wake: Notify,
+}
+
+impl Ticker {
+    /// A call was accepted: re-arm the timer if it went to sleep. (A notification made before
+    /// the ticker waits is kept for it, so none is lost.)
+    fn call_accepted(&self) {
+        if self.asleep.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Keeps a timer armed on this runtime while calls come in, until `shutdown`.
 ///
 /// Each call sets deadlines (`tokio::time::timeout`). When a timer is added that expires
 /// before every timer the runtime's driver knows of, tokio wakes the driver to recompute its
 /// sleep: an `eventfd` write, one syscall per call that is not the socket's (measured with
-/// `strace -c`, see BENCHMARKS.md). With this short ticker always registered, the per-call
-/// deadlines (hundreds of ms and up) are never the earliest, and arming them costs no
-/// syscall. The price is ten wake-ups a second per runtime.
-async fn keep_timer_armed(shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(TIMER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// `strace -c`, see BENCHMARKS.md). With this short ticker registered, the per-call deadlines
+/// (hundreds of ms and up) are never the earliest, and arming them costs no syscall. The price
+/// is ten wake-ups a second, so after a second with no call in flight it sleeps until the next
+/// call is accepted: an idle server has no timer ticking (issue 18).
+async fn keep_timer_armed(shutdown: CancellationToken, calls: TaskTracker, ticker: Arc<Ticker>) {
     loop {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut quiet = 0;
+        while quiet < QUIET_TICKS {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            quiet = if calls.is_empty() { quiet + 1 } else { 0 };
+        }
+        ticker.asleep.store(true, Ordering::Release);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            () = ticker.wake.notified() => {}
         }
     }
 }
@@ -313,7 +359,12 @@ async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    shared: Shared,
+    ticker: Arc<Ticker>,
+) {
     let mut backoff = Duration::from_millis(5);
     // One shutdown future for the whole loop: it registers with the token once, not twice
     // per accepted call.
@@ -358,6 +409,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, shared: Shared) {
             }
             continue;
         }
+        ticker.call_accepted();
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {

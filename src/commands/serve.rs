@@ -163,7 +163,8 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
                 },
             },
             shared: shared.clone(),
-            interval: args.heartbeat.min(args.poll),
+            interval: args.heartbeat,
+            check: args.poll,
             identity: heartbeat::identity(&listeners.addrs()),
             shutdown: shutdown.clone(),
         }

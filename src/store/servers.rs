@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::{now_unix, on_pool, Store, StoreError};
 
 /// The longest heartbeat interval a server may use (`serve --heartbeat`).
-pub const MAX_HEARTBEAT: Duration = Duration::from_secs(10);
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A row whose heartbeat is older than this (three of the longest heartbeat intervals) is
 /// stale: the server is probably not running any more.
