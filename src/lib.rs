@@ -34,6 +34,7 @@
 pub mod agi;
 pub mod alerts;
 pub mod ami;
+pub mod audit;
 pub mod decision;
 pub mod escape;
 pub mod failures;

@@ -12,12 +12,14 @@ macro_rules! outln {
     }};
 }
 
+pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod countries;
 pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod text;
+pub(crate) mod watch;
 
 use anyhow::Result;
 

@@ -15,8 +15,8 @@
 //! # One code path for three backends
 //!
 //! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
-//! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs` and
-//! `sql/catalog.rs`, and compiled for each backend: `sqlite.rs`, `mysql.rs` and
+//! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs`,
+//! `sql/catalog.rs` and `sql/peers.rs` (what `watch` remembers), and compiled for each backend: `sqlite.rs`, `mysql.rs` and
 //! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
 //! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
 //! id comes back, the first statement of a read snapshot, change notification, connection
@@ -74,6 +74,7 @@ mod sqlite;
 
 pub mod cache;
 mod listen;
+mod peers;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -85,6 +86,7 @@ pub use catalog::{
     RefreshReport, UnpermitReport,
 };
 pub use listen::{Change, Changes};
+pub use peers::SeenPeer;
 pub use url::redact_url;
 
 use std::fmt;

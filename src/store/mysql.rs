@@ -90,3 +90,7 @@ pub(super) mod rules;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/catalog.rs"]
 pub(super) mod catalog;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/peers.rs"]
+pub(super) mod peers;

@@ -103,6 +103,10 @@ pub(super) mod rules;
 #[path = "sql/catalog.rs"]
 pub(super) mod catalog;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/peers.rs"]
+pub(super) mod peers;
+
 #[cfg(test)]
 mod tests {
     use super::sql;

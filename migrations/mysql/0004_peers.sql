@@ -1,0 +1,14 @@
+-- Peers seen by `ipcountry watch`, MariaDB/MySQL flavour: the table of
+-- migrations/sqlite/0004_peers.sql (read its notes), with key columns of bounded length
+-- (an InnoDB key is at most 3072 bytes; utf8mb4 takes 4 a character).
+
+CREATE TABLE peer_seen (
+    kind       VARCHAR(32)  NOT NULL,
+    name       VARCHAR(190) NOT NULL,
+    ip         VARCHAR(64)  NOT NULL,
+    country    VARCHAR(8)   NOT NULL DEFAULT '',
+    verdict    VARCHAR(16)  NOT NULL,
+    first_seen BIGINT       NOT NULL,
+    last_seen  BIGINT       NOT NULL,
+    PRIMARY KEY (kind, name, ip)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
