@@ -65,7 +65,11 @@ pub(crate) async fn watch(db: &str, builtins: Builtins, args: WatchArgs) -> Resu
     } else {
         info!(every = %humantime::format_duration(args.every), "watching the registered peers");
         loop {
-            if let Err(e) = pass(&store, builtins, &args, &resolver, alerts.as_ref()).await {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = pass(&store, builtins, &args, &resolver, alerts.as_ref()) => r,
+            };
+            if let Err(e) = result {
                 error!(
                     cause = format!("{e:#}"),
                     "audit failed; trying again next time"
