@@ -2,8 +2,8 @@
 //!
 //! A session hands each denied or stranger call to [`Alerts::offer`], which never waits: the
 //! event goes into a bounded queue, and when the queue is full it is dropped and counted. One
-//! task takes events from the queue, leaves out the ones whose source address already had an
-//! alert within the dedup window, keeps to a rate (a token bucket), and runs the command
+//! task takes events from the queue, leaves out the ones whose source address (for `watch`:
+//! peer and address) already had an alert within the dedup window, keeps to a rate (a token bucket), and runs the command
 //! through `/bin/sh -c` with the event as one JSON object on its stdin, one command at a time,
 //! each under a deadline. What was sent, left out, limited and dropped is counted for the
 //! metrics.
@@ -50,6 +50,10 @@ pub struct Event {
     /// The source address, for deduplication (not in the JSON).
     #[serde(skip)]
     pub source_ip: Option<IpAddr>,
+    /// The registered peer the alert is about (`watch`), deduplicated per peer and address
+    /// rather than per address alone (not in the JSON; `callerid` names it); `None` for calls.
+    #[serde(skip)]
+    pub peer: Option<String>,
 }
 
 /// How the alerts are limited.
@@ -90,10 +94,19 @@ pub struct Alerts {
 impl Alerts {
     /// Starts the task that runs the command; it ends at `shutdown`.
     pub fn start(settings: AlertSettings, shutdown: CancellationToken) -> Alerts {
+        Alerts::start_joinable(settings, shutdown).0
+    }
+
+    /// [`Alerts::start`], also giving the task: it ends once every `Alerts` clone is dropped
+    /// and the queue is empty, so a one-shot caller can drop its senders and await it.
+    pub fn start_joinable(
+        settings: AlertSettings,
+        shutdown: CancellationToken,
+    ) -> (Alerts, tokio::task::JoinHandle<()>) {
         let (queue, events) = mpsc::channel(settings.queue.max(1));
         let stats = Arc::new(AlertStats::default());
-        tokio::spawn(run(settings, events, stats.clone(), shutdown));
-        Alerts { queue, stats }
+        let task = tokio::spawn(run(settings, events, stats.clone(), shutdown));
+        (Alerts { queue, stats }, task)
     }
 
     /// Queues `event` without waiting; a full queue drops it (counted).
@@ -115,7 +128,7 @@ async fn run(
     stats: Arc<AlertStats>,
     shutdown: CancellationToken,
 ) {
-    let mut last_alert: HashMap<IpAddr, Instant> = HashMap::new();
+    let mut last_alert: HashMap<(Option<String>, IpAddr), Instant> = HashMap::new();
     let mut bucket = Bucket::new(settings.per_minute);
     loop {
         let event = tokio::select! {
@@ -127,8 +140,9 @@ async fn run(
         };
         let now = Instant::now();
         if let Some(ip) = event.source_ip {
+            let key = (event.peer.clone(), ip);
             if last_alert
-                .get(&ip)
+                .get(&key)
                 .is_some_and(|at| now.duration_since(*at) < settings.dedup)
             {
                 stats.deduplicated.fetch_add(1, Ordering::Relaxed);
@@ -137,7 +151,7 @@ async fn run(
             if last_alert.len() >= 4 * settings.queue.max(QUEUE) {
                 last_alert.retain(|_, at| now.duration_since(*at) < settings.dedup);
             }
-            last_alert.insert(ip, now);
+            last_alert.insert(key, now);
         }
         if !bucket.take(now) {
             stats.limited.fetch_add(1, Ordering::Relaxed);

@@ -111,6 +111,12 @@ pub(crate) enum Command {
         /// Where to write `ipcountry.1` and the bash, zsh and fish completions.
         dir: PathBuf,
     },
+    /// List every registered SIP/IAX peer with its address and the verdict a call from it
+    /// would get (exit 0 all ok, 1 any ko, 2 error).
+    Audit(AuditArgs),
+    /// Audit the peers every interval (or `--once`), remember their addresses, and alert on a
+    /// new ko peer or a peer that registers from another country.
+    Watch(WatchArgs),
     /// Make running servers reload the tables now (exit 1 when no server answered).
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -475,6 +481,84 @@ pub(crate) fn db_display(url: &str) -> PathBuf {
     PathBuf::from(ipcountry::store::redact_url(
         url.strip_prefix("sqlite://").unwrap_or(url),
     ))
+}
+
+/// Where the Manager Interface is.
+#[derive(Debug, Args)]
+pub(crate) struct AmiArgs {
+    /// The AMI: `ami://user:secret@127.0.0.1:5038` (the secret may come from
+    /// --ami-secret-file instead). Never printed.
+    #[arg(
+        long,
+        env = "IPCOUNTRY_AMI",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub(crate) ami: Option<String>,
+    /// Read the AMI secret from this file (its first line), instead of the URL.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ami_secret_file: Option<PathBuf>,
+    /// Deadline for connecting and for each message from Asterisk.
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
+    pub(crate) ami_timeout: Duration,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The Manager Interface.
+    #[command(flatten)]
+    pub(crate) ami: AmiArgs,
+    /// Read `asterisk -rx 'pjsip show contacts'` (pjsip) or `'sip show peers'` (sip) output
+    /// from stdin instead of asking the AMI.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) from_cli: Option<CliFormat>,
+    /// How host names in contact URIs are resolved.
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
+}
+
+/// `--from-cli`: which command's text is on stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CliFormat {
+    /// `pjsip show contacts`.
+    Pjsip,
+    /// `sip show peers`.
+    Sip,
+}
+
+/// `watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The Manager Interface.
+    #[command(flatten)]
+    pub(crate) ami: AmiArgs,
+    /// Time between audits.
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub(crate) every: Duration,
+    /// One audit, then exit (for a systemd timer or cron): exit 0 all ok, 1 any ko.
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// Add the address of a new ko peer to the deny table, expiring after --block-for, with
+    /// the note `watch:<peer>`.
+    #[arg(long)]
+    pub(crate) block: bool,
+    /// How long a --block entry lasts.
+    #[arg(long, default_value = "1d", value_parser = positive_duration)]
+    pub(crate) block_for: Duration,
+    /// Run this shell command for each new ko peer or registration drift, with one JSON event
+    /// on its stdin (the `serve --on-stranger` format); deduplicated per peer and address.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_stranger: Option<String>,
+    /// One alert per peer and address within this window.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub(crate) alert_dedup: Duration,
+    /// At most this many alert commands a minute.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) alert_rate: u32,
+    /// How host names in contact URIs are resolved.
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
 }
 
 #[cfg(test)]

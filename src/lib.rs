@@ -14,6 +14,8 @@
 //! # Layout
 //! - [`agi`]: the FastAGI wire protocol (framing, environment block, replies, commands, and
 //!   Asterisk's argument splitter).
+//! - [`ami`]: the Asterisk Manager Interface client (peers for `audit`/`watch`); [`audit`]:
+//!   those peers screened with the policy.
 //! - [`sip`]: the SIP From-header parser.
 //! - [`ranges`]: IP ranges, rules, and the compiled interval snapshot.
 //! - [`request`]: a screening request built from an AGI environment.
@@ -32,6 +34,8 @@
 
 pub mod agi;
 pub mod alerts;
+pub mod ami;
+pub mod audit;
 pub mod decision;
 pub mod escape;
 pub mod failures;

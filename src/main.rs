@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 /// The writer never blocks a call (`logbuf`).
 fn init_tracing(command: &Command, format: LogFormat) -> Option<logbuf::Guard> {
     let default = match command {
-        Command::Serve(_) | Command::Agi(_) => "info",
+        Command::Serve(_) | Command::Agi(_) | Command::Watch(_) => "info",
         _ => "warn",
     };
     // sqlx warns about every statement slower than 1 s; reading a permit table of 100,000+
@@ -111,6 +111,8 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         }
         Command::Status => commands::countries::status(&cli.db, builtins, cli.json).await,
         Command::Purge => commands::rules::purge(&cli.db, cli.json).await,
+        Command::Audit(args) => commands::audit::audit(&cli.db, builtins, cli.json, args).await,
+        Command::Watch(args) => commands::watch::watch(&cli.db, builtins, args).await,
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
         Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {

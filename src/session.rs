@@ -518,6 +518,7 @@ fn alert_event(
         rule: decision.rule.map(ToString::to_string),
         country: decision.rule.map(|r| r.country.clone()),
         source_ip: request.source.as_ref().ok().copied(),
+        peer: None,
     }
 }
 

@@ -12,6 +12,7 @@ macro_rules! outln {
     }};
 }
 
+pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod countries;
@@ -19,6 +20,7 @@ pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod servers;
 pub(crate) mod text;
+pub(crate) mod watch;
 
 use anyhow::Result;
 

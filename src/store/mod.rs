@@ -18,7 +18,8 @@
 //!
 //! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
 //! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs`,
-//! `sql/catalog.rs` and `sql/servers.rs`, and compiled for each backend: `sqlite.rs`, `mysql.rs` and
+//! `sql/catalog.rs`, `sql/servers.rs` and `sql/peers.rs` (what `watch` remembers), and compiled
+//! for each backend: `sqlite.rs`, `mysql.rs` and
 //! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
 //! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
 //! id comes back, the first statement of a read snapshot, change notification, connection
@@ -76,6 +77,7 @@ mod sqlite;
 
 pub mod cache;
 mod listen;
+mod peers;
 mod servers;
 #[doc(hidden)]
 pub mod testing;
@@ -88,6 +90,7 @@ pub use catalog::{
     RefreshReport, UnpermitReport,
 };
 pub use listen::{Change, Changes};
+pub use peers::SeenPeer;
 pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};
 pub use url::redact_url;
 

@@ -107,6 +107,10 @@ pub(super) mod catalog;
 #[path = "sql/servers.rs"]
 pub(super) mod servers;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/peers.rs"]
+pub(super) mod peers;
+
 #[cfg(test)]
 mod tests {
     use super::sql;

@@ -117,3 +117,7 @@ pub(super) mod catalog;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/servers.rs"]
 pub(super) mod servers;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/peers.rs"]
+pub(super) mod peers;

@@ -2,6 +2,7 @@
 //! driven by a fake Asterisk that writes the recorded FastAGI bytes from
 //! `../shared/fixtures/asterisk-agi/`, and the real `ipcountry` binary for the CLI.
 
+mod audit;
 mod backends;
 mod binary;
 mod cli;
