@@ -1,5 +1,5 @@
-14952|ipcountry|63|5671138
-14953|ipcountry-log|22|997629
-14954|sqlx-sqlite-wor|38|1954365
-14955|sqlx-sqlite-wor|46|2045422
-14957|ipcountry-worke|20|1064147
+3431|ipcountry|70|8005870
+3432|ipcountry-log|47|3432584
+3433|sqlx-sqlite-wor|42|3280272
+3434|sqlx-sqlite-wor|17|1024316
+3436|ipcountry-worke|431|56369077

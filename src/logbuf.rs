@@ -14,8 +14,9 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How often the buffer is written out.
-pub(crate) const PERIOD: Duration = Duration::from_millis(50);
+/// How often the buffer is written out: a wake-up and a write per period while lines come,
+/// however few (at a PBX's few calls a second, one per call at a shorter period).
+pub(crate) const PERIOD: Duration = Duration::from_millis(250);
 /// How long the buffer must stay empty before the writer sleeps until the next line.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// A buffer this full is written out at once.

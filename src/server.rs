@@ -296,7 +296,8 @@ async fn worker(
 
 /// Period of [`keep_timer_armed`]'s timer.
 const TIMER_TICK: Duration = Duration::from_millis(100);
-/// Ticks with no call in flight before [`keep_timer_armed`] sleeps until the next call.
+/// Ticks with at most one call in flight before [`keep_timer_armed`] sleeps until calls
+/// overlap again.
 const QUIET_TICKS: u32 = 10;
 
 /// Whether a runtime's [`keep_timer_armed`] sleeps, and how to wake it.
@@ -307,10 +308,11 @@ struct Ticker {
 }
 
 impl Ticker {
-    /// A call was accepted: re-arm the timer if it went to sleep. (A notification made before
-    /// the ticker waits is kept for it, so none is lost.)
-    fn call_accepted(&self) {
-        if self.asleep.swap(false, Ordering::AcqRel) {
+    /// A call was accepted while `in_flight` others were running: re-arm the timer if it went
+    /// to sleep and calls overlap. (A notification made before the ticker waits is kept for
+    /// it, so none is lost.)
+    fn call_accepted(&self, in_flight: usize) {
+        if in_flight > 0 && self.asleep.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
         }
     }
@@ -323,8 +325,10 @@ impl Ticker {
 /// sleep: an `eventfd` write, one syscall per call that is not the socket's (measured with
 /// `strace -c`, see BENCHMARKS.md). With this short ticker registered, the per-call deadlines
 /// (hundreds of ms and up) are never the earliest, and arming them costs no syscall. The price
-/// is ten wake-ups a second, so after a second with no call in flight it sleeps until the next
-/// call is accepted: an idle server has no timer ticking (issue 18).
+/// is ten wake-ups a second, worth it only while calls overlap: after a second with at most
+/// one call in flight it sleeps until a call arrives while another runs. An idle server has no
+/// timer ticking, and calls that come one at a time (a PBX's few a second) pay the one
+/// `eventfd` write each rather than ten wake-ups a second (issue 18).
 async fn keep_timer_armed(shutdown: CancellationToken, calls: TaskTracker, ticker: Arc<Ticker>) {
     loop {
         let mut tick = tokio::time::interval(TIMER_TICK);
@@ -335,7 +339,7 @@ async fn keep_timer_armed(shutdown: CancellationToken, calls: TaskTracker, ticke
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            quiet = if calls.is_empty() { quiet + 1 } else { 0 };
+            quiet = if calls.len() <= 1 { quiet + 1 } else { 0 };
         }
         ticker.asleep.store(true, Ordering::Release);
         tokio::select! {
@@ -409,7 +413,7 @@ async fn accept_loop(
             }
             continue;
         }
-        ticker.call_accepted();
+        ticker.call_accepted(shared.tracker.len());
         let ctx = ctx.clone();
         let hard_stop = shared.hard_stop.clone();
         shared.tracker.spawn(async move {
