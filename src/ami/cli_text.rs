@@ -101,14 +101,9 @@ mod tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
-    fn ip(s: &str) -> Option<Host> {
-        Some(Host::Ip(s.parse().expect("ip")))
-    }
-
-    #[test]
-    fn pjsip_show_contacts_capture() {
-        let peers = pjsip_contacts(&cli("pjsip-show-contacts.txt"));
-        let rows: Vec<_> = peers
+    /// (name, address, status, reachable) of each peer.
+    fn rows(peers: &[Peer]) -> Vec<(&str, &str, &str, bool)> {
+        peers
             .iter()
             .map(|p| {
                 (
@@ -118,7 +113,17 @@ mod tests {
                     p.reachable,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    fn ip(s: &str) -> Option<Host> {
+        Some(Host::Ip(s.parse().expect("ip")))
+    }
+
+    #[test]
+    fn pjsip_show_contacts_capture() {
+        let peers = pjsip_contacts(&cli("pjsip-show-contacts.txt"));
+        let rows = rows(&peers);
         assert_eq!(
             rows,
             [
@@ -140,17 +145,7 @@ mod tests {
     #[test]
     fn sip_show_peers_captures_v4_and_v6() {
         let peers = sip_peers(&cli("sip-show-peers.txt"));
-        let rows: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.address.as_str(),
-                    p.status.as_str(),
-                    p.reachable,
-                )
-            })
-            .collect();
+        let rows = rows(&peers);
         assert_eq!(
             rows,
             [
