@@ -327,7 +327,7 @@ where
         decision.reason.kind(),
         started.elapsed().as_secs_f64(),
     );
-    log_call(ctx, env, &request, &decision, &outcome, started);
+    log_call(ctx, env, &request, &decision, &reason, &outcome, started);
     if let Some(view) = policy.shadow() {
         // Shadow rules: what the call would have got with them deciding, logged, not applied.
         // No lookup is made for them: a From name only they would have needed resolved is
@@ -508,11 +508,7 @@ fn alert_event(
             .from
             .as_ref()
             .map_or_else(String::new, |f| f.raw.to_owned()),
-        source: match &request.source {
-            Ok(ip) => ip.to_string(),
-            Err(crate::request::SourceError::Bad(text)) => text.clone(),
-            Err(crate::request::SourceError::Missing) => String::new(),
-        },
+        source: source_text(request, "").into_owned(),
         verdict: decision.verdict.as_str(),
         reason,
         rule: decision.rule.map(ToString::to_string),
@@ -522,13 +518,24 @@ fn alert_event(
     }
 }
 
-/// The per-call `info` line. Everything the caller wrote is escaped. Nothing is formatted
+/// The source argument as the caller gave it: the address, or the text that is not one, or
+/// `missing`.
+fn source_text<'r>(request: &'r ScreenRequest<'_>, missing: &'static str) -> Cow<'r, str> {
+    match &request.source {
+        Ok(ip) => Cow::Owned(ip.to_string()),
+        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
+        Err(crate::request::SourceError::Missing) => Cow::Borrowed(missing),
+    }
+}
+
+/// The per-call `info` line (`reason`: the decision's reason, formatted once for the reply). Everything the caller wrote is escaped. Nothing is formatted
 /// when the line would not be written.
 fn log_call(
     ctx: &Context,
     env: &AgiEnv,
     request: &ScreenRequest<'_>,
     decision: &Decision<'_>,
+    reason: &str,
     outcome: &Outcome,
     started: Instant,
 ) {
@@ -541,12 +548,7 @@ fn log_call(
         .and_then(|f| f.header.as_ref().ok())
         .and_then(|h| h.host())
         .map_or(Cow::Borrowed("-"), |h| Cow::Owned(h.to_string()));
-    let source = match &request.source {
-        Ok(ip) => Cow::Owned(ip.to_string()),
-        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
-        Err(crate::request::SourceError::Missing) => Cow::Borrowed("-"),
-    };
-    let reason = decision.reason.to_string();
+    let source = source_text(request, "-");
     info!(
         uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
         callerid = %Escaped(env.callerid().unwrap_or("-")),
@@ -554,7 +556,7 @@ fn log_call(
         source = %Escaped(&source),
         verdict = decision.verdict.as_str(),
         monitor = ctx.settings.monitor,
-        reason = %Escaped(&reason),
+        reason = %Escaped(reason),
         country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
         ?outcome,
         micros = started.elapsed().as_micros() as u64,
@@ -570,11 +572,7 @@ fn log_shadow(
     would_be: decision::Verdict,
     rule: &str,
 ) {
-    let source = match &request.source {
-        Ok(ip) => Cow::Owned(ip.to_string()),
-        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
-        Err(crate::request::SourceError::Missing) => Cow::Borrowed("-"),
-    };
+    let source = source_text(request, "-");
     info!(
         uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
         source = %Escaped(&source),

@@ -10,6 +10,7 @@ use crate::cli::{HostAction, RuleAction};
 use ipcountry::hosts::HostPattern;
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};
+use ipcountry::store::cache::now as now_unix;
 use ipcountry::store::StoreError;
 
 fn parse_range(words: &[String]) -> Result<IpRange> {
@@ -241,10 +242,6 @@ fn terms_text(expires_at: Option<i64>, shadow: bool, now: i64) -> String {
     } else {
         format!(" [{}]", parts.join(", "))
     }
-}
-
-fn now_unix() -> i64 {
-    ipcountry::store::cache::now()
 }
 
 /// An entry that is already there, or not there to remove, is printed and exits 1; any other
