@@ -238,7 +238,20 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!later.exists(), "nothing can be written yet");
         std::fs::create_dir(&later).unwrap();
-        let store = Store::open(&url).await.unwrap();
+        // The heartbeat may be creating the same file at this moment: SQLite's migrations take
+        // no lock across connections, so the second opener can find the schema half made.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(&url).await {
+                Ok(store) => break store,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("open while the heartbeat creates the file: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot open {url}: {e}"),
+            }
+        };
         let rows = until(&store, |rows| !rows.is_empty()).await;
         let [row] = rows.as_slice() else {
             panic!("one row: {rows:#?}")
