@@ -118,11 +118,36 @@ fn plural(codes: &[String]) -> &'static str {
 /// it, without its password).
 fn connect_reason(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Database(db) => match db
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .and_then(|_| db.code())
+            .as_deref()
+            .and_then(sqlite_hint)
+        {
+            Some(hint) => format!("{} ({hint})", db.message()),
+            None => db.message().to_owned(),
+        },
         sqlx::Error::Io(io) => format!("cannot reach the server: {io}"),
         sqlx::Error::PoolTimedOut => "no connection within the timeout".to_owned(),
         sqlx::Error::Configuration(c) => format!("bad database URL or path: {c}"),
         other => other.to_string(),
+    }
+}
+
+/// What an SQLite result code met while opening usually means on a PBX, or nothing for codes
+/// whose own message says it (SQLite's messages name the code, not the cause). The primary
+/// code is the low byte of the extended one (`SQLITE_IOERR_SHMOPEN` is 4618, `SQLITE_IOERR` 10).
+fn sqlite_hint(code: &str) -> Option<&'static str> {
+    match code.parse::<u32>().ok()? & 0xff {
+        10 => Some("is the disk full, or the file system read-only?"),
+        14 => Some(
+            "a missing directory, or a file or directory this user may not write: \
+             SQLite writes its -wal and -shm files beside the database, even to read it",
+        ),
+        11 | 26 => {
+            Some("the file is damaged or not an ipcountry database; restore it from a backup")
+        }
+        _ => None,
     }
 }
 
@@ -217,5 +242,24 @@ impl fmt::Display for HostRef<'_> {
             write!(f, " {:?}", host.note)?;
         }
         expired_note(f, host.expires_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_hint;
+
+    #[test]
+    fn sqlite_codes_get_the_cause_a_pbx_admin_can_act_on() {
+        // SQLITE_IOERR_SHMOPEN (extended) and SQLITE_IOERR: the disk.
+        assert!(sqlite_hint("4618").is_some_and(|h| h.contains("disk full")));
+        assert!(sqlite_hint("10").is_some_and(|h| h.contains("disk full")));
+        assert!(sqlite_hint("14").is_some_and(|h| h.contains("may not write")));
+        assert!(sqlite_hint("26").is_some_and(|h| h.contains("backup")));
+        assert!(sqlite_hint("11").is_some_and(|h| h.contains("backup")));
+        // Codes whose message says it all, and text that is no code.
+        assert_eq!(sqlite_hint("13"), None);
+        assert_eq!(sqlite_hint("2067"), None);
+        assert_eq!(sqlite_hint("HY000"), None);
     }
 }

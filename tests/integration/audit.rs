@@ -359,8 +359,7 @@ fn alerts(path: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_once_twice_drift_alerts_once_then_never_again() {
     let db = Db::new();
-    let mmdb = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/maxmind-test-data/GeoLite2-Country-Test.mmdb");
+    let mmdb = crate::harness::data_dir().join("maxmind-test-data/GeoLite2-Country-Test.mmdb");
     db.ok(&["import", mmdb.to_str().expect("path")]).await;
     // 81.2.69.160 is GB and 89.160.20.112 SE in this database: both permitted.
     db.ok(&["country", "add", "GB", "SE"]).await;

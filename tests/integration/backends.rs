@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -373,11 +373,8 @@ async fn a_stopped_database_server_changes_no_verdict() {
 }
 
 /// The full GeoLite2 country database (`../shared/data/full`), if there.
-fn full_geolite() -> Option<PathBuf> {
-    let data = std::env::var_os("IPCOUNTRY_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let path = data.join("full/GeoLite2-Country-2019-12-24.mmdb");
+pub(crate) fn full_geolite() -> Option<PathBuf> {
+    let path = harness::data_dir().join("full/GeoLite2-Country-2019-12-24.mmdb");
     if path.exists() {
         return Some(path);
     }

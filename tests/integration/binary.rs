@@ -27,7 +27,7 @@ impl Drop for Reaped {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+pub(crate) fn signal(pid: u32, sig: &str) {
     let st = Command::new("sh")
         .args(["-c", &format!("kill -{sig} {pid}")])
         .status()

@@ -29,6 +29,13 @@ pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-agi")
 }
 
+/// The data files (`IPCOUNTRY_DATA`, by default `../shared/data` beside the repository).
+pub(crate) fn data_dir() -> PathBuf {
+    std::env::var_os("IPCOUNTRY_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
 /// The URL of a fresh, empty database for one test, on the suite's backend (a file in `dir`
 /// on SQLite).
 pub(crate) fn db_url(dir: &Path) -> String {
