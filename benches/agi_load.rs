@@ -48,7 +48,9 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::Server;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,7 +108,7 @@ fn main() {
     // `AGI_LOAD_VARIANTS=0` runs only the floor and the defaults.
     let variants: bool = env_or("AGI_LOAD_VARIANTS", 1) != 0;
     let mut servers: Vec<(&str, Server)> = vec![
-        ("floor", Server::floor(dir.path(), &threads)),
+        ("floor", floor_server(dir.path(), &threads)),
         // Exactly as README's "Run it" says: `ipcountry serve`, no flags, the default log
         // level (a line per call at `info`), the default address 127.0.0.1:4573; the database
         // comes from IPCOUNTRY_DB, the documented setting.
@@ -333,144 +335,19 @@ fn make_blocks(cat: &common::Catalog) -> Vec<Vec<u8>> {
 }
 
 /// A server process under test.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// `ipcountry serve` exactly as README runs it (see `main`).
-    fn defaults(dir: &Path, db: &str) -> Server {
-        let log_path = dir.join("defaults.log");
-        let log_file = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
-            .arg("serve")
-            .env("IPCOUNTRY_DB", db)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start ipcountry serve");
-        Server::wait_for_addr(child, &log_path)
-    }
-
-    /// `ipcountry serve` on a port of its own with `args`, at the default log level or `log`.
-    fn serve(dir: &Path, tag: &str, db: &str, args: &[&str], log: Option<&str>) -> Server {
-        let log_path = dir.join(format!("{tag}.log"));
-        let log_file = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
-        command
-            .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("RUST_LOG");
-        if let Some(log) = log {
-            // The server module logs `listening on` at info; the rest at `log`.
-            command.env("RUST_LOG", format!("{log},ipcountry::server=info"));
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start ipcountry serve");
-        Server::wait_for_addr(child, &log_path)
-    }
-
-    fn floor(dir: &Path, threads: &str) -> Server {
-        let log_path = dir.join("floor.log");
-        let out = std::fs::File::create(&log_path).expect("floor log");
-        let child = Command::new(std::env::current_exe().expect("own path"))
-            .env("AGI_LOAD_FLOOR", "1")
-            .env("AGI_LOAD_SERVER_THREADS", threads)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the floor server");
-        Server::wait_for_addr(child, &log_path)
-    }
-
-    /// Polls the log for `listening on <addr>`.
-    fn wait_for_addr(mut child: Child, log: &PathBuf) -> Server {
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on ").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                if let Ok(addr) = addr.parse() {
-                    return Server { child, addr };
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited with {status}: {text}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not start: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// CPU time of all the process's threads, in ns.
-    fn cpu_ns(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Voluntary context switches of all the process's threads: how often they went to sleep
-    /// and were woken.
-    fn wakeups(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-                    .filter_map(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM (graceful shutdown), then wait; SIGKILL if it does not exit in 10 s.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    /// A bench that panics must not leave servers behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The floor server: this binary re-run with `AGI_LOAD_FLOOR=1`.
+fn floor_server(dir: &Path, threads: &str) -> Server {
+    let log_path = dir.join("floor.log");
+    let out = std::fs::File::create(&log_path).expect("floor log");
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .env("AGI_LOAD_FLOOR", "1")
+        .env("AGI_LOAD_SERVER_THREADS", threads)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the floor server");
+    Server::wait_for_addr(child, &log_path)
 }
 
 /// CPU time of this process (the client), threads that have exited included, in ns

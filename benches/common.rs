@@ -9,8 +9,10 @@
 // Each bench binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use ipcountry::ranges::{builtin, IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
 use maxminddb::{PathElement, Reader, WithinOptions};
@@ -350,4 +352,137 @@ pub(crate) async fn fill_store(url: &str, rules: &[Rule]) {
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// An `ipcountry serve` process started by a bench, killed if the bench panics.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Server {
+    /// `ipcountry serve` exactly as README runs it (see `main`).
+    pub(crate) fn defaults(dir: &Path, db: &str) -> Server {
+        let log_path = dir.join("defaults.log");
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+            .arg("serve")
+            .env("IPCOUNTRY_DB", db)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start ipcountry serve");
+        Server::wait_for_addr(child, &log_path)
+    }
+
+    /// `ipcountry serve` on a port of its own with `args`, at the default log level or `log`.
+    pub(crate) fn serve(
+        dir: &Path,
+        tag: &str,
+        db: &str,
+        args: &[&str],
+        log: Option<&str>,
+    ) -> Server {
+        let log_path = dir.join(format!("{tag}.log"));
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
+        command
+            .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG");
+        if let Some(log) = log {
+            // The server module logs `listening on` at info; the rest at `log`.
+            command.env("RUST_LOG", format!("{log},ipcountry::server=info"));
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start ipcountry serve");
+        Server::wait_for_addr(child, &log_path)
+    }
+
+    /// Polls the log for `listening on <addr>`.
+    pub(crate) fn wait_for_addr(mut child: Child, log: &PathBuf) -> Server {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on ").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                if let Ok(addr) = addr.parse() {
+                    return Server { child, addr };
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status}: {text}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// CPU time of all the process's threads, in ns.
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(dir)
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Voluntary context switches of all the process's threads: how often they went to sleep
+    /// and were woken.
+    pub(crate) fn wakeups(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(dir)
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                    .filter_map(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM (graceful shutdown), then wait; SIGKILL if it does not exit in 10 s.
+    pub(crate) fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    /// A bench that panics must not leave servers behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -404,3 +404,15 @@ proptest! {
         prop_assert_eq!(env.args().collect::<Vec<_>>(), values);
     }
 }
+
+/// Found by the `agi_env` fuzz target: a value may hold a CR that is not at its end; encoding
+/// writes it as a space, and the block parses back to the pairs with that space.
+#[test]
+fn a_cr_inside_a_value_round_trips_as_a_space() {
+    let env = AgiEnv::parse(b"agi_callington: \r\0x\nagi_arg_1: 1.2.3.4\n\n").expect("parses");
+    let vars: Vec<(&str, &str)> = env.vars().collect();
+    assert_eq!(vars[0], ("callington", "\r\0x"));
+    let again = AgiEnv::parse(&encode_block(&vars).expect("encodes")).expect("parses");
+    let got: Vec<(&str, &str)> = again.vars().collect();
+    assert_eq!(got, vec![("callington", " \0x"), ("arg_1", "1.2.3.4")]);
+}

@@ -294,6 +294,39 @@ mod tests {
         assert_eq!(all(b"", limits).await, Ok(vec![]));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any bytes, and the recorded contact list with bytes overwritten, read in any chunk
+        /// size under small limits: messages within the limits or an error, never a panic, and
+        /// the reading ends (the cheap part of the `ami_frame` fuzz target).
+        #[test]
+        fn any_bytes_in_any_chunking_frame_within_the_limits(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..24),
+            chunk in 1usize..64,
+        ) {
+            let limits = Limits { max_line: 96, max_message: 512, max_headers: 12 };
+            let mut recorded = crate::ami::scripted::fixture("pjsipshowcontacts.response.raw");
+            for (at, byte) in flips {
+                let at = at % recorded.len();
+                recorded[at] = byte;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            for bytes in [noise, recorded] {
+                let mut r = tokio::io::BufReader::with_capacity(chunk, &bytes[..]);
+                let mut read = 0;
+                while let Ok(Some(m)) = rt.block_on(read_message(&mut r, &limits)) {
+                    proptest::prop_assert!(m.headers().len() <= limits.max_headers);
+                    let size: usize = m.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
+                    proptest::prop_assert!(size <= limits.max_message);
+                    read += 1;
+                    proptest::prop_assert!(read <= bytes.len(), "more messages than bytes");
+                }
+            }
+        }
+    }
+
     #[test]
     fn actions_are_crlf_lines_and_cannot_smuggle_headers() {
         let mut a = Action::new("Login");

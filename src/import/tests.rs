@@ -736,3 +736,49 @@ fn progress_templates_parse_and_progress_is_quiet_off_a_terminal() {
     assert!(progress_bar(&asked, Some(10), "bytes").is_hidden() || std::io::stderr().is_terminal());
     assert_eq!(read(&[path], &asked).unwrap(), quiet);
 }
+
+/// The file names the format detection is shown, one per reader.
+const FUZZ_NAMES: [&str; 5] = [
+    "catalog.mmdb",
+    "GeoLite2-Country-Blocks-IPv4.csv",
+    "ranges.csv",
+    "ranges.csv.gz",
+    "catalog",
+];
+
+/// Writes `body` as `name` in a fresh directory and reads it: a catalog or an error.
+fn read_bytes(name: &str, body: &[u8]) -> Result<Catalog, ImportError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    fs::write(&path, body).expect("write");
+    read(&[path], &ImportOptions::default())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+    /// Any bytes under any of the readers' names, and the MaxMind test database with bytes
+    /// overwritten anywhere (the maxminddb crate's own checks, then ours): a catalog or an
+    /// error, never a panic. The cheap part of the `import` fuzz target, on every change.
+    #[test]
+    fn corrupt_files_are_errors_not_panics(
+        name in 0usize..FUZZ_NAMES.len(),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        csv in "([0-9a-f:.,\"/ -]{0,24}\n){0,12}",
+        flips in proptest::collection::vec((0usize..18_012, proptest::prelude::any::<u8>()), 1..16),
+    ) {
+        let _ = read_bytes(FUZZ_NAMES[name], &body);
+        let _ = read_bytes(FUZZ_NAMES[name], csv.as_bytes());
+        let mut mmdb = fs::read(test_db("GeoLite2-Country-Test.mmdb")).expect("test mmdb");
+        for (at, byte) in flips {
+            let at = at % mmdb.len();
+            mmdb[at] = byte;
+        }
+        if let Ok(catalog) = read_bytes("catalog.mmdb", &mmdb) {
+            // What a damaged file still gives is a well-formed catalog: sorted, merged ranges.
+            for ranges in catalog.countries.values() {
+                proptest::prop_assert!(ranges.ranges.windows(2).all(|w| w[0].end_addr() < w[1].start_addr()));
+            }
+        }
+    }
+}
