@@ -8,6 +8,7 @@ mod binary;
 mod cli;
 mod countries;
 mod dialplan;
+mod firewall;
 mod harness;
 mod mset;
 mod screening;
