@@ -183,12 +183,16 @@ const STRANGER: &str = "203.0.113.9";
 
 impl Netns {
     fn new() -> Netns {
+        // Unique per process and per test (the tests run in parallel); interface names have
+        // at most 15 bytes.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
         let ns = Netns {
-            server: format!("ipc-fw-srv-{pid}"),
-            client: format!("ipc-fw-cli-{pid}"),
+            server: format!("ipc-fw-srv-{pid}-{n}"),
+            client: format!("ipc-fw-cli-{pid}-{n}"),
         };
-        let (s_if, c_if) = (format!("ipcfws{pid}"), format!("ipcfwc{pid}"));
+        let (s_if, c_if) = (format!("ipcfw{n}s{pid}"), format!("ipcfw{n}c{pid}"));
         let steps: Vec<Vec<String>> = vec![
             vec!["netns", "add", &ns.server],
             vec!["netns", "add", &ns.client],
@@ -517,5 +521,112 @@ fn ipset_and_iptables_output_loads_in_a_namespace() {
     assert!(
         !out.contains("-tmp"),
         "temporary sets are destroyed:\n{out}"
+    );
+}
+
+/// `serve --firewall` in the server namespace: the table follows every snapshot change, and a
+/// failed apply keeps the old table, logged with its count.
+#[test]
+fn serve_keeps_the_table_in_step() {
+    if !kernel_tools(&["nft", "ip"]) {
+        return;
+    }
+    let db = Db::new();
+    let state = db.dir.path().join("state");
+    db.ok(&["permit", "add", "198.51.100.0/24"]);
+    let ns = Netns::new();
+    let mut serve = ns.exec(&ns.server, env!("CARGO_BIN_EXE_ipcountry"));
+    serve
+        .env("IPCOUNTRY_DB", &db.url)
+        .env("RUST_LOG", "info")
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll",
+            "100ms",
+            "--firewall",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop(serve.spawn().expect("start serve"));
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match log.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {what:?}");
+    };
+    let first = wait_for("firewall table applied");
+    assert!(
+        first.contains("backup="),
+        "the first apply keeps a backup: {first}"
+    );
+    assert!(ns.listing().expect("table").contains("198.51.100.0/24"));
+    db.ok(&["deny", "add", DENIED]);
+    let second = wait_for("firewall table applied");
+    assert!(second.contains("deny4 +1 -0"), "{second}");
+    assert!(ns.listing().expect("table").contains(DENIED));
+    // The next apply cannot write its ruleset file: it fails, and the table stays.
+    let before = ns.listing().expect("table");
+    std::fs::remove_file(state.join(apply::RULESET_FILE)).unwrap();
+    std::fs::create_dir(state.join(apply::RULESET_FILE)).unwrap();
+    db.ok(&["deny", "add", "198.51.100.21"]);
+    let failed = wait_for("firewall table not applied");
+    assert!(failed.contains("failures=1"), "{failed}");
+    assert_eq!(ns.listing().as_deref(), Some(before.as_str()));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_firewall_drop_in_verifies_with_the_service() {
+    if !kernel_tools(&["systemd-analyze"]) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The drop-in's [Service] section appended to the unit: what systemd makes of the two.
+    let mut unit = std::fs::read_to_string(root.join("ipcountry.service")).unwrap();
+    unit.push_str(&std::fs::read_to_string(root.join("ipcountry-firewall.conf")).unwrap());
+    let unit = unit.replace("/usr/bin/ipcountry", env!("CARGO_BIN_EXE_ipcountry"));
+    std::fs::write(dir.path().join("ipcountry.service"), unit).unwrap();
+    std::fs::copy(
+        root.join("ipcountry.socket"),
+        dir.path().join("ipcountry.socket"),
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("ipcountry.service"))
+        .arg(dir.path().join("ipcountry.socket"))
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }
