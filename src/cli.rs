@@ -120,6 +120,9 @@ pub(crate) enum Command {
     /// The policy in the kernel: an nftables table (or ipset + iptables input) whose chain
     /// filters the VoIP ports only; printed, applied (`--apply`) or rolled back.
     Firewall(FirewallArgs),
+    /// Permit the hosts of FreePBX's trunks and extensions, read from its database (rules noted
+    /// `freepbx:trunk:NAME`, `freepbx:extension:N`); idempotent.
+    WhitelistGen(WhitelistArgs),
     /// Make running servers reload the tables now (exit 1 when no server answered).
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -622,6 +625,27 @@ pub(crate) struct FirewallOpts {
         default_value = "/var/lib/ipcountry"
     )]
     pub(crate) state_dir: PathBuf,
+}
+
+/// `whitelist-gen`.
+#[derive(Debug, Args)]
+pub(crate) struct WhitelistArgs {
+    /// FreePBX's database: `mysql://freepbxuser:PASSWORD@localhost/asterisk` (read only; the
+    /// password is never printed). Prefer the variable to the flag, which `ps` shows.
+    #[arg(long, env = "IPCOUNTRY_FREEPBX_DB", hide_env_values = true)]
+    pub(crate) freepbx: String,
+    /// Also permit the address this SSH session comes from (`SSH_CONNECTION`).
+    #[arg(long)]
+    pub(crate) permit_ssh_client: bool,
+    /// Also permit this server's own address (the source address of its default route).
+    #[arg(long)]
+    pub(crate) permit_self: bool,
+    /// Remove the `freepbx:` rules no trunk or extension names any more.
+    #[arg(long)]
+    pub(crate) prune: bool,
+    /// Show what would be added, write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 fn port_range(s: &str) -> Result<ipcountry::firewall::PortRange, String> {

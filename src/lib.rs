@@ -57,6 +57,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sip;
 pub mod store;
+pub mod whitelist;
 
 /// FastAGI's well-known TCP port.
 pub const DEFAULT_PORT: u16 = 4573;

@@ -116,6 +116,7 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         Command::Firewall(args) => {
             commands::firewall::firewall(&cli.db, builtins, cli.json, args).await
         }
+        Command::WhitelistGen(args) => commands::whitelist::whitelist_gen(&cli.db, args).await,
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
         Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {

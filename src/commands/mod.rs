@@ -22,6 +22,7 @@ pub(crate) mod serve;
 pub(crate) mod servers;
 pub(crate) mod text;
 pub(crate) mod watch;
+pub(crate) mod whitelist;
 
 use anyhow::Result;
 

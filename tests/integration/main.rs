@@ -15,3 +15,4 @@ mod screening;
 mod server_bounds;
 mod servers;
 mod terms;
+mod whitelist;
