@@ -8,8 +8,12 @@
 //! when there was none); [`rollback`] loads the newest one and marks it used, so a second
 //! rollback goes one step further back.
 //!
+//! Addresses in the strangers sets (blocked at run time) are carried over: their `add element`
+//! lines, with the time each had left, follow the new table in the same file.
+//!
 //! The program runs blocking (`std::process`): `serve` calls it on a blocking thread.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -81,6 +85,42 @@ impl Nft {
         }
     }
 
+    /// The elements of the strangers sets now, with the seconds each has left; none when
+    /// there is no table.
+    pub fn strangers(&self) -> Result<Vec<Stranger>, FirewallError> {
+        let mut found = Vec::new();
+        for set in ["strangers4", "strangers6"] {
+            let json = match self.run(&["-j", "list", "set", "inet", "ipcountry", set], None) {
+                Ok(json) => json,
+                // No table, or a table without the set (made by something else).
+                Err(FirewallError::Refused { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&json) else {
+                continue;
+            };
+            let elems = doc["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["set"]["elem"].as_array())
+                .flatten();
+            for e in elems {
+                let e = &e["elem"];
+                let (Some(addr), Some(left)) = (
+                    e["val"].as_str().and_then(|v| v.parse::<IpAddr>().ok()),
+                    e["expires"].as_u64(),
+                ) else {
+                    continue;
+                };
+                if left > 0 {
+                    found.push(Stranger { set, addr, left });
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn run(&self, args: &[&str], file: Option<&Path>) -> Result<String, FirewallError> {
         let mut cmd = Command::new(&self.program);
         cmd.args(args);
@@ -113,6 +153,30 @@ impl Nft {
     }
 }
 
+/// An element of a strangers set: the address and the seconds it has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stranger {
+    /// `strangers4` or `strangers6`.
+    pub set: &'static str,
+    /// The address.
+    pub addr: IpAddr,
+    /// Seconds until it expires.
+    pub left: u64,
+}
+
+/// `add element` lines that put `strangers` back, each with the time it had left.
+pub fn carry_strangers(strangers: &[Stranger]) -> String {
+    let mut out = String::new();
+    for s in strangers {
+        // The set and the family agree (the kernel listed the address in that set).
+        out.push_str(&format!(
+            "add element {TABLE} {} {{ {} timeout {}s }}\n",
+            s.set, s.addr, s.left
+        ));
+    }
+    out
+}
+
 /// Checks `ruleset`, backs the current table up (when `backup`), and loads `ruleset` in one
 /// transaction. A failed check leaves the kernel and the state directory as they were
 /// (except `ipcountry.nft`, which then holds the refused ruleset, for reading).
@@ -128,7 +192,10 @@ pub fn apply(
         source,
     })?;
     let file = state_dir.join(RULESET_FILE);
-    write_file(&file, ruleset)?;
+    // The strangers blocked at run time survive the re-created table, in the same transaction.
+    let mut text = ruleset.to_owned();
+    text.push_str(&carry_strangers(&nft.strangers()?));
+    write_file(&file, &text)?;
     nft.check(&file)?;
     let backup = if backup {
         Some(save_backup(nft, state_dir)?)

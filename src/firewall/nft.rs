@@ -8,8 +8,9 @@
 //!   of the snapshot's merged intervals ([`Sets`]);
 //! - `strangers4`, `strangers6`: timeout sets (default `timeout 1d`) for addresses blocked at
 //!   run time, e.g. `nft add element inet ipcountry strangers4 '{ 198.51.100.7 timeout 1h }'`;
-//!   a new ruleset starts them empty (entries `watch --block` adds to the deny table reach
-//!   `deny4`/`deny6` at the next apply, which `serve --firewall` makes at every change);
+//!   [`apply`](super::apply) carries their elements over into a new table (entries
+//!   `watch --block` adds to the deny table reach `deny4`/`deny6` at the next apply, which
+//!   `serve --firewall` makes at every change);
 //! - `udp_ports`, `tcp_ports`: the VoIP ports ([`VoipPorts`]).
 //!
 //! The chain `input` (hook input, priority filter, policy accept) returns at once for every
