@@ -617,7 +617,7 @@ pub(crate) struct FirewallOpts {
         default_values = ipcountry::firewall::DEFAULT_PORTS,
         value_parser = port_range
     )]
-    pub(crate) voip_ports: Vec<ipcountry::firewall::PortRange>,
+    pub(crate) voip_port: Vec<ipcountry::firewall::PortRange>,
     /// Where the applied ruleset and the backups of the table are kept.
     #[arg(
         long,

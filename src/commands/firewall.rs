@@ -40,7 +40,7 @@ pub(crate) async fn firewall(
     store.close().await;
     let policy = policy?;
     let sets = Sets::from_policy(&policy);
-    let ports = VoipPorts::new(args.kernel.voip_ports);
+    let ports = VoipPorts::new(args.kernel.voip_port);
     let header = vec![
         format!(
             "ipcountry firewall, snapshot generation {}",
