@@ -216,6 +216,7 @@ mod tests {
                     disabled: true,
                 },
             ],
+            missing: vec![],
         };
         let got: Vec<(String, String)> = wanted(&rows)
             .into_iter()

@@ -26,6 +26,9 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn whitelist_gen(db: &str, args: WhitelistArgs) -> Result<ExitCode> {
     let rows = ipcountry::store::freepbx::read(&args.freepbx).await?;
+    for table in &rows.missing {
+        eprintln!("note: the FreePBX database has no `{table}` table; skipped");
+    }
     let mut wanted: Vec<(IpRange, String, String)> = Vec::new();
     let mut unresolved = 0;
     for w in whitelist::wanted(&rows) {

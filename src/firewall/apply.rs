@@ -220,8 +220,16 @@ pub fn save_backup(nft: &Nft, state_dir: &Path) -> Result<PathBuf, FirewallError
     }
     let path = state_dir.join(backup_name(SystemTime::now()));
     write_file(&path, &text)?;
+    // Keep the newest KEEP_BACKUPS (a server that restarts often makes one at every start).
+    let all = backups(state_dir)?;
+    for old in all.iter().take(all.len().saturating_sub(KEEP_BACKUPS)) {
+        let _ = std::fs::remove_file(old);
+    }
     Ok(path)
 }
+
+/// How many unused backups are kept.
+pub const KEEP_BACKUPS: usize = 20;
 
 /// Loads the newest unused backup (checked first) and marks it used. Gives its path.
 pub fn rollback(nft: &Nft, state_dir: &Path) -> Result<PathBuf, FirewallError> {

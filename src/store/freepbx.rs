@@ -46,6 +46,8 @@ pub struct FreePbxRows {
     pub tech: Vec<TechRow>,
     /// The trunks.
     pub trunks: Vec<TrunkRow>,
+    /// Technology tables this FreePBX does not have.
+    pub missing: Vec<&'static str>,
 }
 
 /// The keywords that name hosts (and `trunk_name`, the PJSIP trunk's name).
@@ -75,7 +77,16 @@ pub async fn read(url: &str) -> Result<FreePbxRows, StoreError> {
         for k in KEYWORDS {
             query = query.bind(k);
         }
-        for row in query.fetch_all(&mut conn).await.map_err(q)? {
+        let found = match query.fetch_all(&mut conn).await {
+            Ok(found) => found,
+            // A FreePBX without that technology's table (no PJSIP on an old one, say).
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
+                rows.missing.push(table);
+                continue;
+            }
+            Err(e) => return Err(q(e)),
+        };
+        for row in found {
             rows.tech.push(TechRow {
                 table,
                 id: row
