@@ -51,23 +51,30 @@ pub(crate) async fn whitelist_gen(db: &str, args: WhitelistArgs) -> Result<ExitC
             },
         }
     }
-    let ssh = ssh_client();
-    match (ssh, args.permit_ssh_client) {
-        (Some(ip), true) => wanted.push((IpRange::single(ip), "whitelist-gen:ssh-session".into(), "SSH_CONNECTION".into())),
-        (Some(ip), false) => eprintln!("note: your SSH session comes from {ip}; --permit-ssh-client permits it, so that the firewall cannot lock you out"),
-        (None, true) => eprintln!("note: no SSH session (SSH_CONNECTION is not set): --permit-ssh-client added nothing"),
-        (None, false) => {}
-    }
-    match (own_address(), args.permit_self) {
-        (Some(ip), true) => wanted.push((
-            IpRange::single(ip),
-            "whitelist-gen:server".into(),
-            "the default route's source address".into(),
-        )),
-        (Some(ip), false) => {
-            eprintln!("note: this server's address is {ip}; --permit-self permits it")
+    // Like the old script: the admin's own way in, so that the firewall cannot lock him out.
+    let extras = [
+        (
+            ssh_client(),
+            args.permit_ssh_client,
+            "whitelist-gen:ssh-session",
+            "your SSH session comes from",
+            "--permit-ssh-client",
+        ),
+        (
+            own_address(),
+            args.permit_self,
+            "whitelist-gen:server",
+            "this server's address is",
+            "--permit-self",
+        ),
+    ];
+    for (found, permit, note, what, flag) in extras {
+        match (found, permit) {
+            (Some(ip), true) => wanted.push((IpRange::single(ip), note.into(), flag.into())),
+            (Some(ip), false) => eprintln!("note: {what} {ip}; {flag} permits it"),
+            (None, true) => eprintln!("note: {flag}: no address found, nothing added"),
+            (None, false) => {}
         }
-        (None, _) => {}
     }
     let mut seen = BTreeSet::new();
     wanted.retain(|(r, note, _)| seen.insert((r.to_string(), note.clone())));
