@@ -217,6 +217,28 @@ async fn whitelist_gen_reads_freepbx_and_is_idempotent() {
         .iter()
         .any(|(n, _)| n == "freepbx:trunk:iaxpeer"));
 
+    // The admin's SSH session, offered, then permitted (the server's own address likewise).
+    let mut offered = Command::new(env!("CARGO_BIN_EXE_ipcountry"));
+    offered
+        .env("IPCOUNTRY_DB", &db)
+        .env("IPCOUNTRY_FREEPBX_DB", &freepbx)
+        .env("SSH_CONNECTION", "192.0.2.44 50022 192.0.2.1 22")
+        .arg("whitelist-gen");
+    let o = offered.output().expect("run");
+    assert!(
+        text(&o).contains(
+            "note: your SSH session comes from 192.0.2.44; --permit-ssh-client permits it"
+        ),
+        "{}",
+        text(&o)
+    );
+    let o = offered.arg("--permit-ssh-client").output().expect("run");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(permits(&db).contains(&(
+        "whitelist-gen:ssh-session".to_owned(),
+        "192.0.2.44/32".to_owned()
+    )));
+
     // A wrong password: an error that does not show it.
     let host = server.rsplit_once('@').map_or(server.as_str(), |(_, h)| h);
     let bad = testing::with_database(&format!("mysql://nobody:Secr3tPw@{host}"), "asterisk");
