@@ -117,6 +117,12 @@ pub(crate) enum Command {
     /// Audit the peers every interval (or `--once`), remember their addresses, and alert on a
     /// new ko peer or a peer that registers from another country.
     Watch(WatchArgs),
+    /// The policy in the kernel: an nftables table (or ipset + iptables input) whose chain
+    /// filters the VoIP ports only; printed, applied (`--apply`) or rolled back.
+    Firewall(FirewallArgs),
+    /// Permit the hosts of FreePBX's trunks and extensions, read from its database (rules noted
+    /// `freepbx:trunk:NAME`, `freepbx:extension:N`); idempotent.
+    WhitelistGen(WhitelistArgs),
     /// Make running servers reload the tables now (exit 1 when no server answered).
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -382,6 +388,13 @@ pub(crate) struct ServeArgs {
     /// Database connections and the snapshot cache.
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    /// Keep the nftables table `inet ipcountry` in step with every snapshot (`firewall
+    /// --apply` at each change; needs CAP_NET_ADMIN). Off by default.
+    #[arg(long)]
+    pub(crate) firewall: bool,
+    /// The firewall's ports and state directory.
+    #[command(flatten)]
+    pub(crate) kernel: FirewallOpts,
 }
 
 /// `serve`'s database pool and snapshot cache. (Other commands take the pool settings from
@@ -559,6 +572,85 @@ pub(crate) struct WatchArgs {
     /// How host names in contact URIs are resolved.
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
+}
+
+/// `firewall`.
+#[derive(Debug, Args)]
+pub(crate) struct FirewallArgs {
+    /// What to print: an `nft -f` file, `ipset restore` input, or `iptables-restore
+    /// --noflush` / `ip6tables-restore --noflush` input.
+    #[arg(long, value_enum, default_value_t = FirewallFormat::Nft)]
+    pub(crate) format: FirewallFormat,
+    /// Check the nftables table (`nft -c`), save the current one, and load the new one in one
+    /// transaction; prints the rollback command.
+    #[arg(long, conflicts_with = "rollback")]
+    pub(crate) apply: bool,
+    /// Load the newest saved table back (and mark that backup used).
+    #[arg(long)]
+    pub(crate) rollback: bool,
+    /// Ports and state directory.
+    #[command(flatten)]
+    pub(crate) kernel: FirewallOpts,
+}
+
+/// `--format` of `firewall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FirewallFormat {
+    /// `table inet ipcountry` for `nft -f`.
+    Nft,
+    /// `hash:net` sets for `ipset restore`.
+    Ipset,
+    /// The IPv4 chains for `iptables-restore --noflush`.
+    Iptables,
+    /// The IPv6 chains for `ip6tables-restore --noflush`.
+    Ip6tables,
+}
+
+/// The firewall's settings shared by `firewall` and `serve --firewall`.
+#[derive(Debug, Args)]
+pub(crate) struct FirewallOpts {
+    /// A VoIP port range the chain filters (repeatable; replaces the defaults): `udp/5060-5061`,
+    /// `tcp/5061`. Every other port is left alone.
+    #[arg(
+        long = "voip-port",
+        value_name = "PROTO/PORTS",
+        default_values = ipcountry::firewall::DEFAULT_PORTS,
+        value_parser = port_range
+    )]
+    pub(crate) voip_port: Vec<ipcountry::firewall::PortRange>,
+    /// Where the applied ruleset and the backups of the table are kept.
+    #[arg(
+        long,
+        env = "IPCOUNTRY_STATE_DIR",
+        default_value = "/var/lib/ipcountry"
+    )]
+    pub(crate) state_dir: PathBuf,
+}
+
+/// `whitelist-gen`.
+#[derive(Debug, Args)]
+pub(crate) struct WhitelistArgs {
+    /// FreePBX's database: `mysql://freepbxuser:PASSWORD@localhost/asterisk` (read only; the
+    /// password is never printed). Prefer the variable to the flag, which `ps` shows.
+    #[arg(long, env = "IPCOUNTRY_FREEPBX_DB", hide_env_values = true)]
+    pub(crate) freepbx: String,
+    /// Also permit the address this SSH session comes from (`SSH_CONNECTION`).
+    #[arg(long)]
+    pub(crate) permit_ssh_client: bool,
+    /// Also permit this server's own address (the source address of its default route).
+    #[arg(long)]
+    pub(crate) permit_self: bool,
+    /// Remove the `freepbx:` rules no trunk or extension names any more.
+    #[arg(long)]
+    pub(crate) prune: bool,
+    /// Show what would be added, write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+fn port_range(s: &str) -> Result<ipcountry::firewall::PortRange, String> {
+    s.parse()
+        .map_err(|e: ipcountry::firewall::FirewallError| e.to_string())
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@
 //! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint; [`alerts`]: the
 //!   `--on-stranger` command.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
+//! - [`firewall`]: the snapshot as nftables (or ipset + iptables) sets and a VoIP-only chain;
+//!   `nft` checks, loads, backs up and rolls back; `serve --firewall` keeps it in step.
 
 pub mod agi;
 pub mod alerts;
@@ -40,6 +42,7 @@ pub mod decision;
 pub mod escape;
 pub mod failures;
 pub mod fdlimit;
+pub mod firewall;
 pub mod heartbeat;
 pub mod hosts;
 pub mod import;
@@ -54,6 +57,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sip;
 pub mod store;
+pub mod whitelist;
 
 /// FastAGI's well-known TCP port.
 pub const DEFAULT_PORT: u16 = 4573;

@@ -137,6 +137,13 @@ impl Metrics {
         }));
     }
 
+    /// `serve --firewall`: the keeper's applies and failures at every scrape
+    /// (`ipcountry_firewall_applies_total`, `ipcountry_firewall_failures_total`).
+    pub fn firewall(&mut self, stats: Arc<crate::firewall::keeper::KeeperStats>) {
+        self.registry
+            .register_collector(Box::new(FirewallScraped(stats)));
+    }
+
     /// A call got its verdict.
     pub fn call(&self, verdict: &'static str, reason: &'static str, seconds: f64) {
         self.calls
@@ -184,6 +191,31 @@ pub struct InFlight<'a>(&'a Gauge);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// The firewall keeper's counters, read when scraped.
+#[derive(Debug)]
+struct FirewallScraped(Arc<crate::firewall::keeper::KeeperStats>);
+
+impl Collector for FirewallScraped {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in [
+            (
+                "firewall_applies",
+                "Firewall tables applied by serve --firewall",
+                &self.0.applied,
+            ),
+            (
+                "firewall_failures",
+                "Firewall applies that failed (the kernel kept the old table)",
+                &self.0.failures,
+            ),
+        ] {
+            let c = ConstCounter::new(value.load(Ordering::Relaxed));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
@@ -396,4 +428,28 @@ fn response(status: u16, content_type: &str, body: &str) -> Vec<u8> {
     let mut out = head.into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::keeper::KeeperStats;
+
+    #[test]
+    fn the_firewall_counters_are_scraped() {
+        let stats = Arc::new(KeeperStats::default());
+        let mut metrics = Metrics::new();
+        metrics.firewall(stats.clone());
+        stats.applied.fetch_add(2, Ordering::Relaxed);
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(
+            text.contains("ipcountry_firewall_applies_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ipcountry_firewall_failures_total 1"),
+            "{text}"
+        );
+    }
 }

@@ -174,6 +174,8 @@ impl Policy {
 pub struct SharedPolicy {
     current: ArcSwap<Policy>,
     health: Mutex<Health>,
+    /// Counts replacements, for tasks that follow the snapshot (`serve --firewall`).
+    replaced: tokio::sync::watch::Sender<u64>,
 }
 
 /// How current the snapshot is known to be.
@@ -200,6 +202,7 @@ impl SharedPolicy {
                 store_up: true,
                 loaded_at: crate::store::now_unix(),
             }),
+            replaced: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -228,6 +231,13 @@ impl SharedPolicy {
         self.current.store(Arc::new(policy));
         self.health().loaded_at = crate::store::now_unix();
         self.confirm();
+        self.replaced.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes up after every [`SharedPolicy::replace`] (the value counts them); for tasks that
+    /// follow the snapshot off the call path, such as `serve --firewall`.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.replaced.subscribe()
     }
 
     /// The store was read and the snapshot matches it (a poll found no change).

@@ -16,11 +16,13 @@ pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod countries;
+pub(crate) mod firewall;
 pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod servers;
 pub(crate) mod text;
 pub(crate) mod watch;
+pub(crate) mod whitelist;
 
 use anyhow::Result;
 

@@ -105,6 +105,21 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         ),
     };
     let shutdown = shutdown::on_signals().context("cannot install signal handlers")?;
+    // `--firewall`: the kernel's table follows the snapshot, on a task of its own.
+    let firewall_stats = Arc::new(ipcountry::firewall::keeper::KeeperStats::default());
+    let firewall = args.firewall.then(|| {
+        tokio::spawn(
+            ipcountry::firewall::keeper::Keeper {
+                shared: shared.clone(),
+                ports: ipcountry::firewall::VoipPorts::new(args.kernel.voip_port.clone()),
+                state_dir: args.kernel.state_dir.clone(),
+                nft: Default::default(),
+                stats: firewall_stats.clone(),
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        )
+    });
     let notify = Arc::new(Notify::new());
     let resolver = resolver(&args.screen.dns);
     let alerts = args.on_stranger.clone().map(|command| {
@@ -120,6 +135,9 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
     });
     let mut metrics = Metrics::new();
     metrics.watch(shared.clone(), resolver.clone(), alerts.clone());
+    if args.firewall {
+        metrics.firewall(firewall_stats);
+    }
     let metrics = Arc::new(metrics);
     if let Some(addr) = args.metrics {
         let listener = TcpListener::bind(addr)
@@ -206,6 +224,9 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
         }
     }
     let _ = watcher.await;
+    if let Some(firewall) = firewall {
+        let _ = firewall.await;
+    }
     // Deletes this server's row (bounded by a short timeout) before the pool closes.
     let _ = heartbeat.await;
     if let Some(store) = store {

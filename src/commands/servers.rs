@@ -28,6 +28,7 @@ pub(crate) fn changes_rules(command: &Command) -> bool {
         }
         Command::Refresh { dry_run, .. } => !dry_run,
         Command::Import(_) | Command::Purge => true,
+        Command::WhitelistGen(args) => !args.dry_run,
         _ => false,
     }
 }

@@ -240,10 +240,10 @@ impl IpRange {
     /// The fewest CIDR networks that together cover exactly this range, in ascending order.
     ///
     /// `203.0.113.0-203.0.113.255` gives one `/24`; `10.0.0.1-10.0.0.6` gives
-    /// `10.0.0.1/32, 10.0.0.2/31, 10.0.0.4/31, 10.0.0.6/32`. Never empty. Test-only: the
-    /// builtin tests check with it that every builtin range is exactly one CIDR.
-    #[cfg(test)]
-    pub(crate) fn to_cidrs(self) -> Vec<IpNet> {
+    /// `10.0.0.1/32, 10.0.0.2/31, 10.0.0.4/31, 10.0.0.6/32`. Never empty. The builtin tests
+    /// check with it that every builtin range is exactly one CIDR; `ipset`'s `hash:net` sets
+    /// take networks only (`firewall::iptables`).
+    pub fn to_cidrs(self) -> Vec<IpNet> {
         match self {
             IpRange::V4 { start, end } => {
                 ipnet::Ipv4Subnets::new(Ipv4Addr::from(start), Ipv4Addr::from(end), 0)

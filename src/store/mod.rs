@@ -77,6 +77,7 @@ mod sqlite;
 
 pub mod cache;
 mod error;
+pub mod freepbx;
 mod listen;
 mod peers;
 mod servers;
