@@ -31,6 +31,8 @@
 //! - [`metrics`]: the counters, and the `/metrics` and `/healthz` endpoint; [`alerts`]: the
 //!   `--on-stranger` command.
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
+//! - [`knock`]: the knock page (a user's token → an expiring permit entry for their address):
+//!   HTTP (axum), tokens (argon2), rate limits, the HTML.
 
 pub mod agi;
 pub mod alerts;
@@ -43,6 +45,7 @@ pub mod fdlimit;
 pub mod heartbeat;
 pub mod hosts;
 pub mod import;
+pub mod knock;
 pub mod metrics;
 pub mod policy;
 pub mod ranges;

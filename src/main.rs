@@ -113,6 +113,9 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
         Command::Purge => commands::rules::purge(&cli.db, cli.json).await,
         Command::Audit(args) => commands::audit::audit(&cli.db, builtins, cli.json, args).await,
         Command::Watch(args) => commands::watch::watch(&cli.db, builtins, args).await,
+        Command::KnockUser { action } => {
+            commands::knock::knock_user(&cli.db, action, cli.json).await
+        }
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
         Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {

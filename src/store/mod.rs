@@ -77,6 +77,7 @@ mod sqlite;
 
 pub mod cache;
 mod error;
+pub mod knock;
 mod listen;
 mod peers;
 mod servers;
@@ -92,6 +93,7 @@ pub use catalog::{
 };
 pub use error::StoreError;
 use error::{is_connection_error, is_unique_violation, missing_generation, query_err};
+pub use knock::{KnockRequest, KnockUser, Knocked};
 pub use listen::{Change, Changes};
 pub use peers::SeenPeer;
 pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};
