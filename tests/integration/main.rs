@@ -9,6 +9,7 @@ mod cli;
 mod countries;
 mod dialplan;
 mod harness;
+mod knock;
 mod mset;
 mod screening;
 mod server_bounds;
