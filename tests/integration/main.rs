@@ -10,6 +10,7 @@ mod countries;
 mod dialplan;
 mod harness;
 mod knock;
+mod knock_browser;
 mod mset;
 mod screening;
 mod server_bounds;
