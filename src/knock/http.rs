@@ -7,10 +7,20 @@
 //! TLS is a reverse proxy's job: a client off loopback is served only when a trusted proxy
 //! says `X-Forwarded-Proto: https`, unless plain HTTP is allowed explicitly; otherwise the page
 //! answers 403 and says why, before any token is read.
+//!
+//! Bounds: at most [`MAX_CONNECTIONS`] connections at once (more wait in the backlog), each cut
+//! off [`CONNECTION_LIFETIME`] after it was accepted, so a client that opens connections and
+//! sends nothing holds up no one for long; bodies over 4 KiB are refused.
 
+use std::future::Future as _;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -18,9 +28,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{page, KnockSettings, Knocker, Outcome};
 
@@ -28,6 +40,10 @@ use super::{page, KnockSettings, Knocker, Outcome};
 const MAX_BODY: usize = 4 * 1024;
 /// Longest token text looked at; longer ones are refused as malformed.
 const MAX_TOKEN: usize = 256;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may stay open (an exchange with the page takes milliseconds).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Why a request is answered without looking at it further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +68,11 @@ pub async fn serve(listener: TcpListener, knocker: Arc<Knocker>, shutdown: Cance
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "knock page on http://{addr}/knock");
     }
-    let app = router(knocker).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = Bounded {
+        listener,
+        slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+    };
+    let app = router(knocker).into_make_service_with_connect_info::<Peer>();
     if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -115,7 +135,7 @@ struct KnockForm {
 
 async fn show(
     State(knocker): State<Arc<Knocker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     match client(peer.ip(), &headers, knocker.settings()) {
@@ -126,7 +146,7 @@ async fn show(
 
 async fn submit(
     State(knocker): State<Arc<Knocker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     form: Result<Form<KnockForm>, FormRejection>,
 ) -> Response {
@@ -213,6 +233,111 @@ fn refused(refusal: Refusal) -> Response {
                 "The proxy in front of this page sent an X-Forwarded-For that is not an address.",
             ),
         ),
+    }
+}
+
+/// The knock page's listener: a connection slot is taken before `accept`, and released when
+/// the connection ends.
+struct Bounded {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Bound;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Bound, SocketAddr) {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                // The semaphore is never closed; were it, accept nothing more.
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    let bound = Bound {
+                        stream,
+                        deadline: Box::pin(tokio::time::sleep(CONNECTION_LIFETIME)),
+                        _slot: slot,
+                    };
+                    return (bound, addr);
+                }
+                Err(error) => {
+                    debug!(%error, "knock page accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// The peer address of a [`Bounded`] connection, for the handlers.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, Bounded>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Bounded>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A connection of the knock page: reads and writes fail once its lifetime is over; its slot
+/// is freed when it drops.
+struct Bound {
+    stream: TcpStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Bound {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn lifetime_over() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "knock page connection open too long",
+    )
+}
+
+impl AsyncRead for Bound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Bound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

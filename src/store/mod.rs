@@ -18,7 +18,8 @@
 //!
 //! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
 //! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs`,
-//! `sql/catalog.rs`, `sql/servers.rs` and `sql/peers.rs` (what `watch` remembers), and compiled
+//! `sql/catalog.rs`, `sql/servers.rs`, `sql/peers.rs` (what `watch` remembers) and
+//! `sql/knock.rs` (the knock page's users and its write to `permit`), and compiled
 //! for each backend: `sqlite.rs`, `mysql.rs` and
 //! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
 //! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
