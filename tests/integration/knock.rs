@@ -32,6 +32,13 @@ fn proxied() -> KnockSettings {
 }
 
 async fn start_knock(settings: KnockSettings) -> Knock {
+    start_knock_alerting(settings, None).await
+}
+
+async fn start_knock_alerting(
+    settings: KnockSettings,
+    alerts: Option<ipcountry::alerts::Alerts>,
+) -> Knock {
     // An hour between polls: only the knock's own reload request can make an entry live.
     let server = start_with(Options {
         poll: Duration::from_secs(3600),
@@ -44,7 +51,7 @@ async fn start_knock(settings: KnockSettings) -> Knock {
             policy: server.policy.clone(),
             reload: server.reload.clone(),
             metrics: server.metrics.clone(),
-            alerts: None,
+            alerts,
         },
         settings,
     )
@@ -337,5 +344,62 @@ async fn a_knock_from_a_denied_address_is_still_denied() {
             .len(),
         1,
         "the deny rule is untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_knock_goes_to_the_alert_hook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events");
+    let alerts = ipcountry::alerts::Alerts::start(
+        ipcountry::alerts::AlertSettings {
+            command: format!("cat >> '{}'", events.display()),
+            dedup: Duration::from_secs(600),
+            per_minute: 100,
+            queue: 16,
+        },
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let k = start_knock_alerting(proxied(), Some(alerts)).await;
+    let token = add_user(&k, "alice", 3600).await;
+    assert_eq!(knock_from(&k, "198.51.100.7", &token).await.0, 200);
+    assert_eq!(knock_from(&k, "198.51.100.9", "alice.wrong").await.0, 403);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events so far: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let by_source = |ip: &str| {
+        lines
+            .iter()
+            .find(|e| e["source"] == ip)
+            .unwrap_or_else(|| panic!("no event for {ip}: {lines:?}"))
+    };
+    let ok = by_source("198.51.100.7");
+    assert_eq!(ok["verdict"], "knocked");
+    assert_eq!(ok["callerid"], "alice");
+    assert!(
+        ok["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("knock:alice")),
+        "{ok}"
+    );
+    let refused = by_source("198.51.100.9");
+    assert_eq!(refused["verdict"], "knock-refused");
+    assert_eq!(refused["reason"], "unknown user or wrong token");
+    assert!(
+        !refused.to_string().contains("alice.wrong"),
+        "no token in the event"
     );
 }
