@@ -1,5 +1,6 @@
 //! The policy store: the `permit`, `deny` and `allow_host` tables, the generation counter, the
-//! country catalog and the registry of running servers, on SQLite (embedded, the default),
+//! country catalog, the registry of running servers and the knock page's users (`knock`), on
+//! SQLite (embedded, the default),
 //! MariaDB/MySQL or PostgreSQL. This is the only module in the crate that contains SQL.
 //!
 //! # Where it sits
