@@ -123,6 +123,11 @@ pub(crate) enum Command {
     /// Permit the hosts of FreePBX's trunks and extensions, read from its database (rules noted
     /// `freepbx:trunk:NAME`, `freepbx:extension:N`); idempotent.
     WhitelistGen(WhitelistArgs),
+    /// Users of the knock page (`serve --knock`): `add` and `rotate` print a token once.
+    KnockUser {
+        #[command(subcommand)]
+        action: KnockUserAction,
+    },
     /// Make running servers reload the tables now (exit 1 when no server answered).
     Reload {
         /// A server to poke directly (besides bumping the store's generation).
@@ -395,6 +400,70 @@ pub(crate) struct ServeArgs {
     /// The firewall's ports and state directory.
     #[command(flatten)]
     pub(crate) kernel: FirewallOpts,
+    /// The knock page.
+    #[command(flatten)]
+    pub(crate) knock: KnockArgs,
+}
+
+/// `knock-user`: the knock page's users.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KnockUserAction {
+    /// Add a user and print their token, once (only a hash of it is stored).
+    Add {
+        /// The name the token starts with (a-z, 0-9, '-', '_').
+        name: String,
+        /// How long a knock's permit entry lasts.
+        #[arg(long, default_value = "12h", value_parser = knock_ttl)]
+        ttl: Duration,
+    },
+    /// List the users and their live knock entries.
+    List,
+    /// Remove a user, and the permit entries their knocks added.
+    Rm {
+        /// The user.
+        name: String,
+    },
+    /// Give a user a new token (printed once); the old one stops working at once.
+    Rotate {
+        /// The user.
+        name: String,
+    },
+}
+
+/// `serve`'s knock page (issue 16): a user types their token and the address they came from
+/// is permitted for their `--ttl`.
+#[derive(Debug, Args)]
+pub(crate) struct KnockArgs {
+    /// Serve the knock page at http://ADDR/knock (off by default). Put TLS in front (README:
+    /// "Knock page"); plain HTTP is refused off loopback unless --knock-allow-http.
+    #[arg(long = "knock", value_name = "ADDR")]
+    pub(crate) knock: Option<SocketAddr>,
+    /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (CIDR, repeatable).
+    #[arg(long = "knock-trusted-proxy", value_name = "CIDR", value_parser = cidr)]
+    pub(crate) knock_trusted_proxy: Vec<ipnet::IpNet>,
+    /// Serve the page over plain HTTP to clients off loopback too (tokens then travel in clear).
+    #[arg(long)]
+    pub(crate) knock_allow_http: bool,
+    /// Knock attempts a minute from one address (IPv6: one /64).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) knock_rate_address: u32,
+    /// Knock attempts a minute naming one user.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) knock_rate_user: u32,
+    /// Live knock entries a user may have; at the cap, the oldest is replaced.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) knock_max_entries: u16,
+}
+
+/// `knock-user add --ttl`: a whole number of seconds, 1 s to 366 days.
+fn knock_ttl(s: &str) -> Result<Duration, String> {
+    match positive_duration(s)? {
+        d if d > Duration::from_secs(366 * 86_400) => Err("at most 366 days".to_owned()),
+        d if d.subsec_nanos() > 0 || d.as_secs() == 0 => {
+            Err("a whole number of seconds (e.g. 12h, 30m, 90s)".to_owned())
+        }
+        d => Ok(d),
+    }
 }
 
 /// `serve`'s database pool and snapshot cache. (Other commands take the pool settings from

@@ -395,6 +395,28 @@ mod tests {
     }
 
     #[test]
+    fn the_knock_page_s_keys_are_options_of_serve() {
+        let f = file(
+            "[serve]\nknock = \"127.0.0.1:8088\"\nknock_trusted_proxy = [\"127.0.0.1/32\"]\n\
+             knock_allow_http = true\nknock_max_entries = 2\n",
+        )
+        .expect("valid");
+        let matches = layered(&f)
+            .expect("layered")
+            .try_get_matches_from(["ipcountry", "serve"])
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("cli");
+        let crate::cli::Command::Serve(serve) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(serve.knock.knock, Some(([127, 0, 0, 1], 8088).into()));
+        assert_eq!(serve.knock.knock_trusted_proxy.len(), 1);
+        assert!(serve.knock.knock_allow_http);
+        assert_eq!(serve.knock.knock_max_entries, 2);
+        assert_eq!(serve.knock.knock_rate_address, 6, "the default");
+    }
+
+    #[test]
     fn a_bad_value_in_the_file_is_clap_s_error() {
         let f = file("[serve]\nmax_sessions = 0\n").expect("the key is known");
         assert!(layered(&f)

@@ -33,6 +33,8 @@
 //! - [`store`]: the SQL tables (sqlx); the only module that knows SQL exists.
 //! - [`firewall`]: the snapshot as nftables (or ipset + iptables) sets and a VoIP-only chain;
 //!   `nft` checks, loads, backs up and rolls back; `serve --firewall` keeps it in step.
+//! - [`knock`]: the knock page (a user's token → an expiring permit entry for their address):
+//!   HTTP (axum), tokens (argon2), rate limits, the HTML.
 
 pub mod agi;
 pub mod alerts;
@@ -46,6 +48,7 @@ pub mod firewall;
 pub mod heartbeat;
 pub mod hosts;
 pub mod import;
+pub mod knock;
 pub mod metrics;
 pub mod policy;
 pub mod ranges;

@@ -117,6 +117,9 @@ async fn run(cli: Cli, file: config::FileValues) -> Result<ExitCode> {
             commands::firewall::firewall(&cli.db, builtins, cli.json, args).await
         }
         Command::WhitelistGen(args) => commands::whitelist::whitelist_gen(&cli.db, args).await,
+        Command::KnockUser { action } => {
+            commands::knock::knock_user(&cli.db, action, cli.json).await
+        }
         Command::Reload { server } => commands::serve::reload_cmd(&cli.db, server).await,
         Command::GenerateAssets { dir } => commands::config::generate_assets(&dir),
         Command::Config {

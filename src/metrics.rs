@@ -44,6 +44,12 @@ pub struct Metrics {
     shadow: Family<ShadowLabels, Counter>,
     in_flight: Gauge,
     latency: Histogram,
+    knocks: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +118,12 @@ impl Metrics {
             "Time from the environment block to the verdict sent",
             latency.clone(),
         );
+        let knocks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "knocks",
+            "Knocks on the knock page, by outcome (permitted, refused, limited, denied, ...)",
+            knocks.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -120,6 +132,7 @@ impl Metrics {
             shadow,
             in_flight,
             latency,
+            knocks,
         }
     }
 
@@ -162,6 +175,11 @@ impl Metrics {
         self.shadow
             .get_or_create(&ShadowLabels { would_be, verdict })
             .inc();
+    }
+
+    /// A knock on the knock page ended with `outcome`.
+    pub fn knock(&self, outcome: &'static str) {
+        self.knocks.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// A connection from a peer not allowed was closed.

@@ -17,6 +17,7 @@ pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod countries;
 pub(crate) mod firewall;
+pub(crate) mod knock;
 pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod servers;

@@ -151,6 +151,19 @@ pub(crate) async fn serve(db: &str, builtins: Builtins, args: ServeArgs) -> Resu
             shutdown.clone(),
         ));
     }
+    // The knock page (issue 16), on a listener of its own when --knock is given.
+    super::knock::start_page(
+        &args.knock,
+        ipcountry::knock::Parts {
+            store: super::knock::share(&source),
+            policy: shared.clone(),
+            reload: notify.clone(),
+            metrics: metrics.clone(),
+            alerts: alerts.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
     let ctx = Arc::new(Context {
         policy: shared.clone(),
         resolver,

@@ -25,6 +25,12 @@ pub enum StoreError {
         /// The row already stored.
         existing: AllowHost,
     },
+    /// A knock user of this name exists already (`knock-user add`).
+    #[error("already a knock user: {name}")]
+    DuplicateUser {
+        /// The name.
+        name: String,
+    },
     /// No row matched the id, range or pattern.
     #[error("not found in {table}: {what}")]
     NotFound {

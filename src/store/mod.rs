@@ -1,5 +1,6 @@
 //! The policy store: the `permit`, `deny` and `allow_host` tables, the generation counter, the
-//! country catalog and the registry of running servers, on SQLite (embedded, the default),
+//! country catalog, the registry of running servers and the knock page's users (`knock`), on
+//! SQLite (embedded, the default),
 //! MariaDB/MySQL or PostgreSQL. This is the only module in the crate that contains SQL.
 //!
 //! # Where it sits
@@ -18,7 +19,8 @@
 //!
 //! The URL picks the backend ([`Backend::of`]): `sqlite://…` or a plain path, `mysql://…` or
 //! `mariadb://…`, `postgres://…`. The SQL is written once, in `sql/rules.rs`,
-//! `sql/catalog.rs`, `sql/servers.rs` and `sql/peers.rs` (what `watch` remembers), and compiled
+//! `sql/catalog.rs`, `sql/servers.rs`, `sql/peers.rs` (what `watch` remembers) and
+//! `sql/knock.rs` (the knock page's users and its write to `permit`), and compiled
 //! for each backend: `sqlite.rs`, `mysql.rs` and
 //! `postgres.rs` each include those files as their own modules (`#[path]`) over their own
 //! `Db`, connection and row types, and give the few things that differ (placeholders, how a new
@@ -78,6 +80,7 @@ mod sqlite;
 pub mod cache;
 mod error;
 pub mod freepbx;
+pub mod knock;
 mod listen;
 mod peers;
 mod servers;
@@ -93,6 +96,7 @@ pub use catalog::{
 };
 pub use error::StoreError;
 use error::{is_connection_error, is_unique_violation, missing_generation, query_err};
+pub use knock::{KnockRequest, KnockUser, Knocked};
 pub use listen::{Change, Changes};
 pub use peers::SeenPeer;
 pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};

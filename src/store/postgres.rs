@@ -124,3 +124,7 @@ mod tests {
         );
     }
 }
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/knock.rs"]
+pub(super) mod knock;

@@ -121,3 +121,7 @@ pub(super) mod servers;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/peers.rs"]
 pub(super) mod peers;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/knock.rs"]
+pub(super) mod knock;

@@ -52,6 +52,10 @@ pub(crate) struct TestServer {
     pub(crate) handle: JoinHandle<()>,
     /// Where `/metrics` and `/healthz` are, when asked for.
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// The reload watcher's request (what `agi://…/reload` and a knock notify).
+    pub(crate) reload: Arc<Notify>,
+    /// The server's counters.
+    pub(crate) metrics: Arc<ipcountry::metrics::Metrics>,
     _dir: tempfile::TempDir,
 }
 
@@ -176,7 +180,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         },
         reload: notify.clone(),
         failures: Default::default(),
-        metrics,
+        metrics: metrics.clone(),
         alerts: opts.alerts,
     });
     tokio::spawn(reload::watch(
@@ -184,7 +188,7 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         shared.clone(),
         Builtins::On,
         opts.poll,
-        notify,
+        notify.clone(),
         shutdown.clone(),
     ));
     let options = server::ServerOptions::new(opts.max_sessions, opts.grace)
@@ -199,6 +203,8 @@ pub(crate) async fn start_with(opts: Options) -> TestServer {
         shutdown,
         handle,
         metrics_addr,
+        reload: notify,
+        metrics,
         _dir: dir,
     }
 }

@@ -11,6 +11,8 @@ mod dialplan;
 mod faults;
 mod firewall;
 mod harness;
+mod knock;
+mod knock_browser;
 mod mset;
 mod screening;
 mod server_bounds;

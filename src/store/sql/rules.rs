@@ -17,7 +17,7 @@ use crate::store::{
 
 /// The columns of a rule row, in the order [`decode_rule`] expects them (`sql/catalog.rs`
 /// selects the same, qualified, in a join).
-const RULE_COLUMNS: &str =
+pub(in crate::store) const RULE_COLUMNS: &str =
     "id, family, start_ip, end_ip, country_code, source, note, expires_at, shadow";
 
 /// The columns of an `allow_host` row, in the order [`decode_host`] expects them.
@@ -41,6 +41,35 @@ pub(in crate::store) async fn add_rule(
             existing: Box::new(existing),
         });
     }
+    let inserted = insert_rule_in(&mut tx, kind, range, country, source, note, terms).await;
+    let winner = find_rule(pool, kind, range);
+    let duplicate = |existing| StoreError::Duplicate {
+        existing: Box::new(existing),
+    };
+    let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
+    Ok(Rule {
+        id,
+        kind,
+        range,
+        country: country.to_owned(),
+        source,
+        note: note.to_owned(),
+        terms,
+    })
+}
+
+/// Inserts a rule row inside a write transaction (the generation already bumped, the range
+/// checked for a duplicate) and gives its new id. The one `INSERT` of a rule: `add_rule` and
+/// the knock page (`sql/knock.rs`) both write through it.
+pub(in crate::store) async fn insert_rule_in(
+    conn: &mut Conn,
+    kind: RuleKind,
+    range: IpRange,
+    country: &str,
+    source: RuleSource,
+    note: &str,
+    terms: Terms,
+) -> Result<i64, sqlx::Error> {
     let text = format!(
         "INSERT INTO {} \
          (family, start_ip, end_ip, country_code, source, note, created_at, expires_at, shadow) \
@@ -58,21 +87,7 @@ pub(in crate::store) async fn add_rule(
         .bind(now_unix())
         .bind(terms.expires_at)
         .bind(i64::from(terms.shadow));
-    let inserted = insert_id(query, &mut tx).await;
-    let winner = find_rule(pool, kind, range);
-    let duplicate = |existing| StoreError::Duplicate {
-        existing: Box::new(existing),
-    };
-    let id = commit_insert(tx, inserted, CONTEXT, winner, duplicate).await?;
-    Ok(Rule {
-        id,
-        kind,
-        range,
-        country: country.to_owned(),
-        source,
-        note: note.to_owned(),
-        terms,
-    })
+    insert_id(query, conn).await
 }
 
 /// Removes rule `#id` (see [`Store::remove_rule`](crate::store::Store::remove_rule)).
@@ -392,7 +407,7 @@ async fn every_rule(
 }
 
 /// The rule of one table with exactly this range.
-async fn select_rule_by_range(
+pub(in crate::store) async fn select_rule_by_range(
     conn: &mut Conn,
     kind: RuleKind,
     range: IpRange,
@@ -412,7 +427,11 @@ async fn select_rule_by_range(
 }
 
 /// Deletes rule `id` of one table.
-async fn delete_rule_in(conn: &mut Conn, kind: RuleKind, id: i64) -> Result<(), StoreError> {
+pub(in crate::store) async fn delete_rule_in(
+    conn: &mut Conn,
+    kind: RuleKind,
+    id: i64,
+) -> Result<(), StoreError> {
     let text = format!("DELETE FROM {} WHERE id = ?", kind.as_str());
     sqlx::query(&sql(&text))
         .bind(id)
