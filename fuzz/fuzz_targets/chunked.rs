@@ -41,11 +41,15 @@ impl AsyncRead for Chunked<'_> {
     }
 }
 
+thread_local! {
+    /// One runtime per fuzzing thread: building one per input cost more than the input.
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+}
+
 /// Runs `f` to completion on a one-thread runtime without I/O drivers (the readers here never
 /// wait on anything but the chunked input).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
+    RUNTIME.with(|rt| rt.block_on(f))
 }
