@@ -417,3 +417,76 @@ async fn sigterm_under_load_finishes_the_calls_in_flight() {
         "a new call was accepted after the drain"
     );
 }
+
+/// The verdict for a call whose source is `source` and whose From host is `from`.
+async fn verdict_of(addr: SocketAddr, source: &str, from: &str) -> String {
+    let from = format!("<sip:x@{from}>");
+    let t = harness::play(
+        addr,
+        &[block(&[source, &from])],
+        harness::ok,
+        Duration::from_secs(5),
+    )
+    .await;
+    let bytes = t.bytes();
+    for v in ["permitted", "denied", "stranger", "error"] {
+        if bytes.contains(&format!("IPCOUNTRY_VERDICT={v},")) {
+            return v.to_owned();
+        }
+    }
+    format!("no verdict: {bytes:?}")
+}
+
+/// Each call is decided on one snapshot, however often the snapshot changes under it. The
+/// rules flip between permitting only the source (203.0.113.7) and only the From's host
+/// (198.51.100.9), always removing before adding, with SIGHUP every 100 ms besides: every
+/// snapshot makes a call from the one with the other in its From a stranger, and only a call
+/// that looked at two snapshots could find both addresses permitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_sees_one_snapshot_while_the_rules_flip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = harness::db_url(dir.path());
+    run_ok(&db, &["permit", "add", "203.0.113.7"]);
+    let server = Server::start(&db, &["--poll", "100ms"]);
+    let addr = server.addr;
+    let pid = server.child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut made, mut wrong) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let got = verdict_of(addr, "203.0.113.7", "198.51.100.9").await;
+                if got != "stranger" {
+                    wrong.push(got);
+                }
+                made += 1;
+            }
+            (made, wrong)
+        })
+    };
+    let flipper = tokio::task::spawn_blocking(move || {
+        let (mut on, mut off) = ("198.51.100.9", "203.0.113.7");
+        let started = Instant::now();
+        let mut flips = 0;
+        while started.elapsed() < Duration::from_secs(4) {
+            run_ok(&db, &["permit", "rm", off]);
+            run_ok(&db, &["permit", "add", on]);
+            crate::binary::signal(pid, "HUP");
+            std::thread::sleep(Duration::from_millis(100));
+            std::mem::swap(&mut on, &mut off);
+            flips += 1;
+        }
+        flips
+    });
+    let flips = flipper.await.expect("flipper");
+    stop.store(true, Ordering::Relaxed);
+    let (made, wrong) = caller.await.expect("caller");
+    assert!(
+        wrong.is_empty(),
+        "{} of {made} calls: {wrong:?}",
+        wrong.len()
+    );
+    assert!(flips >= 5 && made >= 20, "{flips} flips, {made} calls");
+    eprintln!("one snapshot per call: {made} calls across {flips} flips, all strangers");
+}
