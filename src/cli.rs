@@ -628,6 +628,11 @@ pub(crate) struct WatchArgs {
     /// How long a --block entry lasts.
     #[arg(long, default_value = "1d", value_parser = positive_duration)]
     pub(crate) block_for: Duration,
+    /// With --block, also put the address in the kernel's strangers set (table inet
+    /// ipcountry, loaded by `firewall --apply` or `serve --firewall`) for --block-for: dropped
+    /// on the VoIP ports at once. Needs CAP_NET_ADMIN; a failure is logged, the deny stays.
+    #[arg(long, requires = "block")]
+    pub(crate) block_kernel: bool,
     /// Run this shell command for each new ko peer or registration drift, with one JSON event
     /// on its stdin (the `serve --on-stranger` format); deduplicated per peer and address.
     #[arg(long, value_name = "CMD")]

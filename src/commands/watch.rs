@@ -19,6 +19,7 @@ use crate::cli::WatchArgs;
 use ipcountry::alerts::{AlertSettings, Alerts, Event};
 use ipcountry::audit::{Finding, PeerVerdict};
 use ipcountry::escape::Escaped;
+use ipcountry::firewall::apply::Nft;
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};
 use ipcountry::reload;
@@ -146,6 +147,9 @@ async fn pass(
             }
             if args.block && !f.ok() {
                 block(store, f, args.block_for, now / 1000).await?;
+                if args.block_kernel {
+                    block_in_kernel(f, args.block_for).await;
+                }
             }
         }
         rows.push(SeenPeer {
@@ -227,6 +231,21 @@ fn event(f: &Finding, drift: Option<&str>) -> Event {
         country: f.country.clone(),
         source_ip: f.ip,
         peer: Some(format!("{}/{}", f.peer.kind, f.peer.name)),
+    }
+}
+
+/// Adds the peer's address to the kernel's strangers set for `lasts` (`watch --block-kernel`);
+/// a failure (no table, no CAP_NET_ADMIN) is logged and changes nothing else: the deny
+/// entry stands and reaches the kernel's deny set at the next apply.
+async fn block_in_kernel(f: &Finding, lasts: Duration) {
+    let Some(ip) = f.ip else { return };
+    let added = tokio::task::spawn_blocking(move || Nft::default().add_stranger(ip, lasts)).await;
+    match added {
+        Ok(Ok(())) => warn!(peer = %Escaped(&f.peer.name), %ip, "blocked in the kernel"),
+        Ok(Err(error)) => {
+            warn!(peer = %Escaped(&f.peer.name), %ip, %error, "cannot block in the kernel")
+        }
+        Err(error) => warn!(%error, "cannot block in the kernel"),
     }
 }
 

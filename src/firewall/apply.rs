@@ -85,6 +85,22 @@ impl Nft {
         }
     }
 
+    /// `nft add element inet ipcountry strangers4 { IP timeout Ns }` (strangers6 for IPv6):
+    /// the kernel drops `ip` on the VoIP ports at once, for `timeout` (whole seconds, at
+    /// least one), whatever the snapshot says. Fails when the table is not loaded.
+    pub fn add_stranger(&self, ip: IpAddr, timeout: Duration) -> Result<(), FirewallError> {
+        let set = match ip {
+            IpAddr::V4(_) => "strangers4",
+            IpAddr::V6(_) => "strangers6",
+        };
+        let element = format!("{{ {ip} timeout {}s }}", timeout.as_secs().max(1));
+        self.run(
+            &["add", "element", "inet", "ipcountry", set, &element],
+            None,
+        )
+        .map(drop)
+    }
+
     /// The elements of the strangers sets now, with the seconds each has left; none when
     /// there is no table.
     pub fn strangers(&self) -> Result<Vec<Stranger>, FirewallError> {

@@ -62,7 +62,7 @@ fn json(o: &Output) -> Vec<serde_json::Value> {
 
 /// Run 1 of the captures: PJSIP contacts (`contacts` as given), outbound registrations,
 /// chan_sip peers, no chan_iax2.
-fn run1_with(contacts: Vec<u8>) -> ScriptedAmi {
+pub(crate) fn run1_with(contacts: Vec<u8>) -> ScriptedAmi {
     ScriptedAmi::asterisk()
         .on("ipc-contacts-1", contacts)
         .on(
@@ -342,7 +342,7 @@ async fn audit_of_a_thousand_contacts() {
 }
 
 /// Run 1's contacts, with 101's IPv4 contact registered from `ip` instead of 127.0.0.1.
-fn contacts_from(ip: &str) -> Vec<u8> {
+pub(crate) fn contacts_from(ip: &str) -> Vec<u8> {
     text(&fixture("pjsipshowcontacts.response.raw"))
         .replace("sip:101@127.0.0.1:15201", &format!("sip:101@{ip}:15201"))
         .into_bytes()

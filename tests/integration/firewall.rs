@@ -665,3 +665,93 @@ fn the_firewall_drop_in_verifies_with_the_service() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `watch --block --block-kernel`: a new ko peer's address goes into the kernel's strangers
+/// set of a loaded table, with --block-for as its timeout, besides the deny entry. `watch`
+/// runs here, beside the scripted AMI server; its `nft` is a wrapper that runs the real one
+/// inside the test's namespace, where the table was applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_block_kernel_puts_the_stranger_in_the_kernel_set() {
+    if !kernel_tools(&["nft", "ip"]) {
+        return;
+    }
+    let db = Db::sqlite();
+    let state = db.dir.path().join("state");
+    let ns = Netns::new();
+    let mmdb = crate::harness::data_dir().join("maxmind-test-data/GeoLite2-Country-Test.mmdb");
+    db.ok(&["import", mmdb.to_str().expect("utf8")]);
+    db.ok(&["country", "add", "GB", "SE"]);
+    let mut apply = ns.exec(&ns.server, env!("CARGO_BIN_EXE_ipcountry"));
+    apply.env("IPCOUNTRY_DB", &db.url).args([
+        "firewall",
+        "--apply",
+        "--state-dir",
+        state.to_str().expect("utf8"),
+    ]);
+    ok(
+        &apply.output().expect("firewall --apply"),
+        "firewall --apply",
+    );
+
+    let bin = db.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    // The real nft by its path: the wrapper is first in the PATH watch and `ip` see.
+    let real = Command::new("sh")
+        .args(["-c", "command -v nft"])
+        .output()
+        .expect("command -v nft");
+    let real = ok(&real, "command -v nft").trim().to_owned();
+    let wrapper = bin.join("nft");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec ip netns exec '{}' '{real}' \"$@\"\n",
+            ns.server
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    // 101 registers from GB (permitted); carrier-b from 198.51.100.20, a stranger.
+    let ami = crate::audit::run1_with(crate::audit::contacts_from("81.2.69.160"))
+        .start()
+        .await;
+    let mut watch = db.cmd();
+    watch.env("PATH", &path).args([
+        "watch",
+        "--once",
+        "--block",
+        "--block-for",
+        "2h",
+        "--block-kernel",
+        "--ami",
+        &ami.url("ipcountry", "s3cret"),
+    ]);
+    let o = tokio::process::Command::from(watch)
+        .output()
+        .await
+        .expect("watch");
+    drop(ami);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "a ko peer: {err}");
+    assert!(err.contains("blocked in the kernel"), "{err}");
+    let set = ns
+        .exec(&ns.server, "nft")
+        .args(["list", "set", "inet", "ipcountry", "strangers4"])
+        .output()
+        .expect("nft list set");
+    let set = ok(&set, "nft list set");
+    assert!(set.contains("198.51.100.20 timeout 2h"), "{set}");
+    assert!(!set.contains("81.2.69.160"), "{set}");
+    // And the deny entry, as without --block-kernel.
+    assert!(db.ok(&["deny", "list"]).contains("watch:carrier-b"));
+}
