@@ -104,17 +104,7 @@ pub fn restore_fragment(family: IpFamily, ports: &VoipPorts) -> String {
     let v = family.suffix();
     let mut out = String::from("*filter\n:ipcountry - [0:0]\n:ipcountry-voip - [0:0]\n");
     for proto in [Proto::Udp, Proto::Tcp] {
-        let list: Vec<String> = ports
-            .of(proto)
-            .into_iter()
-            .map(|(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}:{b}")
-                }
-            })
-            .collect();
+        let list: Vec<String> = ports.spelled(proto, ':');
         // multiport takes at most 15 ports, a range counting as two.
         let mut chunk: Vec<&str> = Vec::new();
         let mut weight = 0;

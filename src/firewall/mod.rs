@@ -244,6 +244,21 @@ impl VoipPorts {
         v.dedup();
         v
     }
+
+    /// The ranges of one protocol as the rule languages write them: `5060`, or `first` and
+    /// `last` joined by `sep` (`-` for nftables, `:` for iptables' multiport).
+    pub fn spelled(&self, proto: Proto, sep: char) -> Vec<String> {
+        self.of(proto)
+            .into_iter()
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}{sep}{b}")
+                }
+            })
+            .collect()
+    }
 }
 
 impl Default for VoipPorts {

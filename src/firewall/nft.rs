@@ -49,17 +49,7 @@ pub fn table(sets: &Sets, ports: &VoipPorts) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table {TABLE} {{");
     for proto in [Proto::Udp, Proto::Tcp] {
-        let elements: Vec<String> = ports
-            .of(proto)
-            .into_iter()
-            .map(|(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect();
+        let elements: Vec<String> = ports.spelled(proto, '-');
         set(
             &mut out,
             &format!("{}_ports", proto.as_str()),
