@@ -30,7 +30,8 @@
 //! The machine is shared and noisy, so each (mode, clients) cell runs every server in turn,
 //! `AGI_LOAD_REPS` times (default 3), and reports the median of each metric.
 //!
-//! Then, at the rates a PBX sees (issue 18), the floor and the defaults only:
+//! Then, at the rates a PBX sees (issue 18), the floor and the defaults (and, with the variants,
+//! `RUST_LOG=warn`: what the line per call costs there):
 //! * **paced**: one call at a time, `AGI_LOAD_PACED` calls per second (default 20; 0 skips it)
 //!   for `AGI_LOAD_PACED_SECS` (default 10), the block line by line as Asterisk writes it;
 //!   server CPU per call counts everything the server spent in the window (its idle share
@@ -183,14 +184,22 @@ fn main() {
             }
         }
     }
-    paced_and_idle(&servers[..2], &blocks, reps);
+    // The floor, the defaults and, with the variants, the defaults without the line per call
+    // (what the log line costs at a PBX's rates).
+    let quiet: Vec<&(&str, Server)> = servers
+        .iter()
+        .enumerate()
+        .filter(|(k, (name, _))| *k < 2 || name.contains("RUST_LOG"))
+        .map(|(_, s)| s)
+        .collect();
+    paced_and_idle(&quiet, &blocks, reps);
     for (_, mut server) in servers {
         server.stop();
     }
 }
 
 /// The paced and idle tables (see the module docs), for `servers` (the floor first).
-fn paced_and_idle(servers: &[(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: usize) {
+fn paced_and_idle(servers: &[&(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: usize) {
     let rate: f64 = env_or("AGI_LOAD_PACED", 20.0);
     let paced_secs: f64 = env_or("AGI_LOAD_PACED_SECS", 10.0);
     if rate > 0.0 && paced_secs > 0.0 {
@@ -199,7 +208,7 @@ fn paced_and_idle(servers: &[(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: 
         println!("|---|---|---|---|---|---|---|---|---|");
         let mut runs: Vec<Vec<Stats>> = servers.iter().map(|_| Vec::new()).collect();
         for _ in 0..reps {
-            for (k, (_, server)) in servers.iter().enumerate() {
+            for (k, &(_, server)) in servers.iter().enumerate() {
                 let cpu_before = server.cpu_ns();
                 let mut st = paced(
                     server.addr,
@@ -212,7 +221,7 @@ fn paced_and_idle(servers: &[(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: 
             }
         }
         let sums: Vec<Option<Summary>> = runs.iter().map(|r| Summary::of(r)).collect();
-        for (k, (name, _)) in servers.iter().enumerate() {
+        for (k, &(name, _)) in servers.iter().enumerate() {
             let (Some(sum), floor) = (&sums[k], sums[0].as_ref()) else {
                 continue;
             };
@@ -249,7 +258,7 @@ fn paced_and_idle(servers: &[(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps: 
             "| idle, {idle_secs} s, no call | server | CPU ms per second | wake-ups per second |"
         );
         println!("|---|---|---|---|");
-        for ((name, server), (cpu, wakes)) in servers.iter().zip(before) {
+        for (&(name, server), (cpu, wakes)) in servers.iter().zip(before) {
             let cpu_ms = server.cpu_ns().saturating_sub(cpu) as f64 / 1e6 / idle_secs;
             let wakes = server.wakeups().saturating_sub(wakes) as f64 / idle_secs;
             println!("| | {name} | {cpu_ms:.3} | {wakes:.1} |");

@@ -14,16 +14,19 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
+        // Runs of plain text go out as one slice: one write for a clean value, not one per
+        // character (a log line has several such values per call).
+        let mut plain = 0;
+        for (at, c) in self.0.char_indices() {
             if needs_escape(c) {
+                f.write_str(&self.0[plain..at])?;
                 for e in c.escape_debug() {
                     f.write_char(e)?;
                 }
-            } else {
-                f.write_char(c)?;
+                plain = at + c.len_utf8();
             }
         }
-        Ok(())
+        f.write_str(&self.0[plain..])
     }
 }
 

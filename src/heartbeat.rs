@@ -33,10 +33,11 @@ pub struct Heartbeat {
     /// The longest time between beats (at most [`MAX_HEARTBEAT`](crate::store::MAX_HEARTBEAT),
     /// so that readers can tell a live server by a fixed limit).
     pub interval: Duration,
-    /// How often to look whether the snapshot's generation moved (the poll interval): a beat
-    /// is written at once when it did, so `status` shows a server current soon after it
-    /// reloaded; otherwise only every `interval` (a write is the costly part of an idle
-    /// server's second).
+    /// How often to retry while no beat has been written yet (the database is down, or not
+    /// there yet; the poll interval). Once registered, the task wakes only every `interval`
+    /// and when a new snapshot is published (a beat is then written at once, so `status`
+    /// shows a server current soon after it reloaded): no timer of its own ticks between
+    /// (issue 18: an idle server's wake-ups are the store's poll).
     pub check: Duration,
     /// Who this server is: the row written, but for its generation, load time and heartbeat.
     pub identity: ServerRow,
@@ -90,18 +91,23 @@ impl Heartbeat {
             Source::Pending { url, settings } => (None, Some((url, settings))),
         };
         let mut log = Logged::default();
-        let mut tick = tokio::time::interval(check.min(interval));
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The generation and time of the last beat written.
-        let mut written: Option<(i64, std::time::Instant)> = None;
+        let mut retry = tokio::time::interval(check.min(interval));
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut replaced = shared.subscribe();
+        // The generation of the last beat written.
+        let mut written: Option<i64> = None;
         loop {
-            tokio::select! {
+            let due = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+                _ = tick.tick() => true,
+                _ = retry.tick(), if written.is_none() => true,
+                // Err: the snapshot's sender is gone; the interval still beats.
+                Ok(()) = replaced.changed() => false,
+            };
             let generation = shared.load().generation().unwrap_or(0);
-            if written.is_some_and(|(g, at)| g == generation && at.elapsed() + check / 2 < interval)
-            {
+            if !due && written == Some(generation) {
                 continue;
             }
             let beat = async {
@@ -127,7 +133,8 @@ impl Heartbeat {
                 };
                 match store.register_server(&row).await {
                     Ok(()) => {
-                        written = Some((generation, std::time::Instant::now()));
+                        written = Some(generation);
+                        tick.reset();
                         log.registered(store, &row).await;
                     }
                     Err(e) => log.failed(&e),

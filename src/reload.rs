@@ -300,12 +300,11 @@ impl Watcher {
             health.down = true; // serve said so when it started from the cache
         }
         let mut listener = changes;
-        let mut tick = tokio::time::interval(poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = PollClock::start(poll);
         loop {
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => Wake::Check,
+                () = tick.tick() => Wake::Check,
                 _ = notify.notified() => Wake::Force,
                 () = until_expiry(shared.load().next_expiry()) => Wake::Expiry,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
@@ -400,6 +399,55 @@ impl Watcher {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 () = step => {}
+            }
+        }
+    }
+}
+
+/// The poll's clock: a thread of its own that sleeps the poll interval, then wakes the watcher.
+///
+/// Not a tokio interval: the runtime's timer wheel keeps a timer seconds away in a coarse level
+/// and moves it down a level at each slot boundary, waking the runtime's thread every time:
+/// three wake-ups for each 5 s poll of an idle server, and on a VM each wake from idle costs
+/// tens of µs of CPU (issue 18, BENCHMARKS.md). A sleeping thread wakes once. Its first tick
+/// is at once, like an interval's; the thread ends at its first tick after the clock is dropped.
+enum PollClock {
+    Thread(Arc<Notify>),
+    /// When no thread could be started.
+    Interval(tokio::time::Interval),
+}
+
+impl PollClock {
+    fn start(every: Duration) -> PollClock {
+        let tick = Arc::new(Notify::new());
+        tick.notify_one();
+        let weak = Arc::downgrade(&tick);
+        let spawned = std::thread::Builder::new()
+            .name("ipcountry-poll".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(tick) => tick.notify_one(),
+                    None => return,
+                }
+            });
+        match spawned {
+            Ok(_) => PollClock::Thread(tick),
+            Err(error) => {
+                warn!(%error, "cannot start the poll clock's thread; polling on a timer");
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                PollClock::Interval(interval)
+            }
+        }
+    }
+
+    /// The next tick (at most one is kept while the watcher is busy).
+    async fn tick(&mut self) {
+        match self {
+            PollClock::Thread(tick) => tick.notified().await,
+            PollClock::Interval(interval) => {
+                interval.tick().await;
             }
         }
     }

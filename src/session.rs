@@ -322,6 +322,8 @@ where
         reason: &reason,
     };
     let outcome = reply(conn, &ctx.settings, &answer).await;
+    // Asterisk's dialplan goes on at the close: the log line and the rest are not its wait.
+    let _ = conn.shutdown().await;
     ctx.metrics.call(
         decision.verdict.as_str(),
         decision.reason.kind(),

@@ -166,6 +166,8 @@ pub struct AgiConnection<R, W> {
     /// being sent, its encoding follows them (see [`AgiConnection::send`]).
     buf: Vec<u8>,
     limits: Limits,
+    /// The write side was shut down: [`AgiConnection::shutdown`] is done.
+    shut: bool,
 }
 
 impl<R, W> AgiConnection<R, W>
@@ -180,6 +182,7 @@ where
             writer,
             buf: Vec::with_capacity(READ_CHUNK),
             limits,
+            shut: false,
         }
     }
 
@@ -305,8 +308,12 @@ where
     }
 
     /// Flushes and shuts down the write side (FIN on TCP). Asterisk ends the AGI only when the
-    /// server closes, so call this once the session is done.
+    /// server closes, so call this once the session is done. Only the first call acts (even
+    /// when it failed); later ones return `Ok`.
     pub async fn shutdown(&mut self) -> Result<(), ConnError> {
+        if std::mem::replace(&mut self.shut, true) {
+            return Ok(());
+        }
         self.writer.flush().await.map_err(|source| ConnError::Io {
             context: "flushing before shutdown",
             source,

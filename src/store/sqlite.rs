@@ -75,6 +75,10 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Sqlite
     };
     pool_options
         .acquire_timeout(settings.acquire_timeout)
+        // A SQLite connection is a file handle in this process: there is nothing to test, and
+        // the ping is a round trip to the connection's thread before every query (two of an
+        // idle server's wake-ups at each poll, issue 18). A broken file still fails the query.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }
