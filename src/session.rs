@@ -322,8 +322,6 @@ where
         reason: &reason,
     };
     let outcome = reply(conn, &ctx.settings, &answer).await;
-    // Asterisk's dialplan goes on at the close: the log line and the rest are not its wait.
-    let _ = conn.shutdown().await;
     ctx.metrics.call(
         decision.verdict.as_str(),
         decision.reason.kind(),
@@ -409,7 +407,9 @@ struct Answer<'a> {
     reason: &'a str,
 }
 
-/// Sets `STRANGER`, `IPCOUNTRY_VERDICT` and `IPCOUNTRY_REASON` as the settings say.
+/// Sets `STRANGER`, `IPCOUNTRY_VERDICT` and `IPCOUNTRY_REASON` as the settings say, then
+/// closes: Asterisk's dialplan goes on at the close, so the log line and the rest of the call's
+/// bookkeeping are not its wait (issue 18). [`call`]'s own close is then a no-op.
 async fn reply<R, W>(
     conn: &mut AgiConnection<R, W>,
     settings: &SessionSettings,
@@ -430,16 +430,19 @@ where
         ReplyMode::SetVariable => &each,
         ReplyMode::MSet => &mset,
     };
+    let mut outcome = Outcome::Screened;
     for command in commands {
         if conn.hangup_pending() {
-            return Outcome::HungUp;
+            outcome = Outcome::HungUp;
+            break;
         }
-        match exchange(conn, settings.reply_timeout, command).await {
-            Step::Next => {}
-            Step::Stop(outcome) => return outcome,
+        if let Step::Stop(stop) = exchange(conn, settings.reply_timeout, command).await {
+            outcome = stop;
+            break;
         }
     }
-    Outcome::Screened
+    let _ = conn.shutdown().await;
+    outcome
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
