@@ -256,7 +256,11 @@ impl Knocker {
             user: &user.name,
             token_hash: &user.token_hash,
             range,
-            expires_at: now_unix.saturating_add(user.ttl_seconds.max(1)),
+            // Whole seconds, rounded up: the entry lives at least the ttl (between ttl and
+            // ttl + 1 s), never the up to 1 s less that truncating `now` would give.
+            expires_at: now_unix
+                .saturating_add(user.ttl_seconds.max(1))
+                .saturating_add(1),
             cap: self.settings.cap,
             now: now_unix,
         };
