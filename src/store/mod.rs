@@ -280,7 +280,9 @@ impl Store {
     }
 
     /// Opens the database at `url` and applies pending migrations (each backend has its own,
-    /// embedded at build time; several processes may start at once, sqlx's migrator locks).
+    /// embedded at build time; several processes may start at once: they take turns under a
+    /// lock: PostgreSQL's advisory lock (sqlx's migrator), a `GET_LOCK` on MariaDB/MySQL
+    /// (`mysql::migrate`), the write lock on SQLite (`sqlite::migrate`)).
     ///
     /// `url` is an sqlx SQLite URL (`sqlite://ipcountry.db`, `sqlite:///var/lib/x.db`,
     /// `sqlite::memory:`), a plain SQLite file path (`./ipcountry.db`), a MariaDB/MySQL URL
@@ -310,8 +312,8 @@ impl Store {
             ),
         };
         let migrated = match &pool {
-            Pool::Sqlite(p) => sqlite::MIGRATOR.run(p).await,
-            Pool::MySql(p) => mysql::MIGRATOR.run(p).await,
+            Pool::Sqlite(p) => sqlite::migrate(p).await,
+            Pool::MySql(p) => mysql::migrate(p).await,
             Pool::Postgres(p) => postgres::MIGRATOR.run(p).await,
         };
         if let Err(e) = migrated {

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::str::FromStr;
 
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::mysql::{
     MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow,
 };
@@ -29,6 +29,54 @@ pub(super) type DbRow = MySqlRow;
 
 /// The schema, embedded at build time.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// How long one `GET_LOCK` waits before [`migrate`] says it is waiting and asks again.
+const MIGRATION_LOCK_STEP_SECS: u32 = 10;
+
+/// Applies the pending migrations holding a named lock of this database (`GET_LOCK`), so that
+/// processes starting at once on a new database take turns. sqlx's own lock asks
+/// `GET_LOCK(name, -1)`, which MariaDB answers with NULL at once (a negative timeout is not
+/// "forever" there): without this, the second process fails on the first one's half-applied
+/// migration ("partially applied", "Duplicate entry"). Like PostgreSQL's advisory lock, it waits
+/// for as long as the other process migrates; the lock ends with the session if that process
+/// dies.
+pub(super) async fn migrate(pool: &MySqlPool) -> Result<(), MigrateError> {
+    let mut conn = pool.acquire().await?;
+    // A lock name is at most 64 characters; a database name too.
+    let name = "SELECT LEFT(CONCAT('ipcountry-migrate:', DATABASE()), 64)";
+    let name: String = sqlx::query_scalar(name).fetch_one(&mut *conn).await?;
+    loop {
+        let granted: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(&name)
+            .bind(MIGRATION_LOCK_STEP_SECS)
+            .fetch_one(&mut *conn)
+            .await?;
+        match granted {
+            Some(1) => break,
+            Some(_) => tracing::info!(
+                lock = %name,
+                "another process is applying the schema migrations; waiting for it"
+            ),
+            None => {
+                return Err(MigrateError::Source(
+                    format!("the server refused the migration lock {name} (GET_LOCK gave NULL)")
+                        .into(),
+                ))
+            }
+        }
+    }
+    let migrated = MIGRATOR.run_direct(&mut *conn).await;
+    let released = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&name)
+        .execute(&mut *conn)
+        .await;
+    // A lock this session could not release would block the next process's migrations for as
+    // long as the pooled connection lives: close it instead of returning it to the pool.
+    if released.is_err() {
+        drop(conn.detach());
+    }
+    migrated
+}
 
 /// MariaDB and MySQL take the `?` placeholders the shared SQL is written with.
 pub(super) fn sql(text: &str) -> Cow<'_, str> {

@@ -6,12 +6,13 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteRow,
 };
+use sqlx::Connection;
 use sqlx::Row;
 
 use super::PoolSettings;
@@ -25,6 +26,18 @@ pub(super) type DbRow = SqliteRow;
 
 /// The schema, embedded at build time.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Applies the pending migrations under the database's write lock (`BEGIN IMMEDIATE`), each
+/// migration a savepoint inside it, so that processes opening a new file at once (a service
+/// starting while an admin runs a command) take turns: sqlx's own migration lock is a no-op on
+/// SQLite, and without this the second process fails with "table permit already exists".
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    MIGRATOR.run_direct(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 /// How long a connection waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -103,6 +103,32 @@ fn acceptance_scenario() {
     );
 }
 
+/// A service starting while an admin runs a command: processes that open a new database at the
+/// same moment all apply (or find applied) the migrations, none fails on the other's tables.
+#[test]
+fn processes_opening_a_new_database_at_once_all_succeed() {
+    for _ in 0..3 {
+        let cli = Cli::new();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+                    .env("IPCOUNTRY_DB", &cli.db)
+                    .env_remove("RUST_LOG")
+                    .arg("status")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn ipcountry")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait for ipcountry");
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(stdout(&out).contains("generation"), "{}", stdout(&out));
+        }
+    }
+}
+
 #[test]
 fn duplicates_are_reported_not_raw_errors() {
     let cli = Cli::new();
