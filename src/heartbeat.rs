@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clock::Clock;
 use crate::policy::SharedPolicy;
 use crate::reload::Source;
 use crate::store::{now_unix, PoolSettings, ServerRow, Store, StoreError, PRUNE_AFTER};
@@ -91,8 +92,9 @@ impl Heartbeat {
             Source::Pending { url, settings } => (None, Some((url, settings))),
         };
         let mut log = Logged::default();
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A thread's clock, not a tokio interval: the timer wheel would wake the runtime a few
+        // times for each beat (`clock`).
+        let mut tick = Clock::every("ipcountry-beat", interval);
         let mut retry = tokio::time::interval(check.min(interval));
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut replaced = shared.subscribe();
@@ -134,7 +136,6 @@ impl Heartbeat {
                 match store.register_server(&row).await {
                     Ok(()) => {
                         written = Some(generation);
-                        tick.reset();
                         log.registered(store, &row).await;
                     }
                     Err(e) => log.failed(&e),

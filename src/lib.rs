@@ -40,6 +40,7 @@ pub mod agi;
 pub mod alerts;
 pub mod ami;
 pub mod audit;
+pub(crate) mod clock;
 pub mod decision;
 pub mod escape;
 pub mod failures;

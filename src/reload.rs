@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::clock::Clock;
 use crate::hosts::HostPattern;
 use crate::policy::{Builtins, Policy, SharedPolicy};
 use crate::ranges::table::TableError;
@@ -300,7 +301,10 @@ impl Watcher {
             health.down = true; // serve said so when it started from the cache
         }
         let mut listener = changes;
-        let mut tick = PollClock::start(poll);
+        let mut tick = Clock::every("ipcountry-poll", poll);
+        // The store's change mark at the last check that found the snapshot up to date: while
+        // it stays the same, a poll needs no query (`Store::change_mark`).
+        let mut seen = None;
         loop {
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -374,9 +378,19 @@ impl Watcher {
                     }
                 }
                 let current = shared.load().generation();
+                // Read before the query it stands for: a commit after it changes the next one.
+                let mark = store.change_mark();
                 if !matches!(wake, Wake::Force) {
+                    // No commit since the last good check: the generation is what it was.
+                    if mark.is_some() && mark == seen && current.is_some() && !health.down {
+                        health.ok(current, &shared);
+                        confirm(cache.as_ref()).await;
+                        return;
+                    }
+                    seen = None;
                     match store.generation().await {
                         Ok(g) if Some(g) == current => {
+                            seen = mark;
                             health.ok(current, &shared);
                             confirm(cache.as_ref()).await;
                             return;
@@ -388,9 +402,11 @@ impl Watcher {
                         }
                     }
                 }
+                seen = None;
                 match reload_into(&store, &shared, builtins, cache.as_ref()).await {
                     Ok(kept) => {
                         data = kept;
+                        seen = mark;
                         health.ok(shared.load().generation(), &shared);
                     }
                     Err(e) => health.failed(&e, &shared),
@@ -399,55 +415,6 @@ impl Watcher {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 () = step => {}
-            }
-        }
-    }
-}
-
-/// The poll's clock: a thread of its own that sleeps the poll interval, then wakes the watcher.
-///
-/// Not a tokio interval: the runtime's timer wheel keeps a timer seconds away in a coarse level
-/// and moves it down a level at each slot boundary, waking the runtime's thread every time:
-/// three wake-ups for each 5 s poll of an idle server, and on a VM each wake from idle costs
-/// tens of µs of CPU (issue 18, BENCHMARKS.md). A sleeping thread wakes once. Its first tick
-/// is at once, like an interval's; the thread ends at its first tick after the clock is dropped.
-enum PollClock {
-    Thread(Arc<Notify>),
-    /// When no thread could be started.
-    Interval(tokio::time::Interval),
-}
-
-impl PollClock {
-    fn start(every: Duration) -> PollClock {
-        let tick = Arc::new(Notify::new());
-        tick.notify_one();
-        let weak = Arc::downgrade(&tick);
-        let spawned = std::thread::Builder::new()
-            .name("ipcountry-poll".into())
-            .spawn(move || loop {
-                std::thread::sleep(every);
-                match weak.upgrade() {
-                    Some(tick) => tick.notify_one(),
-                    None => return,
-                }
-            });
-        match spawned {
-            Ok(_) => PollClock::Thread(tick),
-            Err(error) => {
-                warn!(%error, "cannot start the poll clock's thread; polling on a timer");
-                let mut interval = tokio::time::interval(every);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                PollClock::Interval(interval)
-            }
-        }
-    }
-
-    /// The next tick (at most one is kept while the watcher is busy).
-    async fn tick(&mut self) {
-        match self {
-            PollClock::Thread(tick) => tick.notified().await,
-            PollClock::Interval(interval) => {
-                interval.tick().await;
             }
         }
     }
