@@ -302,9 +302,6 @@ impl Watcher {
         }
         let mut listener = changes;
         let mut tick = Clock::every("ipcountry-poll", poll);
-        // The store's change mark at the last check that found the snapshot up to date: while
-        // it stays the same, a poll needs no query (`Store::change_mark`).
-        let mut seen = None;
         loop {
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -378,19 +375,9 @@ impl Watcher {
                     }
                 }
                 let current = shared.load().generation();
-                // Read before the query it stands for: a commit after it changes the next one.
-                let mark = store.change_mark();
                 if !matches!(wake, Wake::Force) {
-                    // No commit since the last good check: the generation is what it was.
-                    if mark.is_some() && mark == seen && current.is_some() && !health.down {
-                        health.ok(current, &shared);
-                        confirm(cache.as_ref()).await;
-                        return;
-                    }
-                    seen = None;
                     match store.generation().await {
                         Ok(g) if Some(g) == current => {
-                            seen = mark;
                             health.ok(current, &shared);
                             confirm(cache.as_ref()).await;
                             return;
@@ -402,11 +389,9 @@ impl Watcher {
                         }
                     }
                 }
-                seen = None;
                 match reload_into(&store, &shared, builtins, cache.as_ref()).await {
                     Ok(kept) => {
                         data = kept;
-                        seen = mark;
                         health.ok(shared.load().generation(), &shared);
                     }
                     Err(e) => health.failed(&e, &shared),

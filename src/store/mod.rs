@@ -103,8 +103,6 @@ pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};
 pub use url::redact_url;
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -141,19 +139,6 @@ pub struct Store {
     pool: Pool,
     /// The URL, without its password, for messages.
     url: String,
-    /// A SQLite file's WAL-index, read by [`Store::change_mark`].
-    wal_index: Option<Arc<Path>>,
-}
-
-/// What a database looks like since its last commit, read without a query
-/// ([`Store::change_mark`]): two equal marks mean no process committed in between.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ChangeMark([u8; sqlite::WAL_INDEX_HEADER]);
-
-impl fmt::Debug for ChangeMark {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChangeMark(..)")
-    }
 }
 
 /// The pool of one backend.
@@ -339,15 +324,7 @@ impl Store {
                 e => StoreError::Migrate(e),
             });
         }
-        let wal_index = match backend {
-            Backend::Sqlite => sqlite::wal_index_path(url).map(Arc::from),
-            Backend::MySql | Backend::Postgres => None,
-        };
-        Ok(Store {
-            pool,
-            url: shown,
-            wal_index,
-        })
+        Ok(Store { pool, url: shown })
     }
 
     /// The backend this store talks to.
@@ -464,19 +441,6 @@ impl Store {
             Pool::Postgres(pool) => Changes::connect(pool).await.map(Some),
             Pool::Sqlite(_) | Pool::MySql(_) => Ok(None),
         }
-    }
-
-    /// A mark that changes with every commit to the database, by any process, read without a
-    /// query: for a SQLite file, the header of its WAL-index (`<file>-shm`), one small read of
-    /// a file in the page cache, where a query is two thread hand-offs and a ping (the idle
-    /// server's poll, issue 18). Read it before the query whose result it stands for. `None`
-    /// where there is no such mark (MariaDB, PostgreSQL, an in-memory or unreadable index):
-    /// then only a query says.
-    pub fn change_mark(&self) -> Option<ChangeMark> {
-        self.wal_index
-            .as_deref()
-            .and_then(sqlite::wal_index_header)
-            .map(ChangeMark)
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.

@@ -3,8 +3,6 @@
 //! [`Db`] = [`sqlx::Sqlite`].
 
 use std::borrow::Cow;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -122,34 +120,6 @@ fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool), sqlx::Erro
     };
     Ok((options, in_memory))
 }
-
-/// The WAL-index of a file database (`<file>-shm`), for [`wal_index_header`]; `None` in memory.
-pub(super) fn wal_index_path(url: &str) -> Option<PathBuf> {
-    let (options, in_memory) = connect_options(url).ok()?;
-    if in_memory {
-        return None;
-    }
-    let mut path = options.get_filename().as_os_str().to_owned();
-    path.push("-shm");
-    Some(PathBuf::from(path))
-}
-
-/// The two copies of the WAL-index header (SQLite's file format, "WAL-index format"): every
-/// commit by any connection of any process writes them (`iChange`, `mxFrame`, the checksums),
-/// and readers do not, so equal bytes mean no commit in between. The 40 bytes after them are
-/// left out: readers write their read marks there. `None` when the index cannot be read or is
-/// not initialised (then only a query says).
-pub(super) fn wal_index_header(path: &Path) -> Option<[u8; WAL_INDEX_HEADER]> {
-    let mut header = [0u8; WAL_INDEX_HEADER];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .ok()?;
-    // isInit, byte 12 of each copy.
-    (header[12] == 1 && header[48 + 12] == 1).then_some(header)
-}
-
-/// Two 48-byte copies of the WAL-index header.
-pub(super) const WAL_INDEX_HEADER: usize = 96;
 
 // The shared SQL, compiled for this backend: on purpose, each backend loads these files as
 // modules of its own (see the store module's "One code path").

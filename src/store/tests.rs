@@ -143,43 +143,6 @@ async fn a_sqlite_file_is_created_on_first_use_in_wal_mode() {
     store.close().await;
 }
 
-/// The poll's shortcut: the mark stays while only reads happen, and changes with a commit from
-/// another pool on the same file (another process), for both spellings of a file database.
-#[tokio::test]
-async fn a_sqlite_change_mark_moves_with_commits_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
-    for url in [a.display().to_string(), format!("sqlite://{}", b.display())] {
-        let store = Store::open(&url).await.unwrap();
-        let other = Store::open(&url).await.unwrap();
-        let before = store.change_mark().expect("a WAL-index to read");
-        for _ in 0..3 {
-            store.generation().await.unwrap();
-            other.list_rules(RuleKind::Permit).await.unwrap();
-        }
-        assert_eq!(
-            store.change_mark().as_ref(),
-            Some(&before),
-            "reads change nothing"
-        );
-        let g = other.bump_generation().await.unwrap();
-        let after = store.change_mark().expect("a WAL-index to read");
-        assert_ne!(after, before, "a commit from another pool");
-        assert_eq!(store.generation().await.unwrap(), g);
-        add_custom(&other, RuleKind::Deny, "198.51.100.0/24", "").await;
-        assert_ne!(
-            store.change_mark().unwrap(),
-            after,
-            "a rule added elsewhere"
-        );
-        other.close().await;
-        store.close().await;
-    }
-    // No file, no mark: the poll queries.
-    let memory = Store::open("sqlite::memory:").await.unwrap();
-    assert_eq!(memory.change_mark(), None);
-}
-
 #[tokio::test]
 async fn sqlite_url_form_opens_a_file() {
     let dir = tempfile::tempdir().unwrap();
