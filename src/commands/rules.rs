@@ -11,7 +11,7 @@ use ipcountry::hosts::HostPattern;
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, Rule, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};
 use ipcountry::store::cache::now as now_unix;
-use ipcountry::store::StoreError;
+use ipcountry::store::{expiry_after, StoreError};
 
 fn parse_range(words: &[String]) -> Result<IpRange> {
     match words {
@@ -215,10 +215,7 @@ pub(crate) async fn purge(db: &str, json: bool) -> Result<ExitCode> {
 
 /// The expiry time of an entry that lasts `lasts` from now, in Unix seconds.
 fn expiry(lasts: Duration) -> Result<i64> {
-    let secs = i64::try_from(lasts.as_secs()).context("--for is too long")?;
-    // Rounded up: an entry given `--for 1s` lasts at least a second.
-    let secs = secs + i64::from(lasts.subsec_nanos() > 0);
-    now_unix().checked_add(secs).context("--for is too long")
+    expiry_after(lasts).context("--for is too long")
 }
 
 /// What a listing says of an entry's terms: ` [shadow]`, ` [expires 2026-12-09 01:00:00 UTC,

@@ -24,7 +24,7 @@ use ipcountry::policy::Builtins;
 use ipcountry::ranges::{IpRange, RuleKind, RuleSource, Terms, CUSTOM_COUNTRY};
 use ipcountry::reload;
 use ipcountry::resolve::HostResolver;
-use ipcountry::store::{SeenPeer, Store, StoreError};
+use ipcountry::store::{expiry_after, SeenPeer, Store, StoreError};
 
 /// Rows of addresses not seen for this long (milliseconds) are forgotten.
 const FORGET_AFTER: i64 = 90 * 24 * 3600 * 1000;
@@ -146,7 +146,7 @@ async fn pass(
                 alerts.offer(event(f, drift.as_deref()));
             }
             if args.block && !f.ok() {
-                block(store, f, args.block_for, now / 1000).await?;
+                block(store, f, args.block_for).await?;
                 if args.block_kernel {
                     block_in_kernel(f, args.block_for).await;
                 }
@@ -251,12 +251,11 @@ async fn block_in_kernel(f: &Finding, lasts: Duration) {
 
 /// Denies the peer's address for `lasts`, noted `watch:<peer>`; an address already in the
 /// deny table is left as it is.
-async fn block(store: &Store, f: &Finding, lasts: Duration, now: i64) -> Result<()> {
+async fn block(store: &Store, f: &Finding, lasts: Duration) -> Result<()> {
     let Some(ip) = f.ip else { return Ok(()) };
     let range = IpRange::from_addrs(ip, ip)?;
-    let secs = i64::try_from(lasts.as_secs()).context("--block-for is too long")?;
     let terms = Terms {
-        expires_at: Some(now.saturating_add(secs)),
+        expires_at: Some(expiry_after(lasts).context("--block-for is too long")?),
         shadow: false,
     };
     let note = format!("watch:{}", f.peer.name);

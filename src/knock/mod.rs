@@ -256,11 +256,7 @@ impl Knocker {
             user: &user.name,
             token_hash: &user.token_hash,
             range,
-            // Whole seconds, rounded up: the entry lives at least the ttl (between ttl and
-            // ttl + 1 s), never the up to 1 s less that truncating `now` would give.
-            expires_at: now_unix
-                .saturating_add(user.ttl_seconds.max(1))
-                .saturating_add(1),
+            expires_at: crate::store::expiry_after(Duration::from_secs(ttl)).unwrap_or(i64::MAX),
             cap: self.settings.cap,
             now: now_unix,
         };

@@ -489,6 +489,17 @@ where
     }
 }
 
+/// When an entry that lasts `lasts` from now expires, in Unix seconds: rounded up to the whole
+/// second, so that it lasts at least `lasts` (and less than a second more; expiry is checked in
+/// whole seconds). `None` past the range of the column.
+pub fn expiry_after(lasts: Duration) -> Option<i64> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = now.checked_add(lasts)?;
+    i64::try_from(at.as_secs() + u64::from(at.subsec_nanos() > 0)).ok()
+}
+
 /// Now, in Unix seconds (0 if the clock is before 1970).
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now()

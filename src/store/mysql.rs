@@ -43,8 +43,10 @@ const MIGRATION_LOCK_STEP_SECS: u32 = 10;
 pub(super) async fn migrate(pool: &MySqlPool) -> Result<(), MigrateError> {
     let mut conn = pool.acquire().await?;
     // A lock name is at most 64 characters; a database name too.
-    let name = "SELECT LEFT(CONCAT('ipcountry-migrate:', DATABASE()), 64)";
-    let name: String = sqlx::query_scalar(name).fetch_one(&mut *conn).await?;
+    let name: String =
+        sqlx::query_scalar("SELECT LEFT(CONCAT('ipcountry-migrate:', DATABASE()), 64)")
+            .fetch_one(&mut *conn)
+            .await?;
     loop {
         let granted: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
             .bind(&name)
