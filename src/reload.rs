@@ -27,7 +27,11 @@ use crate::hosts::HostPattern;
 use crate::policy::{Builtins, Policy, SharedPolicy};
 use crate::ranges::table::TableError;
 use crate::store::cache::SnapshotCache;
-use crate::store::{Change, Changes, PolicyData, PoolSettings, Store, StoreError};
+use crate::store::{Change, ChangeMark, Changes, PolicyData, PoolSettings, Store, StoreError};
+
+/// The longest an idle poll goes without a query while the store's change mark stays the same
+/// (a backstop: a mark is a strong sign, a query is the answer).
+const QUERY_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a rebuild failed (the old snapshot stays).
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +306,10 @@ impl Watcher {
         }
         let mut listener = changes;
         let mut tick = Clock::every("ipcountry-poll", poll);
+        // The store's change mark before the last query that found the snapshot current, and
+        // when that query was: while the mark stays the same, a poll needs no query
+        // (`Store::change_mark`), up to `QUERY_AT_LEAST_EVERY`.
+        let mut seen: Option<(ChangeMark, Instant)> = None;
         loop {
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -375,9 +383,24 @@ impl Watcher {
                     }
                 }
                 let current = shared.load().generation();
+                // Taken before the query it stands for: a commit after it moves the next one.
+                let mark = store.change_mark();
                 if !matches!(wake, Wake::Force) {
+                    if let (Some(mark), Some((earlier, queried_at))) = (&mark, &seen) {
+                        if mark.unchanged_since(earlier)
+                            && queried_at.elapsed() < QUERY_AT_LEAST_EVERY
+                            && current.is_some()
+                            && !health.down
+                        {
+                            health.ok(current, &shared);
+                            confirm(cache.as_ref()).await;
+                            return;
+                        }
+                    }
+                    seen = None;
                     match store.generation().await {
                         Ok(g) if Some(g) == current => {
+                            seen = mark.map(|m| (m, Instant::now()));
                             health.ok(current, &shared);
                             confirm(cache.as_ref()).await;
                             return;
@@ -389,9 +412,11 @@ impl Watcher {
                         }
                     }
                 }
+                seen = None;
                 match reload_into(&store, &shared, builtins, cache.as_ref()).await {
                     Ok(kept) => {
                         data = kept;
+                        seen = mark.map(|m| (m, Instant::now()));
                         health.ok(shared.load().generation(), &shared);
                     }
                     Err(e) => health.failed(&e, &shared),

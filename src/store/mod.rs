@@ -82,6 +82,7 @@ mod error;
 pub mod freepbx;
 pub mod knock;
 mod listen;
+mod mark;
 mod peers;
 mod servers;
 #[doc(hidden)]
@@ -98,6 +99,7 @@ pub use error::StoreError;
 use error::{is_connection_error, is_unique_violation, missing_generation, query_err};
 pub use knock::{KnockRequest, KnockUser, Knocked};
 pub use listen::{Change, Changes};
+pub use mark::ChangeMark;
 pub use peers::SeenPeer;
 pub use servers::{ServerRow, MAX_HEARTBEAT, PRUNE_AFTER, STALE_AFTER};
 pub use url::redact_url;
@@ -139,6 +141,8 @@ pub struct Store {
     pool: Pool,
     /// The URL, without its password, for messages.
     url: String,
+    /// A SQLite file's files, for [`Store::change_mark`].
+    marked: Option<mark::MarkedFiles>,
 }
 
 /// The pool of one backend.
@@ -324,7 +328,15 @@ impl Store {
                 e => StoreError::Migrate(e),
             });
         }
-        Ok(Store { pool, url: shown })
+        let marked = match backend {
+            Backend::Sqlite => sqlite::file_path(url).map(|p| mark::MarkedFiles::new(&p)),
+            Backend::MySql | Backend::Postgres => None,
+        };
+        Ok(Store {
+            pool,
+            url: shown,
+            marked,
+        })
     }
 
     /// The backend this store talks to.
@@ -441,6 +453,14 @@ impl Store {
             Pool::Postgres(pool) => Changes::connect(pool).await.map(Some),
             Pool::Sqlite(_) | Pool::MySql(_) => Ok(None),
         }
+    }
+
+    /// A mark that moves with every commit to the database, by any process, read without a
+    /// query (a SQLite file: `stat` of it and its `-wal`, see `mark.rs`), for an idle poll
+    /// (issue 18). Take it before the query whose answer it stands for. `None` where there is
+    /// no such mark (MariaDB, PostgreSQL, in memory): then only a query says.
+    pub fn change_mark(&self) -> Option<ChangeMark> {
+        self.marked.as_ref().map(|f| f.mark(SystemTime::now()))
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.

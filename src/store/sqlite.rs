@@ -121,6 +121,17 @@ fn connect_options(url: &str) -> Result<(SqliteConnectOptions, bool), sqlx::Erro
     Ok((options, in_memory))
 }
 
+/// The database file `url` names, for its change mark (`mark.rs`); `None` in memory.
+pub(super) fn file_path(url: &str) -> Option<std::path::PathBuf> {
+    let (options, in_memory) = connect_options(url).ok()?;
+    if in_memory {
+        return None;
+    }
+    let path = options.get_filename();
+    // Opened by now: resolve it once, so that the mark does not depend on the directory.
+    Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
 // The shared SQL, compiled for this backend: on purpose, each backend loads these files as
 // modules of its own (see the store module's "One code path").
 #[allow(clippy::duplicate_mod)]

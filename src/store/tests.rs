@@ -893,3 +893,31 @@ async fn terms_are_stored_and_purge_removes_only_what_expired() {
     assert_eq!(store.purge_expired(now_unix()).await.unwrap().total(), 0);
     assert_eq!(store.generation().await.unwrap(), before + 1);
 }
+
+#[tokio::test]
+async fn closing_the_store_does_not_wait_for_its_change_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_in(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    let mut changes = store.listen().await.unwrap();
+    assert_eq!(
+        changes.is_some(),
+        store.backend() == Backend::Postgres,
+        "only PostgreSQL announces changes"
+    );
+    let wait = std::time::Duration::from_secs(10);
+    assert!(
+        tokio::time::timeout(wait, store.close()).await.is_ok(),
+        "Store::close waited for the change listener's connection"
+    );
+    // The listener still hears a change committed through another store.
+    if let Some(changes) = changes.as_mut() {
+        let other = Store::open(&url).await.unwrap();
+        other.bump_generation().await.unwrap();
+        match tokio::time::timeout(wait, changes.next()).await {
+            Ok(Ok(Change::Announced)) => {}
+            other => panic!("expected an announcement, got {other:?}"),
+        }
+        other.close().await;
+    }
+}

@@ -672,6 +672,56 @@ async fn reload_request_over_agi_rebuilds_now() {
     server.shutdown.cancel();
 }
 
+/// An idle SQLite server's poll skips its query while the files' change mark stays the same
+/// (issue 18): a commit by another process, after seconds of quiet, and a second one right
+/// after it, are still each picked up by the poll. On the other backends this is the plain poll.
+#[tokio::test]
+async fn a_poll_after_a_quiet_spell_still_sees_commits_by_other_processes() {
+    let server = harness::start_with(harness::Options {
+        poll: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcountry"))
+            .args(["--db", &server.db_url])
+            .args(args)
+            .output()
+            .expect("run ipcountry");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let generation = || server.policy.load().generation();
+    let seen = |target: Option<i64>| async move {
+        for _ in 0..100 {
+            if generation() >= target {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    for round in 0..2 {
+        // Quiet for longer than the mark needs to settle: the polls stop querying.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let before = generation();
+        cli(&["deny", "add", &format!("198.51.100.{}", 10 + round)]);
+        let first = server.store.generation().await.expect("generation");
+        assert!(Some(first) > before);
+        assert!(
+            seen(Some(first)).await,
+            "round {round}: the first commit was not seen"
+        );
+        cli(&["deny", "add", &format!("198.51.100.{}", 20 + round)]);
+        let second = server.store.generation().await.expect("generation");
+        assert!(second > first);
+        assert!(
+            seen(Some(second)).await,
+            "round {round}: the commit right after it was not seen"
+        );
+    }
+    server.shutdown.cancel();
+}
+
 #[tokio::test]
 async fn database_down_keeps_the_last_good_snapshot() {
     let server = harness::start().await;
@@ -788,7 +838,9 @@ async fn metrics_count_the_calls_made_and_healthz_follows_the_snapshot() {
     let (status, body) = http_get(addr, "/healthz").await;
     assert_eq!(status, 200, "{body}");
     // ... and 503 once the snapshot has not been confirmed for longer than the age.
-    server.store.close().await;
+    tokio::time::timeout(Duration::from_secs(10), server.store.close())
+        .await
+        .expect("the store closes while the server's watcher listens");
     let mut stale = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
