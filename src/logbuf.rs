@@ -15,8 +15,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How often the buffer is written out: a wake-up and a write per period while lines come,
-/// however few (at a PBX's few calls a second, one per call at a shorter period).
-pub(crate) const PERIOD: Duration = Duration::from_millis(250);
+/// however few. At a PBX's few calls a second that wake-up is most of what a line costs
+/// (about 100 µs of CPU each on a VM: 20 µs a call at 20 calls/s with 250 ms, 5 µs with 1 s,
+/// BENCHMARKS.md), so a line reaches stderr up to a second after its call; its timestamp is
+/// the call's.
+pub(crate) const PERIOD: Duration = Duration::from_secs(1);
 /// How long the buffer must stay empty before the writer sleeps until the next line.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// A buffer this full is written out at once.
