@@ -50,6 +50,7 @@ pub mod heartbeat;
 pub mod hosts;
 pub mod import;
 pub mod knock;
+pub mod logbuf;
 pub mod metrics;
 pub mod policy;
 pub mod ranges;

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// (about 100 µs of CPU each on a VM: 20 µs a call at 20 calls/s with 250 ms, 5 µs with 1 s,
 /// BENCHMARKS.md), so a line reaches stderr up to a second after its call; its timestamp is
 /// the call's.
-pub(crate) const PERIOD: Duration = Duration::from_secs(1);
+pub const PERIOD: Duration = Duration::from_secs(1);
 /// How long the buffer must stay empty before the writer sleeps until the next line.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// A buffer this full is written out at once.
@@ -51,16 +51,16 @@ impl Shared {
 
 /// Where tracing writes its lines (a `MakeWriter`); cheap to clone.
 #[derive(Clone)]
-pub(crate) struct LogBuf(Arc<Shared>);
+pub struct LogBuf(Arc<Shared>);
 
 /// Writes what is left when dropped, and stops the writer thread.
-pub(crate) struct Guard {
+pub struct Guard {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts the writer thread. If it cannot be started, lines are written to stderr directly.
-pub(crate) fn start() -> (LogBuf, Option<Guard>) {
+pub fn start() -> (LogBuf, Option<Guard>) {
     start_into(Box::new(std::io::stderr()))
 }
 
@@ -168,6 +168,23 @@ impl Write for LogBuf {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The buffer tracing writes to, when its lines are plain text (no colours, not JSON): then a
+/// line of a fixed shape may be formatted by hand and appended here directly, in the same
+/// format (the per-call line, `session::CallLine`). Set once, by the binary.
+static PLAIN: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
+
+impl LogBuf {
+    /// Says that tracing writes plain text lines to this buffer (see [`plain`]).
+    pub fn set_plain(&self) {
+        let _ = PLAIN.set(self.clone());
+    }
+}
+
+/// The buffer tracing writes plain text lines to, if the binary said so ([`LogBuf::set_plain`]).
+pub fn plain() -> Option<LogBuf> {
+    PLAIN.get().cloned()
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {

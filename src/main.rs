@@ -5,13 +5,13 @@
 mod cli;
 mod commands;
 mod config;
-mod logbuf;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 use cli::{Cli, Command, LogFormat, Runtime};
+use ipcountry::logbuf;
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::RuleKind;
 
@@ -71,11 +71,16 @@ fn init_tracing(command: &Command, format: LogFormat) -> Option<logbuf::Guard> {
     let (writer, guard) = logbuf::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer.clone());
     match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            if !ansi && guard.is_some() {
+                // The per-call line may then skip tracing's formatter (issue 18).
+                writer.set_plain();
+            }
+            builder.with_ansi(ansi).init()
+        }
         LogFormat::Json => builder.json().init(),
     }
     guard

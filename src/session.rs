@@ -554,19 +554,19 @@ fn log_call(
         .and_then(|h| h.host())
         .map_or(Cow::Borrowed("-"), |h| Cow::Owned(h.to_string()));
     let source = source_text(request, "-");
-    info!(
-        uniqueid = %Escaped(env.uniqueid().unwrap_or("-")),
-        callerid = %Escaped(env.callerid().unwrap_or("-")),
-        from_host = %Escaped(&from_host),
-        source = %Escaped(&source),
-        verdict = decision.verdict.as_str(),
-        monitor = ctx.settings.monitor,
-        reason = %Escaped(reason),
-        country = decision.rule.as_ref().map(|r| r.country.as_str()).unwrap_or("-"),
-        ?outcome,
-        micros = started.elapsed().as_micros() as u64,
-        "screened call"
-    );
+    line::CallLine {
+        uniqueid: env.uniqueid().unwrap_or("-"),
+        callerid: env.callerid().unwrap_or("-"),
+        from_host: &from_host,
+        source: &source,
+        verdict: decision.verdict.as_str(),
+        monitor: ctx.settings.monitor,
+        reason,
+        country: decision.rule.as_ref().map_or("-", |r| r.country.as_str()),
+        outcome,
+        micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
+    .write();
 }
 
 /// The `info` line of a call a shadow rule matched, beside its own.
@@ -591,3 +591,6 @@ fn log_shadow(
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[path = "session_line.rs"]
+mod line;
