@@ -144,16 +144,19 @@ impl Drop for Guard {
     }
 }
 
-impl Write for LogBuf {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+impl LogBuf {
+    /// Appends `line` (whole lines only), or counts it dropped when the buffer is full; with no
+    /// writer thread, writes it to stderr.
+    pub fn append(&self, line: &[u8]) {
         let mut state = self.0.lock();
         if state.closed {
             drop(state);
-            return std::io::stderr().write(line);
+            let _ = std::io::stderr().write_all(line);
+            return;
         }
         if state.buf.len() + line.len() > MAX {
             state.dropped += 1;
-            return Ok(line.len());
+            return;
         }
         state.buf.extend_from_slice(line);
         if state.idle {
@@ -162,6 +165,12 @@ impl Write for LogBuf {
         } else if state.buf.len() >= SOON {
             self.0.wake.notify_one();
         }
+    }
+}
+
+impl Write for LogBuf {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.append(line);
         Ok(line.len())
     }
 
@@ -172,7 +181,7 @@ impl Write for LogBuf {
 
 /// The buffer tracing writes to, when its lines are plain text (no colours, not JSON): then a
 /// line of a fixed shape may be formatted by hand and appended here directly, in the same
-/// format (the per-call line, `session::CallLine`). Set once, by the binary.
+/// format (the per-call line, `session_line.rs`). Set once, by the binary.
 static PLAIN: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
 
 impl LogBuf {
@@ -183,8 +192,8 @@ impl LogBuf {
 }
 
 /// The buffer tracing writes plain text lines to, if the binary said so ([`LogBuf::set_plain`]).
-pub fn plain() -> Option<LogBuf> {
-    PLAIN.get().cloned()
+pub fn plain() -> Option<&'static LogBuf> {
+    PLAIN.get()
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {

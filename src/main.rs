@@ -75,7 +75,7 @@ fn init_tracing(command: &Command, format: LogFormat) -> Option<logbuf::Guard> {
     match format {
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            if !ansi && guard.is_some() {
+            if !ansi {
                 // The per-call line may then skip tracing's formatter (issue 18).
                 writer.set_plain();
             }

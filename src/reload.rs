@@ -385,34 +385,43 @@ impl Watcher {
                 let current = shared.load().generation();
                 // Taken before the query it stands for: a commit after it moves the next one.
                 let mark = store.change_mark();
+                // `seen` holds only while the snapshot is confirmed current: taken here, put
+                // back (or renewed) on each confirmation.
+                let earlier = seen.take();
                 if !matches!(wake, Wake::Force) {
-                    if let (Some(mark), Some((earlier, queried_at))) = (&mark, &seen) {
-                        if mark.unchanged_since(earlier)
-                            && queried_at.elapsed() < QUERY_AT_LEAST_EVERY
-                            && current.is_some()
-                            && !health.down
-                        {
-                            health.ok(current, &shared);
-                            confirm(cache.as_ref()).await;
-                            return;
+                    let unchanged = current.is_some()
+                        && !health.down
+                        && earlier.as_ref().zip(mark.as_ref()).is_some_and(
+                            |((earlier, queried_at), mark)| {
+                                mark.unchanged_since(earlier)
+                                    && queried_at.elapsed() < QUERY_AT_LEAST_EVERY
+                            },
+                        );
+                    let confirmed = if unchanged {
+                        seen = earlier;
+                        true
+                    } else {
+                        match store.generation().await {
+                            Ok(g) if Some(g) == current => {
+                                seen = mark.map(|m| (m, Instant::now()));
+                                true
+                            }
+                            Ok(g) => {
+                                debug!(from = ?current, to = g, "store generation changed");
+                                false
+                            }
+                            Err(e) => {
+                                health.failed(&e.into(), &shared);
+                                return;
+                            }
                         }
-                    }
-                    seen = None;
-                    match store.generation().await {
-                        Ok(g) if Some(g) == current => {
-                            seen = mark.map(|m| (m, Instant::now()));
-                            health.ok(current, &shared);
-                            confirm(cache.as_ref()).await;
-                            return;
-                        }
-                        Ok(g) => debug!(from = ?current, to = g, "store generation changed"),
-                        Err(e) => {
-                            health.failed(&e.into(), &shared);
-                            return;
-                        }
+                    };
+                    if confirmed {
+                        health.ok(current, &shared);
+                        confirm(cache.as_ref()).await;
+                        return;
                     }
                 }
-                seen = None;
                 match reload_into(&store, &shared, builtins, cache.as_ref()).await {
                     Ok(kept) => {
                         data = kept;

@@ -7,7 +7,6 @@
 //! appended to the buffer; otherwise it goes through tracing like every other line.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use tracing::info;
 use tracing_subscriber::fmt::format::Writer;
@@ -38,10 +37,10 @@ impl CallLine<'_> {
     /// Writes the line (the caller checked that `info` is enabled for [`TARGET`]).
     pub(super) fn write(&self) {
         match logbuf::plain() {
-            Some(mut buf) => {
+            Some(buf) => {
                 let mut line = String::with_capacity(512);
                 self.format_plain(&mut line);
-                let _ = buf.write_all(line.as_bytes());
+                buf.append(line.as_bytes());
             }
             None => self.trace(),
         }

@@ -54,7 +54,7 @@ impl MarkedFiles {
 
 /// What the files looked like (see the module): two equal marks, the earlier one settled,
 /// mean that no process committed in between.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct ChangeMark {
     /// The database's and the `-wal`'s; `None` for a file that does not exist.
     stamps: [Option<Stamp>; 2],
