@@ -53,7 +53,7 @@ pub enum StoreError {
     #[error("cannot apply the database schema migrations")]
     Migrate(#[source] MigrateError),
     /// A query failed.
-    #[error("database error while {context}")]
+    #[error("database error while {context}{}", hint_of(source).map(|h| format!(" ({h})")).unwrap_or_default())]
     Query {
         /// What the store was doing, e.g. `adding a rule`.
         context: &'static str,
@@ -124,12 +124,7 @@ fn plural(codes: &[String]) -> &'static str {
 /// it, without its password).
 fn connect_reason(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Database(db) => match db
-            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-            .and_then(|_| db.code())
-            .as_deref()
-            .and_then(sqlite_hint)
-        {
+        sqlx::Error::Database(db) => match hint_of(e) {
             Some(hint) => format!("{} ({hint})", db.message()),
             None => db.message().to_owned(),
         },
@@ -140,11 +135,24 @@ fn connect_reason(e: &sqlx::Error) -> String {
     }
 }
 
+/// What an SQLite error usually means on a PBX ([`sqlite_hint`]); `None` for other errors.
+fn hint_of(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .and_then(|_| db.code())
+            .as_deref()
+            .and_then(sqlite_hint),
+        _ => None,
+    }
+}
+
 /// What an SQLite result code met while opening usually means on a PBX, or nothing for codes
 /// whose own message says it (SQLite's messages name the code, not the cause). The primary
 /// code is the low byte of the extended one (`SQLITE_IOERR_SHMOPEN` is 4618, `SQLITE_IOERR` 10).
 fn sqlite_hint(code: &str) -> Option<&'static str> {
     match code.parse::<u32>().ok()? & 0xff {
+        8 => Some("is the file system read-only, or the database file not writable by this user?"),
         10 => Some("is the disk full, or the file system read-only?"),
         14 => Some(
             "a missing directory, or a file or directory this user may not write: \
@@ -264,6 +272,7 @@ mod tests {
         assert!(sqlite_hint("26").is_some_and(|h| h.contains("backup")));
         assert!(sqlite_hint("11").is_some_and(|h| h.contains("backup")));
         // Codes whose message says it all, and text that is no code.
+        assert!(sqlite_hint("8").is_some_and(|h| h.contains("read-only")));
         assert_eq!(sqlite_hint("13"), None);
         assert_eq!(sqlite_hint("2067"), None);
         assert_eq!(sqlite_hint("HY000"), None);
