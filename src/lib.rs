@@ -49,6 +49,7 @@ pub mod firewall;
 pub mod heartbeat;
 pub mod hosts;
 pub mod import;
+pub mod ip_text;
 pub mod knock;
 pub mod logbuf;
 pub mod metrics;

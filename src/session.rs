@@ -527,7 +527,7 @@ fn alert_event(
 /// `missing`.
 fn source_text<'r>(request: &'r ScreenRequest<'_>, missing: &'static str) -> Cow<'r, str> {
     match &request.source {
-        Ok(ip) => Cow::Owned(ip.to_string()),
+        Ok(ip) => Cow::Owned(crate::ip_text::IpText(*ip).to_string()),
         Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
         Err(crate::request::SourceError::Missing) => Cow::Borrowed(missing),
     }

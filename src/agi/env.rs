@@ -60,6 +60,8 @@ pub struct AgiEnv {
 struct Var {
     name: (usize, usize),
     value: (usize, usize),
+    /// [`name_key`] of the name.
+    key: u64,
 }
 
 impl PartialEq for AgiEnv {
@@ -150,12 +152,16 @@ impl AgiEnv {
                 });
             }
             let var = parse_line(bytes, start, end, line)?;
-            let name = &text[var.name.0..var.name.1];
-            // A linear scan: a block has a few dozen names (at most `Limits::max_lines`).
-            if vars.iter().any(|v| &text[v.name.0..v.name.1] == name) {
+            let name = &bytes[var.name.0..var.name.1];
+            // A linear scan: a block has a few dozen names (at most `Limits::max_lines`), and
+            // the keys spare almost every comparison of two names.
+            if vars
+                .iter()
+                .any(|v| v.key == var.key && &bytes[v.name.0..v.name.1] == name)
+            {
                 return Err(EnvError::DuplicateName { line });
             }
-            if let Some(number) = name.strip_prefix("arg_") {
+            if let Some(number) = name.strip_prefix(b"arg_") {
                 if arg_number(number) != Some(args.len() + 1) {
                     return Err(EnvError::BadArgument { line });
                 }
@@ -170,7 +176,13 @@ impl AgiEnv {
     /// The value of `agi_<name>`, e.g. `get("uniqueid")`. `None` when the line is absent;
     /// `Some("")` when it is present but empty (`agi_accountcode: `).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars().find(|&(n, _)| n == name).map(|(_, v)| v)
+        let key = name_key(name.as_bytes());
+        let bytes = self.text.as_bytes();
+        let i = self
+            .vars
+            .iter()
+            .position(|v| v.key == key && &bytes[v.name.0..v.name.1] == name.as_bytes())?;
+        Some(self.value(i))
     }
 
     /// The FastAGI script name, `agi_network_script`, as sent: the URL's path without its
@@ -250,30 +262,64 @@ fn parse_line(text: &[u8], start: usize, end: usize, line: usize) -> Result<Var,
     let Some(rest) = text[start..end].strip_prefix(b"agi_") else {
         return Err(EnvError::MissingPrefix { line });
     };
-    let Some(sep) = memchr::memmem::find(rest, b": ") else {
-        return Err(EnvError::MissingSeparator { line });
-    };
-    if sep == 0 || !rest[..sep].iter().copied().all(is_name_byte) {
-        return Err(EnvError::BadName { line });
+    // One pass over the name: it runs up to the first byte that cannot be in a name, and that
+    // byte must start the `": "`. Otherwise the line is refused: with no `": "` at all the
+    // separator is missing; with one further on, what comes before it (the name) holds a byte
+    // that cannot be in a name, or is empty.
+    let sep = rest
+        .iter()
+        .position(|&b| !is_name_byte(b))
+        .unwrap_or(rest.len());
+    if sep == 0 || !rest[sep..].starts_with(b": ") {
+        return Err(if memchr::memmem::find(rest, b": ").is_some() {
+            EnvError::BadName { line }
+        } else {
+            EnvError::MissingSeparator { line }
+        });
     }
     let name_start = start + 4;
     Ok(Var {
         name: (name_start, name_start + sep),
         value: (name_start + sep + 2, end),
+        key: name_key(&rest[..sep]),
     })
 }
 
-/// The `N` of `arg_N`: decimal digits without a leading zero.
-fn arg_number(digits: &str) -> Option<usize> {
-    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+/// A name's length and first eight bytes in one word. Names with different keys differ, so the
+/// duplicate check and [`AgiEnv::get`] compare two names only when their keys are equal
+/// (`callington` and `callingtns` share one; that costs a comparison, never a wrong answer).
+fn name_key(name: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = name.len().min(8);
+    head[..n].copy_from_slice(&name[..n]);
+    u64::from_le_bytes(head) ^ (name.len() as u64).rotate_right(8)
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+/// The `N` of `arg_N`: decimal digits without a leading zero.
+fn arg_number(digits: &[u8]) -> Option<usize> {
+    if digits.starts_with(b"0") || digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
+    })
 }
+
+/// `[A-Za-z0-9_]`, by table: this runs for every byte of every name.
+fn is_name_byte(b: u8) -> bool {
+    NAME_BYTES[usize::from(b)]
+}
+
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 #[path = "env_tests.rs"]

@@ -365,7 +365,8 @@ proptest! {
     fn parse_matches_line_by_line(lines in proptest::collection::vec(
         prop_oneof![
             "(agi_)?[a-z_0-9 :]{0,8}(: ?)?[ -~\t\r:]{0,12}".prop_map(String::into_bytes),
-            "agi_(network|arg_1|arg_2|arg_3|a|b|ab|ba)(: )[ -~]{0,6}".prop_map(String::into_bytes),
+            // Names whose keys collide (callington, callingtns) or nearly (abcdefgh, abcdefghi).
+            "agi_(network|arg_1|arg_2|arg_3|a|b|ab|ba|callington|callingtns|abcdefgh|abcdefghi)(: )[ -~]{0,6}".prop_map(String::into_bytes),
             // Not UTF-8, in the name, the value or instead of the separator.
             ("(agi_)?[a-z]{0,3}", prop_oneof![Just(&b"\xff"[..]), Just(&b"\xc3"[..]), Just(&b"\xe2\x82"[..])], "(: )?[a-z]{0,3}")
                 .prop_map(|(a, bad, b)| [a.as_bytes(), bad, b.as_bytes()].concat()),
@@ -415,4 +416,17 @@ fn a_cr_inside_a_value_round_trips_as_a_space() {
     let again = AgiEnv::parse(&encode_block(&vars).expect("encodes")).expect("parses");
     let got: Vec<(&str, &str)> = again.vars().collect();
     assert_eq!(got, vec![("callington", " \0x"), ("arg_1", "1.2.3.4")]);
+}
+
+#[test]
+fn names_with_the_same_key_are_told_apart() {
+    // Same length and the same first eight bytes: the same key, different names.
+    let env = AgiEnv::parse(b"agi_callington: 0\nagi_callingtns: 7\n\n").expect("two names");
+    assert_eq!(env.get("callington"), Some("0"));
+    assert_eq!(env.get("callingtns"), Some("7"));
+    assert_eq!(env.get("callingtnx"), None);
+    assert_eq!(
+        AgiEnv::parse(b"agi_callingtns: 0\nagi_callington: 1\nagi_callingtns: 2\n\n"),
+        Err(EnvError::DuplicateName { line: 3 })
+    );
 }

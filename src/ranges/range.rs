@@ -12,6 +12,8 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Serialize, Serializer};
 
+use crate::ip_text::IpText;
+
 /// Address family of a range: 4 or 6 (the `family` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Family {
@@ -211,9 +213,12 @@ impl fmt::Display for IpRange {
     /// `A-B` otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (start, end) = (self.start_addr(), self.end_addr());
-        match ipnet::IpNet::new(start, common_prefix_len(self)) {
-            Ok(net) if net.network() == start && net.broadcast() == end => write!(f, "{net}"),
-            _ => write!(f, "{start}-{end}"),
+        let prefix = common_prefix_len(self);
+        match ipnet::IpNet::new(start, prefix) {
+            Ok(net) if net.network() == start && net.broadcast() == end => {
+                write!(f, "{}/{prefix}", IpText(start))
+            }
+            _ => write!(f, "{}-{}", IpText(start), IpText(end)),
         }
     }
 }

@@ -218,7 +218,7 @@ impl fmt::Display for Host<'_> {
     /// IP addresses in their standard form (IPv6 without brackets), names as stored.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Host::Ip(ip) => ip.fmt(f),
+            Host::Ip(ip) => crate::ip_text::IpText(*ip).fmt(f),
             Host::Domain(name) => f.write_str(name),
         }
     }
