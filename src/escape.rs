@@ -6,7 +6,7 @@
 //! bidirectional overrides and the backslash itself written as Rust escapes (`\n`,
 //! `\u{1b}`, `\\`), and everything else as it is.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// Displays its text escaped (see the module docs).
 #[derive(Debug, Clone, Copy)]
@@ -14,20 +14,39 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Runs of plain text go out as one slice: one write for a clean value, not one per
-        // character (a log line has several such values per call).
-        let mut plain = 0;
-        for (at, c) in self.0.char_indices() {
-            if needs_escape(c) {
-                f.write_str(&self.0[plain..at])?;
-                for e in c.escape_debug() {
-                    f.write_char(e)?;
-                }
-                plain = at + c.len_utf8();
-            }
-        }
-        f.write_str(&self.0[plain..])
+        write_escaped(self.0, f)
     }
+}
+
+impl Escaped<'_> {
+    /// Appends the escaped text to `out`: what `Display` writes, without `core::fmt` between
+    /// (the per-call log line, issue 18).
+    pub fn push_to(&self, out: &mut String) {
+        let _ = write_escaped(self.0, out);
+    }
+}
+
+fn write_escaped(text: &str, w: &mut impl fmt::Write) -> fmt::Result {
+    // The usual value is printable ASCII without a backslash: one write, no decoding.
+    if text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'\\')
+    {
+        return w.write_str(text);
+    }
+    // Runs of plain text go out as one slice: one write for a clean value, not one per
+    // character (a log line has several such values per call).
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        if needs_escape(c) {
+            w.write_str(&text[plain..at])?;
+            for e in c.escape_debug() {
+                w.write_char(e)?;
+            }
+            plain = at + c.len_utf8();
+        }
+    }
+    w.write_str(&text[plain..])
 }
 
 fn needs_escape(c: char) -> bool {
@@ -56,6 +75,9 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(Escaped(text).to_string(), want, "{text:?}");
+            let mut pushed = String::from(">");
+            Escaped(text).push_to(&mut pushed);
+            assert_eq!(pushed, format!(">{want}"), "{text:?}");
         }
     }
 
