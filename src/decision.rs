@@ -26,6 +26,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::ip_text::IpText;
 use crate::policy::Policy;
 use crate::ranges::{Rule, RuleKind, RuleSource};
 use crate::request::{FromArg, ScreenRequest, SourceError};
@@ -213,7 +214,7 @@ impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Rule(rule) => rule.fmt(f),
-            Reason::NoPermit(ip) => write!(f, "no permit range for {ip}"),
+            Reason::NoPermit(ip) => write!(f, "no permit range for {}", IpText(*ip)),
             Reason::Fixed(text) => f.write_str(text),
             Reason::Text(text) => f.write_str(text),
         }
