@@ -5,7 +5,7 @@
 //! into a stack buffer instead. IPv6 keeps the standard library's form, whose zero compression
 //! must stay exactly `Ipv6Addr`'s (and it is the rarer case).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Displays an address exactly as [`IpAddr`]'s `Display` does, width and alignment included.
@@ -25,6 +25,22 @@ impl fmt::Display for IpText {
                 }
             }
             IpAddr::V6(a) => fmt::Display::fmt(&a, f),
+        }
+    }
+}
+
+impl IpText {
+    /// Appends the address to `out`, as `Display` writes it.
+    pub fn push_to(&self, out: &mut String) {
+        match self.0 {
+            IpAddr::V4(a) => {
+                let mut buf = [0u8; 15];
+                let len = write_v4(a, &mut buf);
+                out.extend(buf[..len].iter().map(|&b| char::from(b)));
+            }
+            IpAddr::V6(a) => {
+                let _ = write!(out, "{a}");
+            }
         }
     }
 }
@@ -86,6 +102,11 @@ mod tests {
             prop_assert_eq!(format!("{:>width$}", IpText(a)), format!("{:>width$}", a));
             let b = IpAddr::V6(Ipv6Addr::from(v6));
             prop_assert_eq!(IpText(b).to_string(), b.to_string());
+            for ip in [a, b] {
+                let mut pushed = String::from(">");
+                IpText(ip).push_to(&mut pushed);
+                prop_assert_eq!(pushed, format!(">{ip}"));
+            }
         }
     }
 }

@@ -46,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::policy::SharedPolicy;
 use crate::request::{CallArgs, ScreenRequest};
 use crate::resolve::HostResolver;
+use crate::sip::from::Host;
 
 /// Deadlines and bounds of a session. The binary refuses zero deadlines at start-up.
 #[derive(Debug, Clone)]
@@ -550,18 +551,27 @@ fn log_call(
     if !tracing::enabled!(Level::INFO) {
         return;
     }
-    let from_host = request
+    // The addresses are written into the line as they are, with no string made for them.
+    let from_host = match request
         .from
         .as_ref()
         .and_then(|f| f.header.as_ref().ok())
         .and_then(|h| h.host())
-        .map_or(Cow::Borrowed("-"), |h| Cow::Owned(h.to_string()));
-    let source = source_text(request, "-");
+    {
+        Some(Host::Ip(ip)) => line::Field::Ip(*ip),
+        Some(Host::Domain(name)) => line::Field::Text(name),
+        None => line::Field::Text("-"),
+    };
+    let source = match &request.source {
+        Ok(ip) => line::Field::Ip(*ip),
+        Err(crate::request::SourceError::Bad(text)) => line::Field::Text(text),
+        Err(crate::request::SourceError::Missing) => line::Field::Text("-"),
+    };
     line::CallLine {
         uniqueid: env.uniqueid().unwrap_or("-"),
         callerid: env.callerid().unwrap_or("-"),
-        from_host: &from_host,
-        source: &source,
+        from_host,
+        source,
         verdict: decision.verdict.as_str(),
         monitor: ctx.settings.monitor,
         reason,

@@ -7,6 +7,7 @@
 //! appended to the buffer; otherwise it goes through tracing like every other line.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use tracing::info;
 use tracing_subscriber::fmt::format::Writer;
@@ -14,6 +15,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 
 use super::Outcome;
 use crate::escape::Escaped;
+use crate::ip_text::IpText;
 use crate::logbuf;
 
 /// The target of the line: the session module's, as before it had a module of its own.
@@ -23,14 +25,40 @@ const TARGET: &str = "ipcountry::session";
 pub(super) struct CallLine<'a> {
     pub(super) uniqueid: &'a str,
     pub(super) callerid: &'a str,
-    pub(super) from_host: &'a str,
-    pub(super) source: &'a str,
+    pub(super) from_host: Field<'a>,
+    pub(super) source: Field<'a>,
     pub(super) verdict: &'static str,
     pub(super) monitor: bool,
     pub(super) reason: &'a str,
     pub(super) country: &'a str,
     pub(super) outcome: &'a Outcome,
     pub(super) micros: u64,
+}
+
+/// A field that is text from the call (escaped when written) or an address (written as it
+/// is, with no string made for it).
+#[derive(Clone, Copy)]
+pub(super) enum Field<'a> {
+    Text(&'a str),
+    Ip(IpAddr),
+}
+
+impl Field<'_> {
+    fn push_to(self, out: &mut String) {
+        match self {
+            Field::Text(text) => Escaped(text).push_to(out),
+            Field::Ip(ip) => IpText(ip).push_to(out),
+        }
+    }
+}
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Field::Text(text) => Escaped(text).fmt(f),
+            Field::Ip(ip) => IpText(ip).fmt(f),
+        }
+    }
 }
 
 impl CallLine<'_> {
@@ -51,8 +79,8 @@ impl CallLine<'_> {
             target: TARGET,
             uniqueid = %Escaped(self.uniqueid),
             callerid = %Escaped(self.callerid),
-            from_host = %Escaped(self.from_host),
-            source = %Escaped(self.source),
+            from_host = %self.from_host,
+            source = %self.source,
             verdict = self.verdict,
             monitor = self.monitor,
             reason = %Escaped(self.reason),
@@ -78,9 +106,9 @@ impl CallLine<'_> {
         out.push_str(" callerid=");
         Escaped(self.callerid).push_to(out);
         out.push_str(" from_host=");
-        Escaped(self.from_host).push_to(out);
+        self.from_host.push_to(out);
         out.push_str(" source=");
-        Escaped(self.source).push_to(out);
+        self.source.push_to(out);
         out.push_str(" verdict=");
         push_debug_str(out, self.verdict);
         out.push_str(if self.monitor {
@@ -328,8 +356,16 @@ mod tests {
             let line = CallLine {
                 uniqueid: "1795611310.0",
                 callerid: if k == 0 { "bob" } else { hostile },
-                from_host: if k == 1 { hostile } else { "203.0.113.7" },
-                source: "198.51.100.9",
+                from_host: if k == 1 {
+                    Field::Text(hostile)
+                } else {
+                    Field::Ip(IpAddr::from([203, 0, 113, 7]))
+                },
+                source: if k == 2 {
+                    Field::Ip("2001:db8::9".parse().expect("test address"))
+                } else {
+                    Field::Text("198.51.100.9")
+                },
                 verdict: ["permitted", "denied", "stranger"][k],
                 monitor: k == 2,
                 reason: if k == 2 {

@@ -9,8 +9,8 @@
 //!
 //! # Framing
 //!
-//! Incoming bytes go into one growing buffer (read in chunks of at least [`READ_CHUNK`] bytes,
-//! never one syscall per line). Each read first *checks* for a complete frame (the
+//! Incoming bytes go into one growing buffer (each read has room for at least [`MIN_READ`]
+//! bytes, never one syscall per line). Each read first *checks* for a complete frame (the
 //! environment block up to its empty line, or one reply), then *parses* exactly that slice
 //! (`AgiEnv::parse`, `reply::parse`), then *advances* past it: mini-redis's
 //! `Frame::check` → `Frame::parse` → `advance`. The check is [`Framer`], the one place that
@@ -47,8 +47,12 @@ use crate::agi::command::{Command, CommandError};
 use crate::agi::env::{AgiEnv, EnvError};
 use crate::agi::reply::{self, Reply, ReplyError};
 
-/// Minimum free space reserved in the read buffer before each read.
+/// The read buffer's first capacity, and what it grows by when [`MIN_READ`] is not free.
 pub const READ_CHUNK: usize = 4096;
+
+/// The least free room a read gets. A block sent line by line (Asterisk's way, about 1 KB in
+/// 25 writes) then fits the first [`READ_CHUNK`] without growing it.
+pub const MIN_READ: usize = 1024;
 
 /// Size bounds for what Asterisk sends: the one bounds type of the framing.
 ///
@@ -329,7 +333,9 @@ where
 
     /// Reads at least one more byte into the buffer, or reports EOF as `Closed`.
     async fn fill(&mut self) -> Result<(), ConnError> {
-        self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(READ_CHUNK);
+        }
         let n = self
             .reader
             .read_buf(&mut self.buf)
