@@ -15,15 +15,7 @@ pub struct IpText(pub IpAddr);
 impl fmt::Display for IpText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            IpAddr::V4(a) => {
-                let mut buf = [0u8; 15];
-                let len = write_v4(a, &mut buf);
-                match std::str::from_utf8(&buf[..len]) {
-                    Ok(text) => f.pad(text),
-                    // Only ASCII digits and dots are written; never reached.
-                    Err(_) => fmt::Display::fmt(&a, f),
-                }
-            }
+            IpAddr::V4(a) => f.pad(v4_str(a, &mut [0u8; 15])),
             IpAddr::V6(a) => fmt::Display::fmt(&a, f),
         }
     }
@@ -33,16 +25,19 @@ impl IpText {
     /// Appends the address to `out`, as `Display` writes it.
     pub fn push_to(&self, out: &mut String) {
         match self.0 {
-            IpAddr::V4(a) => {
-                let mut buf = [0u8; 15];
-                let len = write_v4(a, &mut buf);
-                out.extend(buf[..len].iter().map(|&b| char::from(b)));
-            }
+            IpAddr::V4(a) => out.push_str(v4_str(a, &mut [0u8; 15])),
             IpAddr::V6(a) => {
                 let _ = write!(out, "{a}");
             }
         }
     }
+}
+
+/// `a` in dotted decimal, written into `buf`.
+fn v4_str(a: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let len = write_v4(a, buf);
+    // Only ASCII digits and dots are written: never empty.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 /// Writes `a` in dotted decimal into `buf` and returns the length (7 to 15 bytes).

@@ -529,11 +529,19 @@ fn alert_event(
 
 /// The source argument as the caller gave it: the address, or the text that is not one, or
 /// `missing`.
-fn source_text<'r>(request: &'r ScreenRequest<'_>, missing: &'static str) -> Cow<'r, str> {
+fn source_field<'r>(request: &'r ScreenRequest<'_>, missing: &'static str) -> line::Field<'r> {
     match &request.source {
-        Ok(ip) => Cow::Owned(crate::ip_text::IpText(*ip).to_string()),
-        Err(crate::request::SourceError::Bad(text)) => Cow::Borrowed(text.as_str()),
-        Err(crate::request::SourceError::Missing) => Cow::Borrowed(missing),
+        Ok(ip) => line::Field::Ip(*ip),
+        Err(crate::request::SourceError::Bad(text)) => line::Field::Text(text),
+        Err(crate::request::SourceError::Missing) => line::Field::Text(missing),
+    }
+}
+
+/// [`source_field`] as text.
+fn source_text<'r>(request: &'r ScreenRequest<'_>, missing: &'static str) -> Cow<'r, str> {
+    match source_field(request, missing) {
+        line::Field::Ip(ip) => Cow::Owned(crate::ip_text::IpText(ip).to_string()),
+        line::Field::Text(text) => Cow::Borrowed(text),
     }
 }
 
@@ -562,11 +570,7 @@ fn log_call(
         Some(Host::Domain(name)) => line::Field::Text(name),
         None => line::Field::Text("-"),
     };
-    let source = match &request.source {
-        Ok(ip) => line::Field::Ip(*ip),
-        Err(crate::request::SourceError::Bad(text)) => line::Field::Text(text),
-        Err(crate::request::SourceError::Missing) => line::Field::Text("-"),
-    };
+    let source = source_field(request, "-");
     line::CallLine {
         uniqueid: env.uniqueid().unwrap_or("-"),
         callerid: env.callerid().unwrap_or("-"),
