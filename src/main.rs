@@ -15,6 +15,12 @@ use ipcountry::logbuf;
 use ipcountry::policy::Builtins;
 use ipcountry::ranges::RuleKind;
 
+/// mimalloc rather than glibc's allocator: a call makes a dozen small allocations (the task,
+/// the read buffer, the block's text) and frees them within a millisecond, which glibc's bins
+/// and consolidation made cost ~4,000 instructions a call (callgrind, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let (cli, file) = match config::parse(std::env::args_os().collect()) {
         Ok((cli, _, file)) => (cli, file),

@@ -95,7 +95,8 @@ pub async fn run(
     options: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let shared = Shared::new(&options, shutdown);
+    // The runtime is the caller's and outlives the server: calls are dropped one by one.
+    let shared = Shared::new(&options, shutdown, HardStop::EachCall);
     let ticker = Arc::new(Ticker::default());
     tokio::spawn(keep_timer_armed(
         shared.shutdown.clone(),
@@ -171,7 +172,8 @@ pub async fn run_per_core(
     options: ServerOptions,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let shared = Shared::new(&options, shutdown);
+    // Each worker's runtime ends with its thread: a hard stop drops it, and its calls with it.
+    let shared = Shared::new(&options, shutdown, HardStop::WithRuntime);
     // Set up every runtime first, so a failure leaves nothing running.
     let mut plans = Vec::new();
     let workers = per_worker.len();
@@ -230,16 +232,30 @@ struct Shared {
     shutdown: CancellationToken,
     /// Cancelled when the grace period is over: sessions still running are dropped.
     hard_stop: CancellationToken,
+    /// How they are dropped.
+    drop_calls: HardStop,
+}
+
+/// How the calls still running at the end of the grace period are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HardStop {
+    /// Each call's task races its call against `hard_stop` ([`run`], on a runtime it does
+    /// not own). The race costs a lock of the token's waiter list on every wake of the call.
+    EachCall,
+    /// The worker returns from its runtime, which drops every task still on it
+    /// ([`run_per_core`]): the calls pay nothing for it.
+    WithRuntime,
 }
 
 impl Shared {
-    fn new(options: &ServerOptions, shutdown: CancellationToken) -> Self {
+    fn new(options: &ServerOptions, shutdown: CancellationToken, drop_calls: HardStop) -> Self {
         Shared {
             permits: Arc::new(Semaphore::new(options.max_sessions)),
             allowed: Arc::new(options.clone()),
             tracker: TaskTracker::new(),
             shutdown,
             hard_stop: CancellationToken::new(),
+            drop_calls,
         }
     }
 
@@ -291,7 +307,12 @@ async fn worker(
         let _ = l.await;
     }
     let _ = accepting_done.send(());
-    shared.tracker.wait().await;
+    tokio::select! {
+        () = shared.tracker.wait() => {}
+        // Returning ends `block_on`; the runtime, dropped with the thread, drops the calls
+        // still on it (their sockets close, their permits and tracker entries go).
+        () = shared.hard_stop.cancelled() => debug!("calls still on this worker dropped at shutdown"),
+    }
 }
 
 /// Period of [`keep_timer_armed`]'s timer.
@@ -415,20 +436,30 @@ async fn accept_loop(
         }
         ticker.call_accepted(shared.tracker.len());
         let ctx = ctx.clone();
-        let hard_stop = shared.hard_stop.clone();
-        shared.tracker.spawn(async move {
-            // The call's future is boxed: tokio copies a task's whole future several times
-            // while spawning, running and finishing it, and this keeps that small.
-            let call = Box::pin(serve_one(stream, peer, &ctx));
-            tokio::select! {
-                // The call first: when it finishes on this poll, the hard-stop future is
-                // dropped without having been polled again.
-                biased;
-                _ = call => {}
-                _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
+        match shared.drop_calls {
+            HardStop::WithRuntime => {
+                shared.tracker.spawn(async move {
+                    // The call's future is boxed: tokio copies a task's whole future several
+                    // times while spawning, running and finishing it, and this keeps that small.
+                    Box::pin(serve_one(stream, peer, &ctx)).await;
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            HardStop::EachCall => {
+                let hard_stop = shared.hard_stop.clone();
+                shared.tracker.spawn(async move {
+                    let call = Box::pin(serve_one(stream, peer, &ctx));
+                    tokio::select! {
+                        // The call first: when it finishes on this poll, the hard-stop future
+                        // is dropped without having been polled again.
+                        biased;
+                        _ = call => {}
+                        _ = hard_stop.cancelled() => debug!(%peer, "call dropped at shutdown"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
 }
 
@@ -456,6 +487,10 @@ mod tests {
     use crate::session::SessionSettings;
 
     fn context() -> Arc<Context> {
+        context_with(SessionSettings::default())
+    }
+
+    fn context_with(settings: SessionSettings) -> Arc<Context> {
         let rule = Rule {
             id: 1,
             kind: RuleKind::Permit,
@@ -473,7 +508,7 @@ mod tests {
                 Builtins::On,
             ))),
             resolver: HostResolver::disabled(),
-            settings: SessionSettings::default(),
+            settings,
             reload: Arc::new(Notify::new()),
             failures: Default::default(),
             metrics: Default::default(),
@@ -572,5 +607,63 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "no new calls after shutdown"
         );
+    }
+
+    #[tokio::test]
+    async fn calls_still_running_after_the_grace_period_are_dropped() {
+        // Asterisk would wait a minute for this reply: only the hard stop can end the call.
+        let settings = SessionSettings {
+            reply_timeout: Duration::from_secs(60),
+            ..SessionSettings::default()
+        };
+        for per_core in [true, false] {
+            let shutdown = CancellationToken::new();
+            let options = ServerOptions::new(8, Duration::from_millis(200)).expect("options");
+            let ctx = context_with(settings.clone());
+            let (server, addr) = if per_core {
+                let per_worker =
+                    bind_per_worker(&["127.0.0.1:0".parse().expect("addr")], 1).expect("bind");
+                let addr = per_worker[0][0].local_addr().expect("addr");
+                let stop = shutdown.clone();
+                let server = tokio::spawn(async move {
+                    run_per_core(per_worker, ctx, options, stop)
+                        .await
+                        .expect("workers start");
+                });
+                (server, addr)
+            } else {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                (
+                    tokio::spawn(run(vec![listener], ctx, options, shutdown.clone())),
+                    addr,
+                )
+            };
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(BLOCK).await.expect("block");
+            let mut lines = BufReader::new(s).lines();
+            let command = lines.next_line().await.expect("read").expect("a command");
+            assert!(command.starts_with("EXEC MSet"), "{command}");
+            // The command is never answered.
+            let began = std::time::Instant::now();
+            shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("the server stops after the grace period")
+                .expect("server task");
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "per_core {per_core}: {:?}",
+                began.elapsed()
+            );
+            // The call was dropped: its socket is closed.
+            let rest = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+                .await
+                .expect("the socket is closed, not left open");
+            assert!(
+                matches!(rest, Ok(None) | Err(_)),
+                "per_core {per_core}: {rest:?}"
+            );
+        }
     }
 }

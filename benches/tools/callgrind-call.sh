@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Instructions per paced call, counted by callgrind (deterministic, unlike timings on a
+# shared VM without hardware counters):
+#
+#   benches/tools/callgrind-call.sh PORT CALLS -- COMMAND...
+#
+# Starts COMMAND (a server listening on 127.0.0.1:PORT) under
+# `valgrind --tool=callgrind --separate-threads=yes`, warms it with 20 paced calls, zeroes
+# the counters, places CALLS calls at 20/s with benches/tools/pace.py (one at a time, the
+# block line by line), dumps, stops the server, and prints each thread's instructions per
+# call (the busiest thread is the worker) and the top functions of that thread.
+# Example, release `serve` against a SQLite database:
+#   IPCOUNTRY_DB=sqlite:///tmp/p.db benches/tools/callgrind-call.sh 4573 100 -- target/release/ipcountry serve
+set -euo pipefail
+port=$1 calls=$2
+shift 2
+[ "$1" = "--" ] && shift
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d)
+valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/cg.out" "$@" \
+    >"$out/server.log" 2>&1 &
+vg=$!
+trap 'kill $vg 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+done
+python3 "$here/pace.py" "$port" 20 20 >/dev/null
+callgrind_control -z "$vg" >/dev/null
+python3 "$here/pace.py" "$port" 20 "$calls"
+callgrind_control -d "$vg" >/dev/null
+kill -TERM $vg; wait $vg 2>/dev/null || true
+trap - EXIT
+best="" bestn=0
+# The dump (-d) wrote part 1, one file per thread: cg.out.1-NN.
+for f in "$out"/cg.out.1-*; do
+    n=$( (callgrind_annotate "$f" 2>/dev/null || true) | awk '/PROGRAM TOTALS/ {gsub(",","",$1); if ($1 ~ /^[0-9]+$/) print $1; exit}')
+    [ -n "$n" ] || continue
+    echo "$(basename "$f"): $((n / calls)) instructions per call"
+    if [ "$n" -gt "$bestn" ]; then best=$f bestn=$n; fi
+done
+echo "busiest thread: $(basename "$best"), $((bestn / calls)) per call; top functions (inclusive):"
+callgrind_annotate --inclusive=yes "$best" 2>/dev/null | sed -n '/file:function/,$p' | head -40
+echo "files kept in $out"
