@@ -212,11 +212,22 @@ impl Reason<'_> {
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Reason<'_> {
+    /// Writes the reason to `w` as `Display` does, piece by piece: every call's reply carries
+    /// it.
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         match self {
-            Reason::Rule(rule) => rule.fmt(f),
-            Reason::NoPermit(ip) => write!(f, "no permit range for {}", IpText(*ip)),
-            Reason::Fixed(text) => f.write_str(text),
-            Reason::Text(text) => f.write_str(text),
+            Reason::Rule(rule) => rule.write_to(w),
+            Reason::NoPermit(ip) => {
+                w.write_str("no permit range for ")?;
+                IpText(*ip).write_to(w)
+            }
+            Reason::Fixed(text) => w.write_str(text),
+            Reason::Text(text) => w.write_str(text),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! into a stack buffer instead. IPv6 keeps the standard library's form, whose zero compression
 //! must stay exactly `Ipv6Addr`'s (and it is the rarer case).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Displays an address exactly as [`IpAddr`]'s `Display` does, width and alignment included.
@@ -24,13 +24,29 @@ impl fmt::Display for IpText {
 impl IpText {
     /// Appends the address to `out`, as `Display` writes it.
     pub fn push_to(&self, out: &mut String) {
+        // Writing into a `String` cannot fail.
+        let _ = self.write_to(out);
+    }
+
+    /// Writes the address to `w` as `Display` writes it with no width: IPv4 piece by piece,
+    /// not through `core::fmt` (what the reply's and the log line's texts are made with).
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         match self.0 {
-            IpAddr::V4(a) => out.push_str(v4_str(a, &mut [0u8; 15])),
-            IpAddr::V6(a) => {
-                let _ = write!(out, "{a}");
-            }
+            IpAddr::V4(a) => w.write_str(v4_str(a, &mut [0u8; 15])),
+            IpAddr::V6(a) => write!(w, "{a}"),
         }
     }
+}
+
+/// Writes `n` in decimal to `w` (a prefix length, an octet), without `core::fmt`.
+pub fn write_u8<W: fmt::Write>(w: &mut W, n: u8) -> fmt::Result {
+    if n >= 100 {
+        w.write_char(char::from(b'0' + n / 100))?;
+    }
+    if n >= 10 {
+        w.write_char(char::from(b'0' + n / 10 % 10))?;
+    }
+    w.write_char(char::from(b'0' + n % 10))
 }
 
 /// `a` in dotted decimal, written into `buf`.

@@ -116,9 +116,7 @@ pub async fn run(
         )));
     }
     shared.shutdown.cancelled().await;
-    for l in accept_loops {
-        let _ = l.await;
-    }
+    stop_accepting(accept_loops).await;
     shared.drain(options.grace).await;
     info!("server stopped");
 }
@@ -303,9 +301,8 @@ async fn worker(
             Err(error) => error!(%error, "cannot register a listener with a worker runtime"),
         }
     }
-    for l in loops {
-        let _ = l.await;
-    }
+    shared.shutdown.cancelled().await;
+    stop_accepting(loops).await;
     let _ = accepting_done.send(());
     tokio::select! {
         () = shared.tracker.wait() => {}
@@ -384,6 +381,21 @@ async fn join(threads: Vec<std::thread::JoinHandle<()>>) {
     }
 }
 
+/// Aborts the accept loops (dropping their listeners: no new calls) and waits for them.
+async fn stop_accepting(loops: Vec<tokio::task::JoinHandle<()>>) {
+    for l in &loops {
+        l.abort();
+    }
+    for l in loops {
+        // Err: aborted, as asked (or a panic, already printed by the hook).
+        let _ = l.await;
+    }
+}
+
+/// Takes a permit, accepts, spawns the call; again, until its task is aborted at shutdown
+/// ([`stop_accepting`]). Aborting it at either wait loses nothing: a connection is spawned
+/// in the same poll that accepts it. (The loop does not race the shutdown token itself: that
+/// cost a lock of the token's waiter list on each of its two waits per call.)
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<Context>,
@@ -391,34 +403,21 @@ async fn accept_loop(
     ticker: Arc<Ticker>,
 ) {
     let mut backoff = Duration::from_millis(5);
-    // One shutdown future for the whole loop: it registers with the token once, not twice
-    // per accepted call.
-    let shutdown = shared.shutdown.cancelled();
-    tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut shutdown => return,
-            p = shared.permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                // The semaphore is never closed while the server runs.
-                Err(_) => return,
-            },
+        // The semaphore is never closed while the server runs.
+        let Ok(permit) = shared.permits.clone().acquire_owned().await else {
+            return;
         };
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and friends: wait a little instead of spinning.
-                    error!(error = %e, ?backoff, "accept failed");
-                    drop(permit);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: wait a little instead of spinning.
+                error!(error = %e, ?backoff, "accept failed");
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
         backoff = Duration::from_millis(5);
         if !shared.allowed.allows(peer.ip()) {

@@ -23,7 +23,6 @@
 //! dialplan reads the same variables either way.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -318,7 +317,7 @@ where
     };
     // Sized once for the usual reason (`geolite US 8.7.245.0-8.14.196.255`), not grown.
     let mut reason = String::with_capacity(64);
-    let _ = write!(reason, "{}", decision.reason);
+    let _ = decision.reason.write_to(&mut reason);
     let answer = Answer {
         // Monitor mode: decided and logged as usual, and let through.
         stranger: decision.verdict.is_stranger() && !ctx.settings.monitor,

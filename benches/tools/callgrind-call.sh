@@ -9,10 +9,12 @@
 # the counters, places CALLS calls at 20/s with benches/tools/pace.py (one at a time, the
 # block line by line), dumps, stops the server, and prints each thread's instructions per
 # call (the busiest thread is the worker) and the top functions of that thread.
+# PACE_LINE_GAP_US (see pace.py) spaces the block's lines, one wake-up each; PACE_RATE sets
+# the calls per second (default 20; lower it when the gaps make a call longer than 50 ms).
 # Example, release `serve` against a SQLite database:
 #   IPCOUNTRY_DB=sqlite:///tmp/p.db benches/tools/callgrind-call.sh 4573 100 -- target/release/ipcountry serve
 set -euo pipefail
-port=$1 calls=$2
+port=$1 calls=$2 rate=${PACE_RATE:-20}
 shift 2
 [ "$1" = "--" ] && shift
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,9 +27,9 @@ for _ in $(seq 1 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.1
 done
-python3 "$here/pace.py" "$port" 20 20 >/dev/null
+python3 "$here/pace.py" "$port" "$rate" 20 >/dev/null
 callgrind_control -z "$vg" >/dev/null
-python3 "$here/pace.py" "$port" 20 "$calls"
+python3 "$here/pace.py" "$port" "$rate" "$calls"
 callgrind_control -d "$vg" >/dev/null
 kill -TERM $vg; wait $vg 2>/dev/null || true
 trap - EXIT

@@ -3,6 +3,10 @@
 
     pace.py PORT RATE COUNT [PID]
 
+With PACE_LINE_GAP_US=N in the environment, waits N µs between the lines of a block, so
+that each line reaches the server on its own (one wake-up per line, as when Asterisk's
+writes arrive in separate segments).
+
 Plays Asterisk against 127.0.0.1:PORT: COUNT calls at RATE calls per second, each a fresh
 connection sending the recorded pjsip block (`sessions/pjsip-ipv4.header.raw`, from the
 fixtures directory `IPCOUNTRY_FIXTURES`, default ../shared/fixtures/asterisk-agi) one
@@ -54,11 +58,16 @@ def cpu_ns(pid):
     return ticks
 
 
+GAP = int(os.environ.get("PACE_LINE_GAP_US", "0")) / 1e6
+
+
 def call(port, lines):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for line in lines:
         s.sendall(line)
+        if GAP:
+            time.sleep(GAP)
     s.sendall(b"\n")
     pending = b""
     while True:

@@ -124,20 +124,22 @@ impl Command<'_> {
                 out.extend_from_slice(level.to_string().as_bytes());
             }
             Command::MSet { vars } => {
-                let mut args = String::with_capacity(128);
+                // `quote` of the assignments joined, each value as `mset_value` rewrites it,
+                // written in one pass (the tests hold the two to the same bytes): after the
+                // rewrite no `"` or `\` is left to escape, only control bytes to blank.
+                out.extend_from_slice(b"EXEC MSet \"");
                 for (i, (name, value)) in vars.iter().enumerate() {
                     if name.is_empty() || !name.bytes().all(is_ident_byte) {
                         return Err(CommandError::BadName);
                     }
                     if i > 0 {
-                        args.push(',');
+                        out.push(b',');
                     }
-                    args.push_str(name);
-                    args.push('=');
-                    args.push_str(&mset_value(value));
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b'=');
+                    push_mset_value(value, out);
                 }
-                out.extend_from_slice(b"EXEC MSet ");
-                quote(&args, out);
+                out.push(b'"');
             }
         }
         out.push(b'\n');
@@ -182,6 +184,44 @@ pub fn mset_value(value: &str) -> std::borrow::Cow<'_, str> {
             c => c,
         })
         .collect()
+}
+
+/// Appends [`mset_value`]`(value)`, quoted as [`quote`] would (control bytes blanked), to
+/// `out`, copying runs of bytes that stay as they are.
+fn push_mset_value(value: &str, out: &mut Vec<u8>) {
+    let bytes = value.as_bytes();
+    // Only a value with an opening bracket can leave one unclosed.
+    let unclosed = memchr::memchr2(b'(', b'[', bytes).is_some() && {
+        let (mut paren, mut bracket) = (0u32, 0u32);
+        for &b in bytes {
+            match b {
+                b'(' => paren += 1,
+                b')' => paren = paren.saturating_sub(1),
+                b'[' => bracket += 1,
+                b']' => bracket = bracket.saturating_sub(1),
+                _ => {}
+            }
+        }
+        paren > 0 || bracket > 0
+    };
+    out.reserve(bytes.len());
+    let mut plain = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        let instead = match b {
+            b',' => b';',
+            b'"' => b'\'',
+            b'\\' => b'/',
+            b'(' | b'[' if unclosed => b'{',
+            b')' | b']' if unclosed => b'}',
+            // UTF-8 continuation and lead bytes are >= 0x80: no character is split.
+            0x00..=0x1f | 0x7f => b' ',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..at]);
+        out.push(instead);
+        plain = at + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
 }
 
 /// Appends `value` to `out` as one Asterisk AGI word: wrapped in double quotes, `"` and `\`
@@ -540,6 +580,32 @@ mod tests {
                 prop_assert_eq!(&argv[1], &sanitized(&text));
                 let level_text = level.to_string();
                 prop_assert_eq!(&argv[2], level_text.as_bytes());
+            }
+        }
+
+        /// The one-pass `MSet` encoding is the quoted join of the rewritten values, byte for
+        /// byte.
+        #[test]
+        fn mset_is_the_quoted_join_of_the_rewritten_values(values in proptest::collection::vec(prop_oneof![
+            any::<String>(),
+            "[,\"\\\\()\\[\\]\r\n\0\x7f= a-z]{0,24}",
+        ], 1..4)) {
+            let names = ["STRANGER", "IPCOUNTRY_VERDICT", "IPCOUNTRY_REASON"];
+            let vars: Vec<(&str, &str)> = names.iter().copied().zip(values.iter().map(String::as_str)).collect();
+            let joined = vars
+                .iter()
+                .map(|(name, value)| format!("{name}={}", mset_value(value)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut want = b"EXEC MSet ".to_vec();
+            quote(&joined, &mut want);
+            want.push(b'\n');
+            match encoded(Command::MSet { vars: &vars }) {
+                Ok(out) => prop_assert_eq!(out, want),
+                Err(e) => {
+                    let too_long = matches!(e, CommandError::TooLong { .. });
+                    prop_assert!(too_long && want.len() > MAX_COMMAND_LEN, "{:?}", e);
+                }
             }
         }
 

@@ -202,7 +202,12 @@ where
         let mut framer = Framer::default();
         loop {
             if let Some(end) = framer.env(&self.buf, &self.limits)? {
-                let parsed = AgiEnv::parse(&self.buf[..end]);
+                // The framer's line ends spare the parser a second search for them.
+                let block = &self.buf[..end];
+                let parsed = match framer.newlines() {
+                    Some(newlines) => AgiEnv::parse_framed(block, newlines),
+                    None => AgiEnv::parse(block),
+                };
                 self.advance(end);
                 return Ok(parsed?);
             }
@@ -384,10 +389,14 @@ fn closed_suffix(partial: &bool) -> &'static str {
     }
 }
 
+/// How many line ends of an environment block the [`Framer`] keeps for the parser: Asterisk
+/// 20 writes about 25 lines plus the arguments. A longer block is parsed from its bytes.
+const KEPT_NEWLINES: usize = 64;
+
 /// The frame check: where the frame at the start of the buffer ends, if it is complete,
 /// enforcing [`Limits`] on the way. State for one `read_env`/`read_reply` call, so that each
 /// byte is examined once however many reads the frame takes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Framer {
     /// Bytes of the buffer already examined.
     pos: usize,
@@ -397,9 +406,40 @@ struct Framer {
     lines: usize,
     /// The reply being framed started with `520-`.
     usage: bool,
+    /// Env: the index of each `\n` found so far, the first [`KEPT_NEWLINES`] of them
+    /// (`newline_count` counts them all).
+    newlines: [u32; KEPT_NEWLINES],
+    newline_count: usize,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer {
+            pos: 0,
+            line_start: 0,
+            lines: 0,
+            usage: false,
+            newlines: [0; KEPT_NEWLINES],
+            newline_count: 0,
+        }
+    }
 }
 
 impl Framer {
+    /// Every `\n` of the block [`Framer::env`] framed, in order, if it kept them all.
+    fn newlines(&self) -> Option<&[u32]> {
+        self.newlines.get(..self.newline_count)
+    }
+
+    fn keep_newline(&mut self, nl: usize) {
+        match (self.newlines.get_mut(self.newline_count), u32::try_from(nl)) {
+            (Some(slot), Ok(nl)) => *slot = nl,
+            // One not kept: none is handed over (`newlines` is then `None`).
+            _ => self.newline_count = KEPT_NEWLINES,
+        }
+        self.newline_count += 1;
+    }
+
     /// The next complete line of `buf`, `(start, index of its '\n')`, checking the line
     /// length (also of the incomplete line at the end).
     fn next_line(
@@ -440,6 +480,7 @@ impl Framer {
                     limit: limits.max_block,
                 });
             }
+            self.keep_newline(nl);
             if is_blank_line(&buf[start..nl]) {
                 return Ok(Some(nl + 1));
             }

@@ -726,7 +726,13 @@ proptest! {
             for reader in [Chunked::new([input.clone()]), Chunked::bytes_each(&input)] {
                 let mut c = AgiConnection::new(reader, tokio::io::sink(), lim);
                 let outcome = match c.read_env().await {
-                    Ok(env) => format!("{env:?}"),
+                    Ok(env) => {
+                        // The framer's line ends give what a search of the block gives.
+                        let left = c.buf.len() + c.reader.chunks.iter().map(Vec::len).sum::<usize>();
+                        let block = &input[..input.len() - left];
+                        assert_eq!(Ok(&env), AgiEnv::parse(block).as_ref(), "{block:?}");
+                        format!("{env:?}")
+                    }
                     Err(
                         ConnError::LineTooLong { .. }
                         | ConnError::BlockTooLarge { .. }

@@ -123,57 +123,33 @@ impl AgiEnv {
     /// Parses one complete, framed block: the bytes up to and including the terminating empty
     /// line. A block that is only `"\n"` gives an empty environment.
     pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
+        Self::parse_with(block, None)
+    }
+
+    /// [`AgiEnv::parse`] of a block whose line ends the framer has found already: `newlines`
+    /// holds the index of every `\n` of `block`, in order (as `memchr_iter` would give them).
+    pub(crate) fn parse_framed(block: &[u8], newlines: &[u32]) -> Result<AgiEnv, EnvError> {
+        Self::parse_with(block, Some(newlines))
+    }
+
+    fn parse_with(block: &[u8], newlines: Option<&[u32]>) -> Result<AgiEnv, EnvError> {
         // The usual block is UTF-8: the standard check is much faster than the lossy decoder.
         let (text, lossy) = match std::str::from_utf8(block) {
             Ok(text) => (text.to_owned(), false),
             Err(_) => (String::from_utf8_lossy(block).into_owned(), true),
         };
         let bytes = text.as_bytes();
-        let mut vars: Vec<Var> = Vec::with_capacity(32);
-        let mut args = Vec::new();
-        let mut seen = KeyFilter::default();
-        let mut start = 0;
-        let mut line = 0;
-        for nl in memchr::memchr_iter(b'\n', bytes) {
-            line += 1;
-            let end = if nl > start && bytes[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
-            if start == end {
-                if nl + 1 != bytes.len() {
-                    return Err(EnvError::TrailingData { line: line + 1 });
-                }
-                return Ok(AgiEnv {
-                    text,
-                    vars,
-                    args,
-                    lossy,
-                });
-            }
-            let var = parse_line(bytes, start, end, line)?;
-            let name = &bytes[var.name.0..var.name.1];
-            // The names seen are scanned only when the filter says this key may be among them:
-            // for Asterisk's 25 distinct names that is one line in ten, not 300 comparisons.
-            if seen.maybe_holds(var.key)
-                && vars
-                    .iter()
-                    .any(|v| v.key == var.key && &bytes[v.name.0..v.name.1] == name)
-            {
-                return Err(EnvError::DuplicateName { line });
-            }
-            seen.insert(var.key);
-            if let Some(number) = name.strip_prefix(b"arg_") {
-                if arg_number(number) != Some(args.len() + 1) {
-                    return Err(EnvError::BadArgument { line });
-                }
-                args.push(vars.len());
-            }
-            vars.push(var);
-            start = nl + 1;
-        }
-        Err(EnvError::Unterminated)
+        // Replacement characters move the line ends: a lossy block is searched again.
+        let (vars, args) = match newlines {
+            Some(newlines) if !lossy => scan(bytes, newlines.iter().map(|&nl| nl as usize))?,
+            _ => scan(bytes, memchr::memchr_iter(b'\n', bytes))?,
+        };
+        Ok(AgiEnv {
+            text,
+            vars,
+            args,
+            lossy,
+        })
     }
 
     /// The value of `agi_<name>`, e.g. `get("uniqueid")`. `None` when the line is absent;
@@ -231,6 +207,54 @@ impl AgiEnv {
         let v = self.vars[i];
         &self.text[v.value.0..v.value.1]
     }
+}
+
+/// The variables of the block `bytes` and the indexes of its arguments, `newlines` being the
+/// index of each `\n` of it, in order.
+fn scan(
+    bytes: &[u8],
+    newlines: impl Iterator<Item = usize>,
+) -> Result<(Vec<Var>, Vec<usize>), EnvError> {
+    let mut vars: Vec<Var> = Vec::with_capacity(32);
+    let mut args = Vec::new();
+    let mut seen = KeyFilter::default();
+    let mut start = 0;
+    let mut line = 0;
+    for nl in newlines {
+        line += 1;
+        let end = if nl > start && bytes[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        if start == end {
+            if nl + 1 != bytes.len() {
+                return Err(EnvError::TrailingData { line: line + 1 });
+            }
+            return Ok((vars, args));
+        }
+        let var = parse_line(bytes, start, end, line)?;
+        let name = &bytes[var.name.0..var.name.1];
+        // The names seen are scanned only when the filter says this key may be among them:
+        // for Asterisk's 25 distinct names that is one line in ten, not 300 comparisons.
+        if seen.maybe_holds(var.key)
+            && vars
+                .iter()
+                .any(|v| v.key == var.key && &bytes[v.name.0..v.name.1] == name)
+        {
+            return Err(EnvError::DuplicateName { line });
+        }
+        seen.insert(var.key);
+        if let Some(number) = name.strip_prefix(b"arg_") {
+            if arg_number(number) != Some(args.len() + 1) {
+                return Err(EnvError::BadArgument { line });
+            }
+            args.push(vars.len());
+        }
+        vars.push(var);
+        start = nl + 1;
+    }
+    Err(EnvError::Unterminated)
 }
 
 /// Writes an environment block, as Asterisk would, from `(name, value)` pairs (names without

@@ -212,13 +212,26 @@ impl fmt::Display for IpRange {
     /// A CIDR when the range is exactly one network (`203.0.113.0/24`, `203.0.113.66/32`),
     /// `A-B` otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl IpRange {
+    /// Writes the range to `w` as `Display` does, piece by piece (the matched range is part of
+    /// every call's reason).
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         let (start, end) = (self.start_addr(), self.end_addr());
         let prefix = common_prefix_len(self);
+        IpText(start).write_to(w)?;
         match ipnet::IpNet::new(start, prefix) {
             Ok(net) if net.network() == start && net.broadcast() == end => {
-                write!(f, "{}/{prefix}", IpText(start))
+                w.write_char('/')?;
+                crate::ip_text::write_u8(w, prefix)
             }
-            _ => write!(f, "{}-{}", IpText(start), IpText(end)),
+            _ => {
+                w.write_char('-')?;
+                IpText(end).write_to(w)
+            }
         }
     }
 }

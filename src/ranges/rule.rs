@@ -124,21 +124,40 @@ impl fmt::Display for Rule {
     /// deny rule (`deny geolite US ...`), which ipcountry never generates. Their ids are left
     /// out: `refresh` regenerates them, so an id would not name the rule for long.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Rule {
+    /// Writes the rule to `w` as `Display` does, piece by piece (it is most calls' reason).
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         if self.terms.shadow {
-            f.write_str("shadow ")?;
+            w.write_str("shadow ")?;
         }
         match (self.source, self.kind) {
-            (RuleSource::Custom, _) => write!(f, "{} #{} {}", self.kind, self.id, self.range)?,
-            (RuleSource::Builtin, _) => write!(f, "{} builtin {}", self.kind, self.range)?,
+            (RuleSource::Custom, _) => {
+                w.write_str(self.kind.as_str())?;
+                write!(w, " #{} ", self.id)?;
+            }
+            (RuleSource::Builtin, _) => {
+                w.write_str(self.kind.as_str())?;
+                w.write_str(" builtin ")?;
+            }
             (RuleSource::Geolite, RuleKind::Permit) => {
-                write!(f, "geolite {} {}", self.country, self.range)?
+                w.write_str("geolite ")?;
+                w.write_str(&self.country)?;
+                w.write_char(' ')?;
             }
             (RuleSource::Geolite, RuleKind::Deny) => {
-                write!(f, "deny geolite {} {}", self.country, self.range)?
+                w.write_str("deny geolite ")?;
+                w.write_str(&self.country)?;
+                w.write_char(' ')?;
             }
         }
+        self.range.write_to(w)?;
         if !self.note.is_empty() {
-            write!(f, " {}", self.note)?;
+            w.write_char(' ')?;
+            w.write_str(&self.note)?;
         }
         Ok(())
     }
