@@ -44,7 +44,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agi::command::{Command, CommandError};
-use crate::agi::env::{AgiEnv, EnvError};
+use crate::agi::env::{self, AgiEnv, EnvError, EnvParser};
 use crate::agi::reply::{self, Reply, ReplyError};
 
 /// The read buffer's first capacity, and what it grows by when [`MIN_READ`] is not free.
@@ -200,14 +200,11 @@ where
     /// consumed either way).
     pub async fn read_env(&mut self) -> Result<AgiEnv, ConnError> {
         let mut framer = Framer::default();
+        // Each line is parsed as soon as it is framed, while the rest is still on its way.
+        let mut parser = EnvParser::default();
         loop {
-            if let Some(end) = framer.env(&self.buf, &self.limits)? {
-                // The framer's line ends spare the parser a second search for them.
-                let block = &self.buf[..end];
-                let parsed = match framer.newlines() {
-                    Some(newlines) => AgiEnv::parse_framed(block, newlines),
-                    None => AgiEnv::parse(block),
-                };
+            if let Some(end) = framer.env(&self.buf, &self.limits, &mut parser)? {
+                let parsed = parser.finish(&self.buf[..end]);
                 self.advance(end);
                 return Ok(parsed?);
             }
@@ -228,7 +225,7 @@ where
         let mut pos = 0usize;
         loop {
             for nl in memchr::memchr_iter(b'\n', &self.buf[pos..]).map(|i| i + pos) {
-                if is_blank_line(&self.buf[line_start..nl]) {
+                if env::is_blank(&self.buf, line_start, nl) {
                     self.advance(nl + 1);
                     return Ok(());
                 }
@@ -376,11 +373,6 @@ impl Drop for Truncate<'_> {
     }
 }
 
-/// The line (without its `\n`) that ends an environment block: empty, or a lone `\r`.
-fn is_blank_line(line: &[u8]) -> bool {
-    line.is_empty() || line == b"\r"
-}
-
 fn closed_suffix(partial: &bool) -> &'static str {
     if *partial {
         " in the middle of a frame"
@@ -389,14 +381,10 @@ fn closed_suffix(partial: &bool) -> &'static str {
     }
 }
 
-/// How many line ends of an environment block the [`Framer`] keeps for the parser: Asterisk
-/// 20 writes about 25 lines plus the arguments. A longer block is parsed from its bytes.
-const KEPT_NEWLINES: usize = 64;
-
 /// The frame check: where the frame at the start of the buffer ends, if it is complete,
 /// enforcing [`Limits`] on the way. State for one `read_env`/`read_reply` call, so that each
 /// byte is examined once however many reads the frame takes.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Framer {
     /// Bytes of the buffer already examined.
     pos: usize,
@@ -406,40 +394,9 @@ struct Framer {
     lines: usize,
     /// The reply being framed started with `520-`.
     usage: bool,
-    /// Env: the index of each `\n` found so far, the first [`KEPT_NEWLINES`] of them
-    /// (`newline_count` counts them all).
-    newlines: [u32; KEPT_NEWLINES],
-    newline_count: usize,
-}
-
-impl Default for Framer {
-    fn default() -> Self {
-        Framer {
-            pos: 0,
-            line_start: 0,
-            lines: 0,
-            usage: false,
-            newlines: [0; KEPT_NEWLINES],
-            newline_count: 0,
-        }
-    }
 }
 
 impl Framer {
-    /// Every `\n` of the block [`Framer::env`] framed, in order, if it kept them all.
-    fn newlines(&self) -> Option<&[u32]> {
-        self.newlines.get(..self.newline_count)
-    }
-
-    fn keep_newline(&mut self, nl: usize) {
-        match (self.newlines.get_mut(self.newline_count), u32::try_from(nl)) {
-            (Some(slot), Ok(nl)) => *slot = nl,
-            // One not kept: none is handed over (`newlines` is then `None`).
-            _ => self.newline_count = KEPT_NEWLINES,
-        }
-        self.newline_count += 1;
-    }
-
     /// The next complete line of `buf`, `(start, index of its '\n')`, checking the line
     /// length (also of the incomplete line at the end).
     fn next_line(
@@ -473,15 +430,20 @@ impl Framer {
     }
 
     /// Length of the complete environment block at the start of `buf`, if there is one.
-    fn env(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ConnError> {
+    /// Each of its lines within the limits goes to `parser` as it is framed.
+    fn env(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        parser: &mut EnvParser,
+    ) -> Result<Option<usize>, ConnError> {
         while let Some((start, nl)) = self.next_line(buf, limits)? {
             if nl + 1 > limits.max_block {
                 return Err(ConnError::BlockTooLarge {
                     limit: limits.max_block,
                 });
             }
-            self.keep_newline(nl);
-            if is_blank_line(&buf[start..nl]) {
+            if env::is_blank(buf, start, nl) {
                 return Ok(Some(nl + 1));
             }
             self.lines += 1;
@@ -490,6 +452,7 @@ impl Framer {
                     limit: limits.max_lines,
                 });
             }
+            parser.line(buf, start, nl);
         }
         if buf.len() > limits.max_block {
             return Err(ConnError::BlockTooLarge {

@@ -123,33 +123,25 @@ impl AgiEnv {
     /// Parses one complete, framed block: the bytes up to and including the terminating empty
     /// line. A block that is only `"\n"` gives an empty environment.
     pub fn parse(block: &[u8]) -> Result<AgiEnv, EnvError> {
-        Self::parse_with(block, None)
-    }
-
-    /// [`AgiEnv::parse`] of a block whose line ends the framer has found already: `newlines`
-    /// holds the index of every `\n` of `block`, in order (as `memchr_iter` would give them).
-    pub(crate) fn parse_framed(block: &[u8], newlines: &[u32]) -> Result<AgiEnv, EnvError> {
-        Self::parse_with(block, Some(newlines))
-    }
-
-    fn parse_with(block: &[u8], newlines: Option<&[u32]>) -> Result<AgiEnv, EnvError> {
-        // The usual block is UTF-8: the standard check is much faster than the lossy decoder.
-        let (text, lossy) = match std::str::from_utf8(block) {
-            Ok(text) => (text.to_owned(), false),
-            Err(_) => (String::from_utf8_lossy(block).into_owned(), true),
-        };
-        let bytes = text.as_bytes();
-        // Replacement characters move the line ends: a lossy block is searched again.
-        let (vars, args) = match newlines {
-            Some(newlines) if !lossy => scan(bytes, newlines.iter().map(|&nl| nl as usize))?,
-            _ => scan(bytes, memchr::memchr_iter(b'\n', bytes))?,
-        };
-        Ok(AgiEnv {
-            text,
-            vars,
-            args,
-            lossy,
-        })
+        let mut parser = EnvParser::default();
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', block) {
+            if is_blank(block, start, nl) {
+                if nl + 1 != block.len() {
+                    return Err(EnvError::TrailingData {
+                        line: parser.line + 2,
+                    });
+                }
+                return parser.finish(block);
+            }
+            parser.line(block, start, nl);
+            // The first bad line decides, whatever follows it.
+            if let Some(e) = parser.error {
+                return Err(e);
+            }
+            start = nl + 1;
+        }
+        Err(EnvError::Unterminated)
     }
 
     /// The value of `agi_<name>`, e.g. `get("uniqueid")`. `None` when the line is absent;
@@ -209,52 +201,122 @@ impl AgiEnv {
     }
 }
 
-/// The variables of the block `bytes` and the indexes of its arguments, `newlines` being the
-/// index of each `\n` of it, in order.
-fn scan(
-    bytes: &[u8],
-    newlines: impl Iterator<Item = usize>,
-) -> Result<(Vec<Var>, Vec<usize>), EnvError> {
-    let mut vars: Vec<Var> = Vec::with_capacity(32);
-    let mut args = Vec::new();
-    let mut seen = KeyFilter::default();
-    let mut start = 0;
-    let mut line = 0;
-    for nl in newlines {
-        line += 1;
+/// Whether the line `block[start..nl]` (`nl`: its `\n`) is blank: empty, or a lone `\r`.
+pub(crate) fn is_blank(block: &[u8], start: usize, nl: usize) -> bool {
+    nl == start || (nl == start + 1 && block[start] == b'\r')
+}
+
+/// A block parsed line by line, as its lines arrive: `agi::connection` hands each one over
+/// as soon as it has framed it, so that the work is done while the rest of the block is still
+/// on its way (Asterisk writes it a line at a time), not between its last byte and the reply.
+/// [`AgiEnv::parse`] goes through it too.
+///
+/// After the first bad line the others are only counted: the block is refused for that one,
+/// as a parse of the whole block would refuse it.
+pub(crate) struct EnvParser {
+    vars: Vec<Var>,
+    args: Vec<usize>,
+    seen: KeyFilter,
+    /// Lines taken so far.
+    line: usize,
+    error: Option<EnvError>,
+}
+
+impl Default for EnvParser {
+    fn default() -> Self {
+        EnvParser {
+            // Asterisk 20 writes 25 lines and the arguments: one allocation.
+            vars: Vec::with_capacity(32),
+            args: Vec::new(),
+            seen: KeyFilter::default(),
+            line: 0,
+            error: None,
+        }
+    }
+}
+
+impl EnvParser {
+    /// Takes the non-blank line `block[start..nl]` (`nl`: the index of its `\n`; a `\r`
+    /// before it is dropped). `block` is the block so far, from its first byte.
+    pub(crate) fn line(&mut self, block: &[u8], start: usize, nl: usize) {
+        self.line += 1;
+        if self.error.is_none() {
+            if let Err(e) = self.take(block, start, nl) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8], start: usize, nl: usize) -> Result<(), EnvError> {
+        let line = self.line;
         let end = if nl > start && bytes[nl - 1] == b'\r' {
             nl - 1
         } else {
             nl
         };
-        if start == end {
-            if nl + 1 != bytes.len() {
-                return Err(EnvError::TrailingData { line: line + 1 });
-            }
-            return Ok((vars, args));
-        }
         let var = parse_line(bytes, start, end, line)?;
         let name = &bytes[var.name.0..var.name.1];
         // The names seen are scanned only when the filter says this key may be among them:
         // for Asterisk's 25 distinct names that is one line in ten, not 300 comparisons.
-        if seen.maybe_holds(var.key)
-            && vars
+        if self.seen.maybe_holds(var.key)
+            && self
+                .vars
                 .iter()
                 .any(|v| v.key == var.key && &bytes[v.name.0..v.name.1] == name)
         {
             return Err(EnvError::DuplicateName { line });
         }
-        seen.insert(var.key);
+        self.seen.insert(var.key);
         if let Some(number) = name.strip_prefix(b"arg_") {
-            if arg_number(number) != Some(args.len() + 1) {
+            if arg_number(number) != Some(self.args.len() + 1) {
                 return Err(EnvError::BadArgument { line });
             }
-            args.push(vars.len());
+            self.args.push(self.vars.len());
         }
-        vars.push(var);
-        start = nl + 1;
+        self.vars.push(var);
+        Ok(())
     }
-    Err(EnvError::Unterminated)
+
+    /// The environment of `block`: every byte up to and including the blank line that ends
+    /// it, whose other lines were all handed to [`EnvParser::line`].
+    pub(crate) fn finish(self, block: &[u8]) -> Result<AgiEnv, EnvError> {
+        // The usual block is UTF-8: the standard check is much faster than the lossy decoder.
+        match std::str::from_utf8(block) {
+            Ok(text) => match self.error {
+                Some(e) => Err(e),
+                None => Ok(AgiEnv {
+                    text: text.to_owned(),
+                    vars: self.vars,
+                    args: self.args,
+                    lossy: false,
+                }),
+            },
+            Err(_) => {
+                // Replacement characters move every range after them: the lossy text is
+                // parsed again, from its start.
+                let text = String::from_utf8_lossy(block).into_owned();
+                let mut again = EnvParser::default();
+                let bytes = text.as_bytes();
+                let mut start = 0;
+                for nl in memchr::memchr_iter(b'\n', bytes) {
+                    if is_blank(bytes, start, nl) {
+                        break;
+                    }
+                    again.line(bytes, start, nl);
+                    start = nl + 1;
+                }
+                match again.error {
+                    Some(e) => Err(e),
+                    None => Ok(AgiEnv {
+                        vars: again.vars,
+                        args: again.args,
+                        text,
+                        lossy: true,
+                    }),
+                }
+            }
+        }
+    }
 }
 
 /// Writes an environment block, as Asterisk would, from `(name, value)` pairs (names without
