@@ -12,9 +12,11 @@
 //! Incoming bytes go into one growing buffer (each read has room for at least [`MIN_READ`]
 //! bytes, never one syscall per line). Each read first *checks* for a complete frame (the
 //! environment block up to its empty line, or one reply), then *parses* exactly that slice
-//! (`AgiEnv::parse`, `reply::parse`), then *advances* past it: mini-redis's
-//! `Frame::check` → `Frame::parse` → `advance`. The check is [`Framer`], the one place that
-//! knows where a frame ends, and it enforces [`Limits`] as it goes. Bytes after a frame stay
+//! (`reply::parse`), then *advances* past it: mini-redis's `Frame::check` → `Frame::parse` →
+//! `advance`. The check is [`Framer`], the one place that knows where a frame ends, and it
+//! enforces [`Limits`] as it goes. The environment block's lines are parsed as the framer
+//! finds them (`agi::env::EnvParser`), while the rest of the block is on its way; the
+//! complete block's bytes then become the environment's text. Bytes after a frame stay
 //! buffered for the next call: Asterisk writes line by line, a block may arrive in 20+
 //! segments, and an early `HANGUP\n` may arrive right behind the block.
 //!
@@ -204,9 +206,13 @@ where
         let mut parser = EnvParser::default();
         loop {
             if let Some(end) = framer.env(&self.buf, &self.limits, &mut parser)? {
-                let parsed = parser.finish(&self.buf[..end]);
-                self.advance(end);
-                return Ok(parsed?);
+                // The buffer, holding the block, becomes the environment's text (no copy of
+                // the block); what follows the block moves to a new buffer.
+                let mut rest = Vec::with_capacity(READ_CHUNK.max(self.buf.len() - end));
+                rest.extend_from_slice(&self.buf[end..]);
+                let mut block = std::mem::replace(&mut self.buf, rest);
+                block.truncate(end);
+                return Ok(parser.finish(block)?);
             }
             self.fill().await?;
         }

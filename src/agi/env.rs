@@ -132,7 +132,7 @@ impl AgiEnv {
                         line: parser.line + 2,
                     });
                 }
-                return parser.finish(block);
+                return parser.finish(block.to_vec());
             }
             parser.line(block, start, nl);
             // The first bad line decides, whatever follows it.
@@ -278,23 +278,24 @@ impl EnvParser {
     }
 
     /// The environment of `block`: every byte up to and including the blank line that ends
-    /// it, whose other lines were all handed to [`EnvParser::line`].
-    pub(crate) fn finish(self, block: &[u8]) -> Result<AgiEnv, EnvError> {
+    /// it, whose other lines were all handed to [`EnvParser::line`]. The block's bytes become
+    /// the environment's text.
+    pub(crate) fn finish(self, block: Vec<u8>) -> Result<AgiEnv, EnvError> {
         // The usual block is UTF-8: the standard check is much faster than the lossy decoder.
-        match std::str::from_utf8(block) {
+        match String::from_utf8(block) {
             Ok(text) => match self.error {
                 Some(e) => Err(e),
                 None => Ok(AgiEnv {
-                    text: text.to_owned(),
+                    text,
                     vars: self.vars,
                     args: self.args,
                     lossy: false,
                 }),
             },
-            Err(_) => {
+            Err(not_utf8) => {
                 // Replacement characters move every range after them: the lossy text is
                 // parsed again, from its start.
-                let text = String::from_utf8_lossy(block).into_owned();
+                let text = String::from_utf8_lossy(not_utf8.as_bytes()).into_owned();
                 let mut again = EnvParser::default();
                 let bytes = text.as_bytes();
                 let mut start = 0;
