@@ -201,7 +201,7 @@ where
 {
     let started = Instant::now();
     let _in_flight = ctx.metrics.session();
-    let outcome = match read_env(&mut conn, ctx).await {
+    let outcome = match read_env(&mut conn, ctx, started).await {
         Read::Env(env) => match (stdio_args, env.script()) {
             (Some(args), _) => {
                 let call = CallArgs::new(args.iter().map(String::as_str));
@@ -243,14 +243,15 @@ enum Read {
     Dropped(Option<ConnError>),
 }
 
-/// Reads the block within the environment deadline; a block over the limits is skipped to its
-/// end (within the same deadline) so that it can be answered.
-async fn read_env<R, W>(conn: &mut AgiConnection<R, W>, ctx: &Context) -> Read
+/// Reads the block within the environment deadline (from `started`, when the call began); a
+/// block over the limits is skipped to its end (within the same deadline) so that it can be
+/// answered.
+async fn read_env<R, W>(conn: &mut AgiConnection<R, W>, ctx: &Context, started: Instant) -> Read
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + ctx.settings.env_timeout;
+    let deadline = tokio::time::Instant::from_std(started) + ctx.settings.env_timeout;
     match timeout_at(deadline, conn.read_env()).await {
         Ok(Ok(env)) => Read::Env(env),
         Ok(Err(ConnError::Env(e))) => Read::Failed(Failure::Env(e)),
@@ -325,12 +326,13 @@ where
         reason: &reason,
     };
     let outcome = reply(conn, &ctx.settings, &answer).await;
+    let elapsed = started.elapsed();
     ctx.metrics.call(
         decision.verdict.as_str(),
         decision.reason.kind(),
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
     );
-    log_call(ctx, env, &request, &decision, &reason, &outcome, started);
+    log_call(ctx, env, &request, &decision, &reason, &outcome, elapsed);
     if let Some(view) = policy.shadow() {
         // Shadow rules: what the call would have got with them deciding, logged, not applied.
         // No lookup is made for them: a From name only they would have needed resolved is
@@ -553,7 +555,7 @@ fn log_call(
     decision: &Decision<'_>,
     reason: &str,
     outcome: &Outcome,
-    started: Instant,
+    elapsed: Duration,
 ) {
     if !tracing::enabled!(Level::INFO) {
         return;
@@ -580,7 +582,7 @@ fn log_call(
         reason,
         country: decision.rule.as_ref().map_or("-", |r| r.country.as_str()),
         outcome,
-        micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
     }
     .write();
 }

@@ -252,8 +252,9 @@ pub fn quote(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// `[A-Za-z0-9_]`: the bytes of a variable name, as in the environment block's names.
 fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    crate::agi::env::is_name_byte(b)
 }
 
 /// `IDENT` or `IDENT(args)`, see the module docs.

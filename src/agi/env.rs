@@ -418,8 +418,9 @@ fn arg_number(digits: &[u8]) -> Option<usize> {
     })
 }
 
-/// `[A-Za-z0-9_]`, by table: this runs for every byte of every name.
-fn is_name_byte(b: u8) -> bool {
+/// `[A-Za-z0-9_]`, by table: this runs for every byte of every name (of the block's
+/// variables, and of the variables `agi::command` sets).
+pub(crate) fn is_name_byte(b: u8) -> bool {
     NAME_BYTES[usize::from(b)]
 }
 
