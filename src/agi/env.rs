@@ -1,8 +1,9 @@
 //! The `agi_*` environment block Asterisk sends first on every AGI session.
 //!
 //! Data flow: `agi::connection` frames the block (everything up to and including the first empty
-//! line) and hands exactly those bytes to [`AgiEnv::parse`]; the session then reads typed values
-//! ([`AgiEnv::script`], [`AgiEnv::args`], ...). Nothing here does I/O.
+//! line), handing each line to an `EnvParser` as soon as it is framed and the whole block to it
+//! at the end ([`AgiEnv::parse`] does the same for a block in hand); the session then reads
+//! typed values ([`AgiEnv::script`], [`AgiEnv::args`], ...). Nothing here does I/O.
 //!
 //! # Wire format (Asterisk 20, see `shared/fixtures/asterisk-agi/README.md`)
 //!
