@@ -204,22 +204,29 @@ fn push_mset_value(value: &str, out: &mut Vec<u8>) {
         }
         paren > 0 || bracket > 0
     };
+    push_replacing(bytes, out, |b| match b {
+        b',' => Some(b";"),
+        b'"' => Some(b"'"),
+        b'\\' => Some(b"/"),
+        b'(' | b'[' if unclosed => Some(b"{"),
+        b')' | b']' if unclosed => Some(b"}"),
+        // UTF-8 continuation and lead bytes are >= 0x80: no character is split.
+        0x00..=0x1f | 0x7f => Some(b" "),
+        _ => None,
+    });
+}
+
+/// Appends `bytes` to `out`, each byte `instead` maps to `Some` replaced by what it gives,
+/// copying the runs of bytes that stay as they are in one slice each.
+fn push_replacing(bytes: &[u8], out: &mut Vec<u8>, instead: impl Fn(u8) -> Option<&'static [u8]>) {
     out.reserve(bytes.len());
     let mut plain = 0;
     for (at, &b) in bytes.iter().enumerate() {
-        let instead = match b {
-            b',' => b';',
-            b'"' => b'\'',
-            b'\\' => b'/',
-            b'(' | b'[' if unclosed => b'{',
-            b')' | b']' if unclosed => b'}',
-            // UTF-8 continuation and lead bytes are >= 0x80: no character is split.
-            0x00..=0x1f | 0x7f => b' ',
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..at]);
-        out.push(instead);
-        plain = at + 1;
+        if let Some(with) = instead(b) {
+            out.extend_from_slice(&bytes[plain..at]);
+            out.extend_from_slice(with);
+            plain = at + 1;
+        }
     }
     out.extend_from_slice(&bytes[plain..]);
 }
@@ -231,24 +238,14 @@ fn push_mset_value(value: &str, out: &mut Vec<u8>) {
 /// Scanned a byte at a time and copied in runs: values are at most a few hundred bytes, and no
 /// byte-search crate finds a class of bytes (the controls) faster at that size.
 pub fn quote(value: &str, out: &mut Vec<u8>) {
-    out.reserve(value.len() + 2);
     out.push(b'"');
-    // Runs of bytes that stay as they are go out as one slice.
-    let bytes = value.as_bytes();
-    let mut plain = 0;
-    for (at, &b) in bytes.iter().enumerate() {
-        let instead: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            // UTF-8 continuation and lead bytes are >= 0x80, so this never splits a character.
-            0x00..=0x1f | 0x7f => b" ",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..at]);
-        out.extend_from_slice(instead);
-        plain = at + 1;
-    }
-    out.extend_from_slice(&bytes[plain..]);
+    push_replacing(value.as_bytes(), out, |b| match b {
+        b'"' => Some(b"\\\""),
+        b'\\' => Some(b"\\\\"),
+        // UTF-8 continuation and lead bytes are >= 0x80, so this never splits a character.
+        0x00..=0x1f | 0x7f => Some(b" "),
+        _ => None,
+    });
     out.push(b'"');
 }
 
