@@ -183,30 +183,108 @@ pub enum Reason<'p> {
 }
 
 impl Reason<'_> {
-    /// What kind of reason it is, for the metrics: `permit_rule`, `deny_rule`, `country`,
-    /// `builtin`, `no_permit_range`, `allow_host`, `dns`, `no_source`, `bad_source`,
-    /// `unparseable_from`, `from_no_host`, `no_from`, `source_decided`, `nothing`.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of reason it is, for the metrics.
+    pub fn kind(&self) -> ReasonKind {
         match self {
             Reason::Rule(rule) => match (rule.kind, rule.source) {
-                (RuleKind::Deny, _) => "deny_rule",
-                (RuleKind::Permit, RuleSource::Builtin) => "builtin",
-                (RuleKind::Permit, RuleSource::Geolite) => "country",
-                (RuleKind::Permit, RuleSource::Custom) => "permit_rule",
+                (RuleKind::Deny, _) => ReasonKind::DenyRule,
+                (RuleKind::Permit, RuleSource::Builtin) => ReasonKind::Builtin,
+                (RuleKind::Permit, RuleSource::Geolite) => ReasonKind::Country,
+                (RuleKind::Permit, RuleSource::Custom) => ReasonKind::PermitRule,
             },
-            Reason::NoPermit(_) => "no_permit_range",
-            Reason::Text(text) if text.starts_with("allow-host ") => "allow_host",
-            Reason::Text(_) => "dns",
+            Reason::NoPermit(_) => ReasonKind::NoPermitRange,
+            Reason::Text(text) if text.starts_with("allow-host ") => ReasonKind::AllowHost,
+            Reason::Text(_) => ReasonKind::Dns,
             Reason::Fixed(text) => match *text {
-                "no source address" => "no_source",
-                "bad source address" => "bad_source",
-                "unparseable From" => "unparseable_from",
-                "From has no host" => "from_no_host",
-                "no From header" => "no_from",
-                "From host not resolved: the source decided" => "source_decided",
-                _ => "nothing",
+                "no source address" => ReasonKind::NoSource,
+                "bad source address" => ReasonKind::BadSource,
+                "unparseable From" => ReasonKind::UnparseableFrom,
+                "From has no host" => ReasonKind::FromNoHost,
+                "no From header" => ReasonKind::NoFrom,
+                "From host not resolved: the source decided" => ReasonKind::SourceDecided,
+                _ => ReasonKind::Nothing,
             },
         }
+    }
+}
+
+/// The kind of a [`Reason`]: the `reason` label of the calls counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonKind {
+    /// A deny rule matched.
+    DenyRule,
+    /// A built-in permit range (loopback, private networks) matched.
+    Builtin,
+    /// A permitted country's range matched.
+    Country,
+    /// A custom permit rule matched.
+    PermitRule,
+    /// No permit range covers the address.
+    NoPermitRange,
+    /// The From host is allow-listed.
+    AllowHost,
+    /// A DNS outcome decided.
+    Dns,
+    /// No source address.
+    NoSource,
+    /// The source address does not parse.
+    BadSource,
+    /// The From does not parse.
+    UnparseableFrom,
+    /// The From has no host.
+    FromNoHost,
+    /// There is no From.
+    NoFrom,
+    /// The From host was not resolved and the source decided.
+    SourceDecided,
+    /// Nothing else applies.
+    Nothing,
+}
+
+impl ReasonKind {
+    /// Every kind, in the order of their indexes.
+    pub const ALL: [ReasonKind; 14] = [
+        ReasonKind::DenyRule,
+        ReasonKind::Builtin,
+        ReasonKind::Country,
+        ReasonKind::PermitRule,
+        ReasonKind::NoPermitRange,
+        ReasonKind::AllowHost,
+        ReasonKind::Dns,
+        ReasonKind::NoSource,
+        ReasonKind::BadSource,
+        ReasonKind::UnparseableFrom,
+        ReasonKind::FromNoHost,
+        ReasonKind::NoFrom,
+        ReasonKind::SourceDecided,
+        ReasonKind::Nothing,
+    ];
+
+    /// The label: `deny_rule`, `builtin`, `country`, `permit_rule`, `no_permit_range`,
+    /// `allow_host`, `dns`, `no_source`, `bad_source`, `unparseable_from`, `from_no_host`,
+    /// `no_from`, `source_decided`, `nothing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::DenyRule => "deny_rule",
+            ReasonKind::Builtin => "builtin",
+            ReasonKind::Country => "country",
+            ReasonKind::PermitRule => "permit_rule",
+            ReasonKind::NoPermitRange => "no_permit_range",
+            ReasonKind::AllowHost => "allow_host",
+            ReasonKind::Dns => "dns",
+            ReasonKind::NoSource => "no_source",
+            ReasonKind::BadSource => "bad_source",
+            ReasonKind::UnparseableFrom => "unparseable_from",
+            ReasonKind::FromNoHost => "from_no_host",
+            ReasonKind::NoFrom => "no_from",
+            ReasonKind::SourceDecided => "source_decided",
+            ReasonKind::Nothing => "nothing",
+        }
+    }
+
+    /// The position in [`ReasonKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

@@ -311,3 +311,12 @@ fn reasons_display_as_their_rules_do() {
         "no permit range for 2001:db8::1"
     );
 }
+
+#[test]
+fn reason_kinds_are_listed_at_their_indexes_with_distinct_labels() {
+    let mut labels = std::collections::HashSet::new();
+    for (i, kind) in ReasonKind::ALL.iter().enumerate() {
+        assert_eq!(kind.index(), i, "{kind:?}");
+        assert!(labels.insert(kind.as_str()), "{kind:?}");
+    }
+}

@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -31,14 +31,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::alerts::Alerts;
+use crate::decision::{ReasonKind, Verdict};
 use crate::policy::SharedPolicy;
 use crate::resolve::HostResolver;
+
+/// The row of a verdict in [`Metrics`]' counters by verdict and reason.
+fn verdict_index(verdict: Verdict) -> usize {
+    match verdict {
+        Verdict::Permit => 0,
+        Verdict::Deny => 1,
+        Verdict::Stranger => 2,
+    }
+}
 
 /// The counters of one server.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
+    /// `calls`' counters by verdict and reason kind, each taken from the family at its first use.
+    call_counters: [[OnceLock<Counter>; ReasonKind::ALL.len()]; 3],
     failures: Family<KindLabels, Counter>,
     refused: Counter,
     shadow: Family<ShadowLabels, Counter>,
@@ -127,6 +139,7 @@ impl Metrics {
         Metrics {
             registry,
             calls,
+            call_counters: Default::default(),
             failures,
             refused,
             shadow,
@@ -158,9 +171,18 @@ impl Metrics {
     }
 
     /// A call got its verdict.
-    pub fn call(&self, verdict: &'static str, reason: &'static str, seconds: f64) {
-        self.calls
-            .get_or_create(&CallLabels { verdict, reason })
+    pub fn call(&self, verdict: Verdict, reason: ReasonKind, seconds: f64) {
+        // The family's counter for the pair, looked up once and kept: the lookup takes the
+        // family's lock and hashes the labels, each call, on cold caches (issue 18).
+        self.call_counters[verdict_index(verdict)][reason.index()]
+            .get_or_init(|| {
+                self.calls
+                    .get_or_create(&CallLabels {
+                        verdict: verdict.as_str(),
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            })
             .inc();
         self.latency.observe(seconds);
     }
@@ -469,5 +491,22 @@ mod tests {
             text.contains("ipcountry_firewall_failures_total 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn calls_are_counted_by_verdict_and_reason_through_the_kept_counters() {
+        let metrics = Metrics::new();
+        metrics.call(Verdict::Permit, ReasonKind::Country, 0.001);
+        metrics.call(Verdict::Permit, ReasonKind::Country, 0.001);
+        metrics.call(Verdict::Stranger, ReasonKind::NoPermitRange, 0.001);
+        let text = metrics.render();
+        for line in [
+            r#"ipcountry_calls_total{verdict="permitted",reason="country"} 2"#,
+            r#"ipcountry_calls_total{verdict="stranger",reason="no_permit_range"} 1"#,
+            "ipcountry_screening_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"verdict="denied""#), "{text}");
     }
 }

@@ -108,9 +108,12 @@ pub fn parse_source(s: &str) -> Result<IpAddr, SourceError> {
     if s.is_empty() {
         return Err(SourceError::Missing);
     }
+    // `address:port` first: it is what the dialplan passes (`CHANNEL(pjsip,remote_addr)`), and
+    // no text is both a socket address and a bare address.
     let ip = s
-        .parse::<IpAddr>()
-        .or_else(|_| s.parse::<SocketAddr>().map(|sa| sa.ip()))
+        .parse::<SocketAddr>()
+        .map(|sa| sa.ip())
+        .or_else(|_| s.parse::<IpAddr>())
         .or_else(|_| {
             s.strip_prefix('[')
                 .and_then(|r| r.strip_suffix(']'))

@@ -328,7 +328,7 @@ where
     let outcome = reply(conn, &ctx.settings, &answer).await;
     let elapsed = started.elapsed();
     ctx.metrics.call(
-        decision.verdict.as_str(),
+        decision.verdict,
         decision.reason.kind(),
         elapsed.as_secs_f64(),
     );

@@ -120,9 +120,24 @@ impl CallLine<'_> {
         Escaped(self.reason).push_to(out);
         out.push_str(" country=");
         push_debug_str(out, self.country);
-        let _ = write!(out, " outcome={:?} micros=", self.outcome);
+        out.push_str(" outcome=");
+        out.push_str(outcome_name(self.outcome));
+        out.push_str(" micros=");
         push_decimal(out, self.micros);
         out.push('\n');
+    }
+}
+
+/// What `{:?}` writes for `outcome` (the test below holds the two together), without
+/// `core::fmt`.
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Screened => "Screened",
+        Outcome::Failed => "Failed",
+        Outcome::HungUp => "HungUp",
+        Outcome::Abandoned => "Abandoned",
+        Outcome::Reloaded => "Reloaded",
+        Outcome::Dropped => "Dropped",
     }
 }
 
@@ -287,6 +302,20 @@ mod tests {
             month += 1;
         }
         (year, month, days + 1)
+    }
+
+    #[test]
+    fn outcome_names_are_their_debug_forms() {
+        for outcome in [
+            Outcome::Screened,
+            Outcome::Failed,
+            Outcome::HungUp,
+            Outcome::Abandoned,
+            Outcome::Reloaded,
+            Outcome::Dropped,
+        ] {
+            assert_eq!(outcome_name(&outcome), format!("{outcome:?}"));
+        }
     }
 
     #[test]

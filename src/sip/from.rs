@@ -37,7 +37,8 @@
 //! The parsed header borrows from the input (a part is copied only when unescaped or
 //! lower-cased). There is one parser, the nom grammar below: a hand-written path for the
 //! usual shape once sat beside it and saved about 0.1 µs of a call that costs tens of µs
-//! (under 1 %, BENCHMARKS.md), so it went.
+//! (under 1 %, BENCHMARKS.md), so it went. The grammar's runs of characters are taken a byte
+//! at a time by table (`sip::chars`), not by `nom`'s `char` predicates.
 //!
 //! # Known limits
 //!
@@ -53,13 +54,15 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nom::branch::alt;
-use nom::bytes::complete::{take_while, take_while1};
-use nom::character::complete::{char, digit1, satisfy, space0};
+use nom::character::complete::{char, digit1, space0};
 use nom::combinator::{opt, recognize};
-use nom::multi::{many0, many0_count, many1_count, separated_list1};
+use nom::error::ErrorKind;
+use nom::multi::{many0, separated_list1};
 use nom::sequence::preceded;
 use nom::{IResult, Parser};
 use serde::Serialize;
+
+use super::chars::{self, Class};
 
 /// The longest From value [`parse`] accepts, in bytes. Real From headers are well under
 /// 300 bytes; anything near this limit is abuse.
@@ -237,7 +240,8 @@ fn parse_unbounded(input: &str) -> Result<FromHeader<'_>, FromError> {
     if s.is_empty() {
         return Err(FromError::Empty);
     }
-    if let Some(open) = s.rfind('<') {
+    // memchr: `str::rfind` of a `char` costs several times as much on a short header.
+    if let Some(open) = memchr::memrchr(b'<', s.as_bytes()) {
         return name_addr(s, open);
     }
     match scheme(s) {
@@ -251,7 +255,7 @@ fn name_addr(s: &str, open: usize) -> Result<FromHeader<'_>, FromError> {
     // `<` and `>` are single bytes, so these slices fall on char boundaries.
     let (before, after_open) = (&s[..open], &s[open + 1..]);
     let display_name = display_name(before)?;
-    let close = after_open.find('>').ok_or(FromError::UnterminatedAngle)?;
+    let close = memchr::memchr(b'>', after_open.as_bytes()).ok_or(FromError::UnterminatedAngle)?;
     let uri = uri_in_brackets(&after_open[..close])?;
     let params = header_params(&after_open[close + 1..])?;
     Ok(FromHeader {
@@ -308,7 +312,7 @@ fn bare_host(s: &str) -> Result<FromHeader<'_>, FromError> {
         if looks_like_other_scheme(s) {
             return Err(FromError::BadScheme);
         }
-        if !s.chars().all(is_bare_char) {
+        if !s.bytes().all(|b| chars::BARE.has(b)) {
             return Err(FromError::NoUri);
         }
         let (rest, host) = host(s)?;
@@ -367,12 +371,9 @@ fn uri_in_brackets(text: &str) -> Result<Uri<'_>, FromError> {
 
 /// `sip:` / `sips:` / `tel:` (any case), consuming the colon. Fails on any other scheme.
 fn scheme(i: &str) -> Res<'_, Scheme> {
-    let (rest, name) = recognize((
-        satisfy(|c| c.is_ascii_alphabetic()),
-        take_while(|c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')),
-    ))
-    .parse(i)?;
-    let (rest, _) = char(':').parse(rest)?;
+    let fail = || nom::Err::Error(nom::error::Error::new(i, ErrorKind::Tag));
+    let (name, rest) = i.split_at(scheme_len(i).ok_or_else(fail)?);
+    let rest = rest.strip_prefix(':').ok_or_else(fail)?;
     let scheme = if name.eq_ignore_ascii_case("sip") {
         Scheme::Sip
     } else if name.eq_ignore_ascii_case("sips") {
@@ -380,12 +381,18 @@ fn scheme(i: &str) -> Res<'_, Scheme> {
     } else if name.eq_ignore_ascii_case("tel") {
         Scheme::Tel
     } else {
-        return Err(nom::Err::Error(nom::error::Error::new(
-            i,
-            nom::error::ErrorKind::Tag,
-        )));
+        return Err(fail());
     };
     Ok((rest, scheme))
+}
+
+/// The length of the scheme name `i` starts with (a letter, then letters, digits, `+ - .`).
+fn scheme_len(i: &str) -> Option<usize> {
+    // The first byte is ASCII, so `1` is a character boundary.
+    i.as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
+        .then(|| 1 + chars::SCHEME.run(&i[1..]))
 }
 
 /// The part of a URI after the scheme and before its parameters: `[userinfo@]host[:port]`
@@ -400,7 +407,7 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri<'_>), FromError> {
         headers: Vec::new(),
     };
     if scheme == Scheme::Tel {
-        let (rest, number) = take_while1::<_, _, nom::error::Error<&str>>(is_tel_char)
+        let (rest, number) = take1(chars::TEL)
             .parse(rest)
             .map_err(|_| FromError::BadUser("missing telephone number"))?;
         if !number.bytes().any(|b| b.is_ascii_digit()) {
@@ -423,8 +430,8 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri<'_>), FromError> {
 
 /// `user [":" password] "@"`; returns the user, drops the password.
 fn userinfo(i: &str) -> Res<'_, &str> {
-    let (i, user) = escaped_run1(is_user_char).parse(i)?;
-    let (i, _password) = opt(preceded(char(':'), escaped_run0(is_password_char))).parse(i)?;
+    let (i, user) = escaped1(chars::USER).parse(i)?;
+    let (i, _password) = opt(preceded(char(':'), escaped0(chars::PASSWORD))).parse(i)?;
     let (i, _) = char('@').parse(i)?;
     Ok((i, user))
 }
@@ -432,11 +439,7 @@ fn userinfo(i: &str) -> Res<'_, &str> {
 /// `IPv6reference / IPv4address / hostname`.
 fn host(i: &str) -> Result<(&str, Host<'_>), FromError> {
     if let Some(inner) = i.strip_prefix('[') {
-        let (rest, addr) = take_while::<_, _, nom::error::Error<&str>>(|c: char| {
-            c.is_ascii_hexdigit() || c == ':' || c == '.'
-        })
-        .parse(inner)
-        .map_err(|_| FromError::BadHost("malformed IPv6 reference"))?;
+        let (addr, rest) = inner.split_at(chars::V6.run(inner));
         let Some(rest) = rest.strip_prefix(']') else {
             return Err(if rest.contains(']') {
                 FromError::BadHost("invalid character in IPv6 reference")
@@ -449,11 +452,9 @@ fn host(i: &str) -> Result<(&str, Host<'_>), FromError> {
             .map_err(|_| FromError::BadHost("not a valid IPv6 address"))?;
         return Ok((rest, Host::Ip(IpAddr::V6(ip))));
     }
-    let (rest, token) = take_while1::<_, _, nom::error::Error<&str>>(|c: char| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
-    })
-    .parse(i)
-    .map_err(|_| FromError::BadHost("missing host"))?;
+    let (rest, token) = take1(chars::HOST)
+        .parse(i)
+        .map_err(|_| FromError::BadHost("missing host"))?;
     if token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let ip = token
             .parse::<Ipv4Addr>()
@@ -526,8 +527,8 @@ fn uri_params(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
 }
 
 fn uri_param(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = escaped_run1(is_param_char).parse(i)?;
-    let (i, value) = opt(preceded(char('='), escaped_run1(is_param_char))).parse(i)?;
+    let (i, name) = escaped1(chars::PARAM).parse(i)?;
+    let (i, value) = opt(preceded(char('='), escaped1(chars::PARAM))).parse(i)?;
     Ok((i, param(name, value.map(Cow::Borrowed))))
 }
 
@@ -546,9 +547,9 @@ fn uri_headers(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
 }
 
 fn uri_header(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = escaped_run1(is_header_char).parse(i)?;
+    let (i, name) = escaped1(chars::HEADER).parse(i)?;
     let (i, _) = char('=').parse(i)?;
-    let (i, value) = escaped_run0(is_header_char).parse(i)?;
+    let (i, value) = escaped0(chars::HEADER).parse(i)?;
     Ok((i, param(name, Some(Cow::Borrowed(value)))))
 }
 
@@ -571,18 +572,13 @@ fn header_params(i: &str) -> Result<Vec<Param<'_>>, FromError> {
 
 /// `token [ EQUAL gen-value ]`, gen-value being a token, host or quoted-string.
 fn generic_param(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = take_while1(is_token_char).parse(i)?;
+    let (i, name) = take1(chars::TOKEN).parse(i)?;
     let (i, value) = opt(preceded(
         (space0, char('='), space0),
         alt((
             quoted_string,
-            recognize((
-                char('['),
-                take_while1(|c: char| c.is_ascii_hexdigit() || c == ':' || c == '.'),
-                char(']'),
-            ))
-            .map(Cow::Borrowed),
-            take_while1(is_token_char).map(Cow::Borrowed),
+            recognize((char('['), take1(chars::V6), char(']'))).map(Cow::Borrowed),
+            take1(chars::TOKEN).map(Cow::Borrowed),
         )),
     ))
     .parse(i)?;
@@ -628,27 +624,33 @@ fn quoted_string(i: &str) -> Res<'_, Cow<'_, str>> {
 // Character classes and small helpers.
 // ---------------------------------------------------------------------------------------
 
-/// One or more characters from `allowed` or `%HH` escapes.
-fn escaped_run1<'a>(
-    allowed: fn(char) -> bool,
-) -> impl Parser<&'a str, Output = &'a str, Error = nom::error::Error<&'a str>> {
-    recognize(many1_count(alt((take_while1(allowed), pct_escape))))
+type NomError<'a> = nom::error::Error<&'a str>;
+
+/// One or more bytes of `class` (`nom`'s `take_while1`, a byte at a time).
+fn take1<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+    move |i: &'a str| run1(i, class.run(i), ErrorKind::TakeWhile1)
 }
 
-/// Zero or more characters from `allowed` or `%HH` escapes.
-fn escaped_run0<'a>(
-    allowed: fn(char) -> bool,
-) -> impl Parser<&'a str, Output = &'a str, Error = nom::error::Error<&'a str>> {
-    recognize(many0_count(alt((take_while1(allowed), pct_escape))))
+/// One or more bytes of `class` or `%HH` escapes.
+fn escaped1<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+    move |i: &'a str| run1(i, class.escaped_run(i), ErrorKind::Many1Count)
 }
 
-fn pct_escape(i: &str) -> Res<'_, &str> {
-    recognize((
-        char('%'),
-        satisfy(|c| c.is_ascii_hexdigit()),
-        satisfy(|c| c.is_ascii_hexdigit()),
-    ))
-    .parse(i)
+/// Zero or more bytes of `class` or `%HH` escapes.
+fn escaped0<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+    move |i: &'a str| {
+        let n = class.escaped_run(i);
+        Ok::<_, nom::Err<NomError<'a>>>((&i[n..], &i[..n]))
+    }
+}
+
+/// The first `n` bytes of `i` as a parsed run, an error when there are none.
+fn run1(i: &str, n: usize, kind: ErrorKind) -> Res<'_, &str> {
+    if n == 0 {
+        Err(nom::Err::Error(nom::error::Error::new(i, kind)))
+    } else {
+        Ok((&i[n..], &i[..n]))
+    }
 }
 
 fn param<'a>(name: &'a str, value: Option<Cow<'a, str>>) -> Param<'a> {
@@ -675,53 +677,13 @@ fn trim_lws(s: &str) -> &str {
 /// `scheme:` followed by something that is neither a port digit nor another colon, e.g.
 /// `http://…` or `mailto:…`, as opposed to `host:5060` or `fe80::1`.
 fn looks_like_other_scheme(s: &str) -> bool {
-    let mut p = (
-        satisfy::<_, _, nom::error::Error<&str>>(|c| c.is_ascii_alphabetic()),
-        take_while(|c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')),
-        char(':'),
-        satisfy(|c| !c.is_ascii_digit() && c != ':'),
-    );
-    p.parse(s).is_ok()
-}
-
-/// RFC 3261 `unreserved`: alphanum / mark.
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '!' | '~' | '*' | '\'' | '(' | ')')
-}
-
-fn is_user_char(c: char) -> bool {
-    is_unreserved(c) || matches!(c, '&' | '=' | '+' | '$' | ',' | ';' | '?' | '/')
-}
-
-fn is_password_char(c: char) -> bool {
-    is_unreserved(c) || matches!(c, '&' | '=' | '+' | '$' | ',')
-}
-
-fn is_param_char(c: char) -> bool {
-    is_unreserved(c) || matches!(c, '[' | ']' | '/' | ':' | '&' | '+' | '$')
-}
-
-fn is_header_char(c: char) -> bool {
-    is_unreserved(c) || matches!(c, '[' | ']' | '/' | '?' | ':' | '+' | '$')
-}
-
-/// RFC 3261 `token`.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~'
-        )
-}
-
-/// Digits, visual separators and the local-number extras of RFC 3966.
-fn is_tel_char(c: char) -> bool {
-    c.is_ascii_hexdigit() || matches!(c, '+' | '-' | '.' | '(' | ')' | '*' | '#')
-}
-
-/// What a legacy bare host argument may consist of: host, port and URI-parameter text.
-fn is_bare_char(c: char) -> bool {
-    is_param_char(c) || matches!(c, ';' | '=' | '%')
+    let Some(len) = scheme_len(s) else {
+        return false;
+    };
+    let b = s.as_bytes();
+    b.get(len) == Some(&b':')
+        && b.get(len + 1)
+            .is_some_and(|&c| !c.is_ascii_digit() && c != b':')
 }
 
 #[cfg(test)]
