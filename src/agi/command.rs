@@ -222,6 +222,10 @@ fn push_replacing(bytes: &[u8], out: &mut Vec<u8>, instead: impl Fn(u8) -> Optio
     out.reserve(bytes.len());
     let mut plain = 0;
     for (at, &b) in bytes.iter().enumerate() {
+        // One table test for the usual byte, which nothing replaces.
+        if !MAY_BE_REPLACED[usize::from(b)] {
+            continue;
+        }
         if let Some(with) = instead(b) {
             out.extend_from_slice(&bytes[plain..at]);
             out.extend_from_slice(with);
@@ -230,6 +234,21 @@ fn push_replacing(bytes: &[u8], out: &mut Vec<u8>, instead: impl Fn(u8) -> Optio
     }
     out.extend_from_slice(&bytes[plain..]);
 }
+
+/// The bytes the `instead` of [`push_replacing`] may replace, for [`quote`] and
+/// [`push_mset_value`]: ASCII controls and `" \ , ( ) [ ]`. A byte outside it is copied as it
+/// is (the tests hold both rewrites to their unoptimised forms).
+const MAY_BE_REPLACED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c < 0x20 || c == 0x7f || matches!(c, b'"' | b'\\' | b',' | b'(' | b')' | b'[' | b']');
+        b += 1;
+    }
+    table
+};
 
 /// Appends `value` to `out` as one Asterisk AGI word: wrapped in double quotes, `"` and `\`
 /// escaped with a backslash, every ASCII control character (C0 and DEL; CR, LF, NUL, TAB

@@ -380,10 +380,16 @@ fn parse_line(text: &[u8], start: usize, end: usize, line: usize) -> Result<Var,
 /// duplicate check and [`AgiEnv::get`] compare two names only when their keys are equal
 /// (`callington` and `callingtns` share one; that costs a comparison, never a wrong answer).
 fn name_key(name: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = name.len().min(8);
-    head[..n].copy_from_slice(&name[..n]);
-    u64::from_le_bytes(head) ^ (name.len() as u64).rotate_right(8)
+    let head = match name.first_chunk::<8>() {
+        Some(head) => u64::from_le_bytes(*head),
+        // Byte by byte, not a copy of a variable length (a call to `memcpy`): this runs for
+        // every line of every block.
+        None => name
+            .iter()
+            .rev()
+            .fold(0, |word, &b| (word << 8) | u64::from(b)),
+    };
+    head ^ (name.len() as u64).rotate_right(8)
 }
 
 /// A set of [`name_key`]s that may say "maybe" for a key it does not hold, never "no" for one

@@ -457,3 +457,22 @@ fn the_key_filter_never_forgets_a_key() {
     }
     assert!(scans <= 5, "{scans} scans for 25 distinct names");
 }
+
+#[test]
+fn a_key_is_the_length_and_the_first_eight_bytes() {
+    for name in [
+        "",
+        "a",
+        "type",
+        "request",
+        "uniqueid",
+        "network_script",
+        "arg_1",
+    ] {
+        let mut head = [0u8; 8];
+        let n = name.len().min(8);
+        head[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let want = u64::from_le_bytes(head) ^ (name.len() as u64).rotate_right(8);
+        assert_eq!(super::name_key(name.as_bytes()), want, "{name}");
+    }
+}
