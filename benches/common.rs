@@ -9,9 +9,11 @@
 // Each bench binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ipcountry::ranges::{builtin, IpRange, Rule, RuleKind, RuleSource, CUSTOM_COUNTRY};
@@ -358,6 +360,17 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) addr: SocketAddr,
+    /// See [`Server::threads`].
+    seen: Mutex<HashMap<u32, ThreadTimes>>,
+}
+
+/// What `/proc/<pid>/task/<tid>` said of a thread at its last reading.
+#[derive(Clone, Copy)]
+struct ThreadTimes {
+    /// `schedstat`'s first field: time on the CPU, in ns.
+    cpu_ns: u64,
+    /// `status`' `voluntary_ctxt_switches`.
+    wakeups: u64,
 }
 
 impl Server {
@@ -413,7 +426,11 @@ impl Server {
             if let Some(rest) = text.split("listening on ").nth(1) {
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                 if let Ok(addr) = addr.parse() {
-                    return Server { child, addr };
+                    return Server {
+                        child,
+                        addr,
+                        seen: Mutex::default(),
+                    };
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -427,37 +444,46 @@ impl Server {
         }
     }
 
-    /// CPU time of all the process's threads, in ns.
+    /// CPU time of all the process's threads so far, in ns, the threads that have exited
+    /// included (see [`Server::threads`]).
     pub(crate) fn cpu_ns(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0)
+        self.threads().values().map(|t| t.cpu_ns).sum()
     }
 
-    /// Voluntary context switches of all the process's threads: how often they went to sleep
-    /// and were woken.
+    /// Voluntary context switches of all the process's threads so far (how often they went
+    /// to sleep and were woken), the threads that have exited included.
     pub(crate) fn wakeups(&self) -> u64 {
+        self.threads().values().map(|t| t.wakeups).sum()
+    }
+
+    /// Every thread of the process seen so far, by thread id, with what `/proc` said of it at
+    /// its last reading. `/proc/<pid>/task` lists the living threads only: summed over it,
+    /// the process's CPU drops when a thread exits (tokio's blocking-pool thread, idle for
+    /// 10 s, takes its start-up work with it), and a window's CPU read as zero. A thread that
+    /// has exited keeps its last reading.
+    fn threads(&self) -> std::sync::MutexGuard<'_, HashMap<u32, ThreadTimes>> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-                    .filter_map(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
+        for task in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cpu_ns = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            let wakeups = std::fs::read_to_string(task.path().join("status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                });
+            // A thread that exits between the listing and the reads keeps what it had.
+            if let (Some(cpu_ns), Some(wakeups)) = (cpu_ns, wakeups) {
+                seen.insert(tid, ThreadTimes { cpu_ns, wakeups });
+            }
+        }
+        seen
     }
 
     /// SIGTERM (graceful shutdown), then wait; SIGKILL if it does not exit in 10 s.

@@ -45,17 +45,22 @@ def block(n):
     return out
 
 
+# The CPU of every thread seen so far, by thread id, at its last reading: /proc/<pid>/task
+# lists the living threads only, and summed over it the process's CPU drops when a thread
+# exits (tokio's blocking-pool thread after 10 s idle, with its start-up work).
+SEEN = {}
+
+
 def cpu_ns(pid):
     if pid is None:
         return 0
-    ticks = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                ticks += int(f.read().split()[0])
+                SEEN[(pid, tid)] = int(f.read().split()[0])
         except OSError:
             pass
-    return ticks
+    return sum(ns for (p, _), ns in SEEN.items() if p == pid)
 
 
 GAP = int(os.environ.get("PACE_LINE_GAP_US", "0")) / 1e6
