@@ -465,7 +465,11 @@ impl Server {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let dir = format!("/proc/{}/task", self.child.id());
         for task in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
                 continue;
             };
             let cpu_ns = std::fs::read_to_string(task.path().join("schedstat"))

@@ -204,7 +204,13 @@ fn push_mset_value(value: &str, out: &mut Vec<u8>) {
         }
         paren > 0 || bracket > 0
     };
-    push_replacing(bytes, out, |b| match b {
+    push_replacing(bytes, out, |b| mset_byte(b, unclosed));
+}
+
+/// What [`push_mset_value`] writes instead of `b`, if anything (`unclosed`: the value leaves a
+/// bracket open).
+fn mset_byte(b: u8, unclosed: bool) -> Option<&'static [u8]> {
+    match b {
         b',' => Some(b";"),
         b'"' => Some(b"'"),
         b'\\' => Some(b"/"),
@@ -213,7 +219,7 @@ fn push_mset_value(value: &str, out: &mut Vec<u8>) {
         // UTF-8 continuation and lead bytes are >= 0x80: no character is split.
         0x00..=0x1f | 0x7f => Some(b" "),
         _ => None,
-    });
+    }
 }
 
 /// Appends `bytes` to `out`, each byte `instead` maps to `Some` replaced by what it gives,
@@ -235,9 +241,9 @@ fn push_replacing(bytes: &[u8], out: &mut Vec<u8>, instead: impl Fn(u8) -> Optio
     out.extend_from_slice(&bytes[plain..]);
 }
 
-/// The bytes the `instead` of [`push_replacing`] may replace, for [`quote`] and
-/// [`push_mset_value`]: ASCII controls and `" \ , ( ) [ ]`. A byte outside it is copied as it
-/// is (the tests hold both rewrites to their unoptimised forms).
+/// The bytes the `instead` of [`push_replacing`] may replace, for [`quote_byte`] and
+/// [`mset_byte`]: ASCII controls and `" \ , ( ) [ ]`. A byte outside it is copied as it is
+/// (a test holds the table to both).
 const MAY_BE_REPLACED: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -258,14 +264,19 @@ const MAY_BE_REPLACED: [bool; 256] = {
 /// byte-search crate finds a class of bytes (the controls) faster at that size.
 pub fn quote(value: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    push_replacing(value.as_bytes(), out, |b| match b {
+    push_replacing(value.as_bytes(), out, quote_byte);
+    out.push(b'"');
+}
+
+/// What [`quote`] writes instead of `b`, if anything.
+fn quote_byte(b: u8) -> Option<&'static [u8]> {
+    match b {
         b'"' => Some(b"\\\""),
         b'\\' => Some(b"\\\\"),
         // UTF-8 continuation and lead bytes are >= 0x80, so this never splits a character.
         0x00..=0x1f | 0x7f => Some(b" "),
         _ => None,
-    });
-    out.push(b'"');
+    }
 }
 
 /// `[A-Za-z0-9_]`: the bytes of a variable name, as in the environment block's names.
@@ -353,6 +364,16 @@ mod tests {
             .bytes()
             .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b })
             .collect()
+    }
+
+    #[test]
+    fn the_table_holds_every_byte_a_rewrite_replaces() {
+        for b in 0..=255u8 {
+            let replaced = quote_byte(b).is_some()
+                || mset_byte(b, false).is_some()
+                || mset_byte(b, true).is_some();
+            assert_eq!(MAY_BE_REPLACED[usize::from(b)], replaced, "byte {b:#04x}");
+        }
     }
 
     #[test]

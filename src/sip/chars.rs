@@ -5,7 +5,10 @@
 //! input can be scanned a byte at a time, with no `char` decoded. One table lookup per byte
 //! instead of a chain of comparisons on a decoded character: the From is parsed on every call,
 //! on cold caches at a PBX's rates (issue 18). `nom`'s `take_while` needs a `char` predicate,
-//! hence these few lines of our own.
+//! hence these few lines of our own, and the runs as `nom` parsers for the grammar.
+
+use nom::error::ErrorKind;
+use nom::{IResult, Parser};
 
 /// A set of bytes: a mask of [`CLASSES`] bits.
 #[derive(Clone, Copy)]
@@ -147,6 +150,43 @@ impl Class {
             }
         }
         at
+    }
+}
+
+/// A `nom` parse error on a `&str`.
+type NomError<'a> = nom::error::Error<&'a str>;
+
+/// The class's runs as `nom` parsers, for the grammar's combinators.
+impl Class {
+    /// One or more bytes of the class (`nom`'s `take_while1`, a byte at a time).
+    pub(super) fn take1<'a>(self) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+        move |i: &'a str| run1(i, self.run(i), ErrorKind::TakeWhile1)
+    }
+
+    /// One or more bytes of the class or `%HH` escapes.
+    pub(super) fn escaped1<'a>(
+        self,
+    ) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+        move |i: &'a str| run1(i, self.escaped_run(i), ErrorKind::Many1Count)
+    }
+
+    /// Zero or more bytes of the class or `%HH` escapes.
+    pub(super) fn escaped0<'a>(
+        self,
+    ) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
+        move |i: &'a str| {
+            let n = self.escaped_run(i);
+            Ok::<_, nom::Err<NomError<'a>>>((&i[n..], &i[..n]))
+        }
+    }
+}
+
+/// The first `n` bytes of `i` as a parsed run, an error when there are none.
+fn run1(i: &str, n: usize, kind: ErrorKind) -> IResult<&str, &str> {
+    if n == 0 {
+        Err(nom::Err::Error(nom::error::Error::new(i, kind)))
+    } else {
+        Ok((&i[n..], &i[..n]))
     }
 }
 

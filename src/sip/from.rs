@@ -62,7 +62,7 @@ use nom::sequence::preceded;
 use nom::{IResult, Parser};
 use serde::Serialize;
 
-use super::chars::{self, Class};
+use super::chars;
 
 /// The longest From value [`parse`] accepts, in bytes. Real From headers are well under
 /// 300 bytes; anything near this limit is abuse.
@@ -407,7 +407,8 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri<'_>), FromError> {
         headers: Vec::new(),
     };
     if scheme == Scheme::Tel {
-        let (rest, number) = take1(chars::TEL)
+        let (rest, number) = chars::TEL
+            .take1()
             .parse(rest)
             .map_err(|_| FromError::BadUser("missing telephone number"))?;
         if !number.bytes().any(|b| b.is_ascii_digit()) {
@@ -430,8 +431,8 @@ fn uri_core(scheme: Scheme, rest: &str) -> Result<(&str, Uri<'_>), FromError> {
 
 /// `user [":" password] "@"`; returns the user, drops the password.
 fn userinfo(i: &str) -> Res<'_, &str> {
-    let (i, user) = escaped1(chars::USER).parse(i)?;
-    let (i, _password) = opt(preceded(char(':'), escaped0(chars::PASSWORD))).parse(i)?;
+    let (i, user) = chars::USER.escaped1().parse(i)?;
+    let (i, _password) = opt(preceded(char(':'), chars::PASSWORD.escaped0())).parse(i)?;
     let (i, _) = char('@').parse(i)?;
     Ok((i, user))
 }
@@ -452,7 +453,8 @@ fn host(i: &str) -> Result<(&str, Host<'_>), FromError> {
             .map_err(|_| FromError::BadHost("not a valid IPv6 address"))?;
         return Ok((rest, Host::Ip(IpAddr::V6(ip))));
     }
-    let (rest, token) = take1(chars::HOST)
+    let (rest, token) = chars::HOST
+        .take1()
         .parse(i)
         .map_err(|_| FromError::BadHost("missing host"))?;
     if token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -527,8 +529,8 @@ fn uri_params(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
 }
 
 fn uri_param(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = escaped1(chars::PARAM).parse(i)?;
-    let (i, value) = opt(preceded(char('='), escaped1(chars::PARAM))).parse(i)?;
+    let (i, name) = chars::PARAM.escaped1().parse(i)?;
+    let (i, value) = opt(preceded(char('='), chars::PARAM.escaped1())).parse(i)?;
     Ok((i, param(name, value.map(Cow::Borrowed))))
 }
 
@@ -547,9 +549,9 @@ fn uri_headers(i: &str) -> Result<(&str, Vec<Param<'_>>), FromError> {
 }
 
 fn uri_header(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = escaped1(chars::HEADER).parse(i)?;
+    let (i, name) = chars::HEADER.escaped1().parse(i)?;
     let (i, _) = char('=').parse(i)?;
-    let (i, value) = escaped0(chars::HEADER).parse(i)?;
+    let (i, value) = chars::HEADER.escaped0().parse(i)?;
     Ok((i, param(name, Some(Cow::Borrowed(value)))))
 }
 
@@ -572,13 +574,13 @@ fn header_params(i: &str) -> Result<Vec<Param<'_>>, FromError> {
 
 /// `token [ EQUAL gen-value ]`, gen-value being a token, host or quoted-string.
 fn generic_param(i: &str) -> Res<'_, Param<'_>> {
-    let (i, name) = take1(chars::TOKEN).parse(i)?;
+    let (i, name) = chars::TOKEN.take1().parse(i)?;
     let (i, value) = opt(preceded(
         (space0, char('='), space0),
         alt((
             quoted_string,
-            recognize((char('['), take1(chars::V6), char(']'))).map(Cow::Borrowed),
-            take1(chars::TOKEN).map(Cow::Borrowed),
+            recognize((char('['), chars::V6.take1(), char(']'))).map(Cow::Borrowed),
+            chars::TOKEN.take1().map(Cow::Borrowed),
         )),
     ))
     .parse(i)?;
@@ -623,35 +625,6 @@ fn quoted_string(i: &str) -> Res<'_, Cow<'_, str>> {
 // ---------------------------------------------------------------------------------------
 // Character classes and small helpers.
 // ---------------------------------------------------------------------------------------
-
-type NomError<'a> = nom::error::Error<&'a str>;
-
-/// One or more bytes of `class` (`nom`'s `take_while1`, a byte at a time).
-fn take1<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
-    move |i: &'a str| run1(i, class.run(i), ErrorKind::TakeWhile1)
-}
-
-/// One or more bytes of `class` or `%HH` escapes.
-fn escaped1<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
-    move |i: &'a str| run1(i, class.escaped_run(i), ErrorKind::Many1Count)
-}
-
-/// Zero or more bytes of `class` or `%HH` escapes.
-fn escaped0<'a>(class: Class) -> impl Parser<&'a str, Output = &'a str, Error = NomError<'a>> {
-    move |i: &'a str| {
-        let n = class.escaped_run(i);
-        Ok::<_, nom::Err<NomError<'a>>>((&i[n..], &i[..n]))
-    }
-}
-
-/// The first `n` bytes of `i` as a parsed run, an error when there are none.
-fn run1(i: &str, n: usize, kind: ErrorKind) -> Res<'_, &str> {
-    if n == 0 {
-        Err(nom::Err::Error(nom::error::Error::new(i, kind)))
-    } else {
-        Ok((&i[n..], &i[..n]))
-    }
-}
 
 fn param<'a>(name: &'a str, value: Option<Cow<'a, str>>) -> Param<'a> {
     Param {
