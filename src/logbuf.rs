@@ -159,10 +159,11 @@ impl LogBuf {
             return;
         }
         state.buf.extend_from_slice(line);
-        if state.idle {
-            state.idle = false;
-            self.0.wake.notify_one();
-        } else if state.buf.len() >= SOON {
+        let wake = std::mem::take(&mut state.idle) || state.buf.len() >= SOON;
+        // Woken after the lock is released: woken under it, the writer would wake only to
+        // wait for the lock (two more futex calls and a context switch, seen in `strace`).
+        drop(state);
+        if wake {
             self.0.wake.notify_one();
         }
     }

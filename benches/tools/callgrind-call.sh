@@ -11,6 +11,10 @@
 # call (the busiest thread is the worker) and the top functions of that thread.
 # PACE_LINE_GAP_US (see pace.py) spaces the block's lines, one wake-up each; PACE_RATE sets
 # the calls per second (default 20; lower it when the gaps make a call longer than 50 ms).
+# CALLGRIND_CACHE=1 adds callgrind's cache simulation (this machine's L1/LL sizes) and prints
+# the first-level instruction-cache misses per call too: the simulated caches see only this
+# process, so it is the count of a warm server running calls back to back, where the code a
+# call runs does not fit in L1i (BENCHMARKS.md, "Session of 2026-12-04").
 # Example, release `serve` against a SQLite database:
 #   IPCOUNTRY_DB=sqlite:///tmp/p.db benches/tools/callgrind-call.sh 4573 100 -- target/release/ipcountry serve
 set -euo pipefail
@@ -19,7 +23,9 @@ shift 2
 [ "$1" = "--" ] && shift
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
-valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/cg.out" "$@" \
+cache=()
+[ "${CALLGRIND_CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
+valgrind --tool=callgrind --separate-threads=yes "${cache[@]}" --callgrind-out-file="$out/cg.out" "$@" \
     >"$out/server.log" 2>&1 &
 vg=$!
 trap 'kill $vg 2>/dev/null || true' EXIT
@@ -36,9 +42,16 @@ trap - EXIT
 best="" bestn=0
 # The dump (-d) wrote part 1, one file per thread: cg.out.1-NN.
 for f in "$out"/cg.out.1-*; do
-    n=$( (callgrind_annotate "$f" 2>/dev/null || true) | awk '/PROGRAM TOTALS/ {gsub(",","",$1); if ($1 ~ /^[0-9]+$/) print $1; exit}')
-    [ -n "$n" ] || continue
-    echo "$(basename "$f"): $((n / calls)) instructions per call"
+    totals=$( (callgrind_annotate "$f" 2>/dev/null || true) | awk '/PROGRAM TOTALS/ {gsub(",",""); print; exit}')
+    n=$(awk '{print $1}' <<<"$totals")
+    [[ "$n" =~ ^[0-9]+$ ]] || continue
+    if [ ${#cache[@]} -gt 0 ]; then
+        # Ir Dr Dw I1mr ...: the fourth number is the L1 instruction misses.
+        i1=$(awk '{n=0; for (i=1;i<=NF;i++) if ($i ~ /^[0-9]+$/) {n++; if (n==4) {print $i; exit}}}' <<<"$totals")
+        echo "$(basename "$f"): $((n / calls)) instructions, $((${i1:-0} / calls)) L1i misses per call"
+    else
+        echo "$(basename "$f"): $((n / calls)) instructions per call"
+    fi
     if [ "$n" -gt "$bestn" ]; then best=$f bestn=$n; fi
 done
 echo "busiest thread: $(basename "$best"), $((bestn / calls)) per call; top functions (inclusive):"
