@@ -35,7 +35,8 @@
 //! * **paced**: one call at a time, `AGI_LOAD_PACED` calls per second (default 20; 0 skips it)
 //!   for `AGI_LOAD_PACED_SECS` (default 10), the block line by line as Asterisk writes it;
 //!   server CPU per call counts everything the server spent in the window (its idle share
-//!   included), and latency is connect to close;
+//!   included), and latency is connect to close; the median of the windows, then each window
+//!   (so that one that went wrong shows);
 //! * **idle**: no call at all for `AGI_LOAD_IDLE_SECS` (default 60; 0 skips it), all servers at
 //!   once: CPU per second and wake-ups per second (voluntary context switches of all threads).
 //!
@@ -241,6 +242,20 @@ fn paced_and_idle(servers: &[&(&str, Server)], blocks: &Arc<Vec<Vec<u8>>>, reps:
                 sum.p99,
                 vs(sum.p50, floor.map_or(0.0, |f| f.p50)),
                 sum.failed
+            );
+        }
+        // Each window too, in the order run (the servers interleaved): a median hides a
+        // window that went wrong, and the windows show whether it was one server's or the
+        // machine's.
+        println!();
+        for (k, &(name, _)) in servers.iter().enumerate() {
+            let windows: Vec<String> = runs[k]
+                .iter()
+                .map(|r| format!("{:.1} ({})", r.cpu_per_call_us(), r.pct(0.5)))
+                .collect();
+            println!(
+                "paced windows, {name}: CPU µs/call (p50 µs) {}",
+                windows.join(", ")
             );
         }
     }
