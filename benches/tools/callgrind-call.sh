@@ -15,6 +15,8 @@
 # the first-level instruction-cache misses per call too: the simulated caches see only this
 # process, so it is the count of a warm server running calls back to back, where the code a
 # call runs does not fit in L1i (BENCHMARKS.md, "Session of 2026-12-04").
+# CALLGRIND_INSTR=1 records instruction addresses (--dump-instr=yes) and prints the lines of
+# code the busiest thread ran in nearly every call (benches/tools/code-lines.py).
 # Example, release `serve` against a SQLite database:
 #   IPCOUNTRY_DB=sqlite:///tmp/p.db benches/tools/callgrind-call.sh 4573 100 -- target/release/ipcountry serve
 set -euo pipefail
@@ -25,7 +27,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 cache=()
 [ "${CALLGRIND_CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
-valgrind --tool=callgrind --separate-threads=yes "${cache[@]}" --callgrind-out-file="$out/cg.out" "$@" \
+instr=()
+[ "${CALLGRIND_INSTR:-0}" = 1 ] && instr=(--dump-instr=yes)
+valgrind --tool=callgrind --separate-threads=yes "${cache[@]}" "${instr[@]}" --callgrind-out-file="$out/cg.out" "$@" \
     >"$out/server.log" 2>&1 &
 vg=$!
 trap 'kill $vg 2>/dev/null || true' EXIT
@@ -45,15 +49,20 @@ for f in "$out"/cg.out.1-*; do
     totals=$( (callgrind_annotate "$f" 2>/dev/null || true) | awk '/PROGRAM TOTALS/ {gsub(",",""); print; exit}')
     n=$(awk '{print $1}' <<<"$totals")
     [[ "$n" =~ ^[0-9]+$ ]] || continue
+    misses=""
     if [ ${#cache[@]} -gt 0 ]; then
-        # Ir Dr Dw I1mr ...: the fourth number is the L1 instruction misses.
+        # Ir Dr Dw I1mr ...: the fourth number is the L1 instruction misses (a count of 0 has
+        # no percentage after it, so the numbers are counted, not the columns).
         i1=$(awk '{n=0; for (i=1;i<=NF;i++) if ($i ~ /^[0-9]+$/) {n++; if (n==4) {print $i; exit}}}' <<<"$totals")
-        echo "$(basename "$f"): $((n / calls)) instructions, $((${i1:-0} / calls)) L1i misses per call"
-    else
-        echo "$(basename "$f"): $((n / calls)) instructions per call"
+        misses=", $((${i1:-0} / calls)) L1i misses"
     fi
+    echo "$(basename "$f"): $((n / calls)) instructions$misses per call"
     if [ "$n" -gt "$bestn" ]; then best=$f bestn=$n; fi
 done
 echo "busiest thread: $(basename "$best"), $((bestn / calls)) per call; top functions (inclusive):"
-callgrind_annotate --inclusive=yes "$best" 2>/dev/null | sed -n '/file:function/,$p' | head -40
+callgrind_annotate --inclusive=yes "$best" 2>/dev/null | sed -n '/file:function/,$p' | head -40 || true
+if [ ${#instr[@]} -gt 0 ]; then
+    echo "code lines of the busiest thread:"
+    python3 "$here/code-lines.py" "$best" "$calls" 15
+fi
 echo "files kept in $out"
