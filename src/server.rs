@@ -402,6 +402,7 @@ async fn accept_loop(
     shared: Shared,
     ticker: Arc<Ticker>,
 ) {
+    let nodelay = Nodelay::for_listener(&listener);
     let mut backoff = Duration::from_millis(5);
     loop {
         // The semaphore is never closed while the server runs.
@@ -440,14 +441,14 @@ async fn accept_loop(
                 shared.tracker.spawn(async move {
                     // The call's future is boxed: tokio copies a task's whole future several
                     // times while spawning, running and finishing it, and this keeps that small.
-                    Box::pin(serve_one(stream, peer, &ctx)).await;
+                    Box::pin(serve_one(stream, peer, nodelay, &ctx)).await;
                     drop(permit);
                 });
             }
             HardStop::EachCall => {
                 let hard_stop = shared.hard_stop.clone();
                 shared.tracker.spawn(async move {
-                    let call = Box::pin(serve_one(stream, peer, &ctx));
+                    let call = Box::pin(serve_one(stream, peer, nodelay, &ctx));
                     tokio::select! {
                         // The call first: when it finishes on this poll, the hard-stop future
                         // is dropped without having been polled again.
@@ -462,9 +463,36 @@ async fn accept_loop(
     }
 }
 
+/// Whether the calls of a listener still have to set `TCP_NODELAY` themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nodelay {
+    /// Set on the listening socket, and Linux copies it to every socket it accepts: a
+    /// `setsockopt` fewer per call (issue 18).
+    Inherited,
+    /// Each call sets it (elsewhere than Linux, or when setting it on the listener failed).
+    PerCall,
+}
+
+impl Nodelay {
+    /// Sets `TCP_NODELAY` on `listener` (our writes are whole commands, each awaited: no
+    /// reason to hold one back), and says whether its connections get it from there.
+    fn for_listener(listener: &TcpListener) -> Nodelay {
+        match socket2::SockRef::from(listener).set_tcp_nodelay(true) {
+            Ok(()) if cfg!(target_os = "linux") => Nodelay::Inherited,
+            Ok(()) => Nodelay::PerCall,
+            Err(error) => {
+                debug!(%error, "cannot set TCP_NODELAY on a listening socket; set per call");
+                Nodelay::PerCall
+            }
+        }
+    }
+}
+
 /// One call on `stream`.
-async fn serve_one(mut stream: TcpStream, peer: SocketAddr, ctx: &Context) {
-    let _ = stream.set_nodelay(true);
+async fn serve_one(mut stream: TcpStream, peer: SocketAddr, nodelay: Nodelay, ctx: &Context) {
+    if nodelay == Nodelay::PerCall {
+        let _ = stream.set_nodelay(true);
+    }
     // Borrowed halves: no `Arc` per call (the connection does not outlive this function).
     let (r, w) = stream.split();
     let conn = AgiConnection::new(r, w, ctx.settings.limits);
@@ -536,6 +564,31 @@ mod tests {
                 Err(_) => return (commands, false),
             }
         }
+    }
+
+    /// The per-call `setsockopt` is skipped on the promise that accepted sockets inherit
+    /// `TCP_NODELAY` from their listener: held to this kernel's behaviour.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let nodelay = Nodelay::for_listener(&listener);
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        if cfg!(target_os = "linux") {
+            assert_eq!(nodelay, Nodelay::Inherited);
+            assert!(accepted.nodelay().expect("getsockopt"), "not inherited");
+        } else {
+            assert_eq!(nodelay, Nodelay::PerCall);
+        }
+        // A plain listener's sockets do not have it: the test can fail.
+        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _c = TcpStream::connect(plain.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (other, _) = plain.accept().await.expect("accept");
+        assert!(!other.nodelay().expect("getsockopt"));
+        drop(client);
     }
 
     #[test]

@@ -65,4 +65,14 @@ if [ ${#instr[@]} -gt 0 ]; then
     echo "code lines of the busiest thread:"
     python3 "$here/code-lines.py" "$best" "$calls" 15
 fi
+# The server's own account of the calls (its line per call, when it writes one): a call that
+# did not end `Screened` ran another path than Asterisk's, and the counts above are not a
+# call's. (pace.py once sent an empty line after the block, which the server read as the
+# reply to its command: every call was cut short, see BENCHMARKS.md.)
+if grep -q 'outcome=' "$out/server.log"; then
+    logged=$(grep -c 'outcome=' "$out/server.log")
+    other=$(grep 'outcome=' "$out/server.log" | grep -vc 'outcome=Screened' || true)
+    echo "calls the server logged: $logged, of which not Screened: $other"
+    [ "$other" = 0 ] || echo "WARNING: calls did not end Screened; see $out/server.log" >&2
+fi
 echo "files kept in $out"

@@ -69,11 +69,12 @@ GAP = int(os.environ.get("PACE_LINE_GAP_US", "0")) / 1e6
 def call(port, lines):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # The lines end with the block's empty line: nothing more is sent until a command comes
+    # (an extra empty line would be read as the reply to the first one).
     for line in lines:
         s.sendall(line)
         if GAP:
             time.sleep(GAP)
-    s.sendall(b"\n")
     pending = b""
     while True:
         data = s.recv(4096)
